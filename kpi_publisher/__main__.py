@@ -1,0 +1,5 @@
+import sys
+
+from kpi_publisher.cli import main
+
+sys.exit(main())

@@ -1,0 +1,66 @@
+"""`hedge-kpi` command line: main(argv) -> exit code. Each subcommand lives in its own module.
+
+A subcommand module exposes `register(subparsers) -> None`, which adds its parser and sets
+`func(args) -> int` as the parser default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented exit codes (README, "Exit codes")."""
+
+    OK = 0
+    FAILURE = 1  # unexpected internal error
+    USAGE = 2  # bad arguments or an unusable config file
+    OUT_DIR_UNWRITABLE = 3  # the out dir cannot be created or written
+    STRICT_INPUTS = 4  # --strict and a source is missing, invalid or stale
+    CHECK_STALE = 5  # `check`: a published file is older than allowed
+    CHECK_INVALID = 6  # `check`: a published file is missing or fails its schema
+
+
+# Modules registering subcommands, in the order `--help` lists them.
+COMMAND_MODULES: tuple[str, ...] = ("kpi_publisher.once",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hedge-kpi",
+        description="Publish kpis_v7.json and positions_v7.json from the executor's state files.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def add_path_options(parser: argparse.ArgumentParser) -> None:
+    """The input/output path options shared by `once`, `run` and `check`."""
+    parser.add_argument("--state-dir", dest="state_dir", help="executor state dir (logs/state)")
+    parser.add_argument("--out-dir", dest="out_dir", help="where to publish (default: state dir)")
+    parser.add_argument("--fx-path", dest="fx_path", help="price/FX cache (coingecko_cache.json)")
+    parser.add_argument(
+        "--holdings-path", dest="holdings_path", help="off-exchange holdings config"
+    )
+    parser.add_argument("--config", dest="config_file", help="TOML config file")
+    parser.add_argument("--prom-dir", dest="prom_dir", help="also write kpis.prom here")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
