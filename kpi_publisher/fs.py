@@ -104,7 +104,9 @@ def read_bytes(path: Path, *, max_bytes: int, root: Path | None = None) -> tuple
 
 def temp_name(target: Path) -> Path:
     """A temp path beside `target` that no reader glob (`*.json`) and no watcher filter takes."""
-    return target.with_name(f"{TEMP_PREFIX}{target.name}.{os.getpid()}.{os.urandom(4).hex()}{TEMP_SUFFIX}")
+    return target.with_name(
+        f"{TEMP_PREFIX}{target.name}.{os.getpid()}.{os.urandom(4).hex()}{TEMP_SUFFIX}"
+    )
 
 
 def is_temp_name(name: str) -> bool:

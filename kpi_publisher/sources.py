@@ -19,7 +19,15 @@ import orjson
 from kpi_publisher import fs
 from kpi_publisher.config import Settings
 
-SOURCE_NAMES: tuple[str, ...] = ("nav_state", "nav", "risk", "router", "positions", "fx", "holdings")
+SOURCE_NAMES: tuple[str, ...] = (
+    "nav_state",
+    "nav",
+    "risk",
+    "router",
+    "positions",
+    "fx",
+    "holdings",
+)
 STATE_FILES: Mapping[str, tuple[str, ...]] = {
     "nav_state": ("nav_state.json",),
     "nav": ("nav.json",),
@@ -126,7 +134,9 @@ class SourceReader:
         except fs.ReadError as exc:
             result = SourceRead(name, INVALID, error=f"{path.name}: {exc.reason}", path=path)
         except OSError as exc:
-            result = SourceRead(name, INVALID, error=f"{path.name}: {exc.strerror or exc}", path=path)
+            result = SourceRead(
+                name, INVALID, error=f"{path.name}: {exc.strerror or exc}", path=path
+            )
         else:
             result = SourceRead(name, OK, data=data, path=path, stamp=file_stamp)
         # Invalid reads are not cached by stamp: a torn in-place write is retried next pass.
@@ -166,6 +176,8 @@ class SourceReader:
 def from_values(values: Mapping[str, Any]) -> dict[str, SourceRead]:
     """Sources for in-process callers that already hold parsed snapshots (None = missing)."""
     return {
-        name: SourceRead(name, MISSING) if values.get(name) is None else SourceRead(name, OK, values[name])
+        name: SourceRead(name, MISSING)
+        if values.get(name) is None
+        else SourceRead(name, OK, values[name])
         for name in SOURCE_NAMES
     }

@@ -1,0 +1,100 @@
+"""`hedge-kpi once`: read every source, build, publish atomically, print a one-line summary."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+from kpi_publisher import pipeline
+from kpi_publisher.cli import ExitCode, add_path_options
+from kpi_publisher.config import ConfigError, Settings, resolve
+from kpi_publisher.fmt import fmt_money
+from kpi_publisher.publish import KPIS_FILE, POSITIONS_FILE, publish
+from kpi_publisher.sources import INVALID, MISSING, SourceReader
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "once",
+        help="build and publish once, then exit",
+        description="Read the state files, build kpis_v7.json and positions_v7.json, publish "
+        "them atomically and print a one-line summary.",
+    )
+    add_path_options(parser)
+    parser.add_argument("--now", type=float, help="build time as epoch seconds (default: now)")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 4 without publishing when any source is missing or invalid",
+    )
+    parser.add_argument("--no-fsync", dest="fsync", action="store_false", default=None)
+    parser.set_defaults(func=run_once)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from the parsed path options (and --no-fsync), over env and config file."""
+    return resolve(
+        {
+            k: getattr(args, k, None)
+            for k in (
+                "state_dir",
+                "out_dir",
+                "fx_path",
+                "holdings_path",
+                "config_file",
+                "prom_dir",
+                "fsync",
+            )
+        }
+    )
+
+
+def summary(outputs: pipeline.Outputs, out_dir: str, duration_ms: float) -> str:
+    kpis = outputs.kpis
+    not_ok = {n: s["status"] for n, s in kpis["sources"].items() if s["status"] != "ok"}
+    problems = ", ".join(f"{n}={s}" for n, s in not_ok.items()) or "none"
+    return (
+        f"published {KPIS_FILE} and {POSITIONS_FILE} to {out_dir}: "
+        f"nav {fmt_money(kpis['nav']['nav_usd'])} USD, "
+        f"aum {fmt_money(kpis['aum']['total_usd'])} USD in {len(kpis['aum']['slices'])} slices, "
+        f"{outputs.positions['totals']['count']} positions; "
+        f"sources not ok: {problems} ({duration_ms:.1f} ms)"
+    )
+
+
+def run_once(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from_args(args)
+    except ConfigError as exc:
+        print(f"hedge-kpi once: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    if not settings.state_dir.is_dir():
+        print(f"hedge-kpi once: state dir {settings.state_dir} does not exist", file=sys.stderr)
+        return ExitCode.USAGE
+    started = time.perf_counter()
+    now = args.now if args.now is not None else time.time()
+    sources = SourceReader(settings).read_all()
+    if args.strict:
+        bad = {n: s for n, s in sources.items() if s.status in (MISSING, INVALID)}
+        if bad:
+            for name, read in bad.items():
+                print(
+                    f"hedge-kpi once: {name} is {read.status}: {read.error or read.path}",
+                    file=sys.stderr,
+                )
+            return ExitCode.STRICT_INPUTS
+    outputs = pipeline.build(sources, now, settings)
+    out_dir = settings.publish_dir
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        publish(outputs, out_dir, fsync=settings.fsync)
+    except OSError as exc:
+        print(
+            f"hedge-kpi once: cannot publish to {out_dir}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return ExitCode.OUT_DIR_UNWRITABLE
+    print(summary(outputs, str(out_dir), (time.perf_counter() - started) * 1000.0))
+    return ExitCode.OK

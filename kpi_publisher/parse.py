@@ -1,0 +1,175 @@
+"""The one tolerant reader all stages use: numbers, strings, timestamps, key paths, per-symbol data.
+
+Rules (contract section 3): zero is a value; a missing key, null, a boolean, a non-numeric
+string, NaN or +-Infinity is missing; numeric strings ("1.5", "1,234.5") are numbers.
+Every helper takes any JSON value and never raises.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+EMPTY: Mapping[str, Any] = {}
+
+# A file's own timestamp: the first valid of these keys (contract rule 2).
+DOC_TS_KEYS: tuple[str, ...] = (
+    "updated_at",
+    "updated_ts",
+    "ts",
+    "timestamp",
+    "updated",
+    "generated_at",
+)
+MS_THRESHOLD = 1e12  # epoch values above this are milliseconds
+
+
+def number(value: Any) -> float | None:
+    """A finite float, or None when the value is missing in the contract's sense."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:
+            return None
+    if isinstance(value, str):
+        text = value.strip().replace(",", "")
+        if not text:
+            return None
+        try:
+            out = float(text)
+        except ValueError:
+            return None
+        return out if math.isfinite(out) else None
+    return None
+
+
+def mapping(value: Any) -> Mapping[str, Any]:
+    """The value if it is an object, else an empty one (a list in place of an object is missing)."""
+    return value if isinstance(value, Mapping) else EMPTY
+
+
+def get(obj: Any, path: str) -> Any:
+    """Follow a dotted key path through nested objects; None when any step is absent."""
+    current = obj
+    for key in path.split("."):
+        if not isinstance(current, Mapping):
+            return None
+        current = current.get(key)
+        if current is None:
+            return None
+    return current
+
+
+def first_number(obj: Any, *paths: str) -> float | None:
+    """The first path holding a valid number."""
+    for path in paths:
+        out = number(get(obj, path))
+        if out is not None:
+            return out
+    return None
+
+
+def text(value: Any) -> str | None:
+    """A non-empty, stripped string, or None."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        return stripped or None
+    return None
+
+
+def first_text(obj: Any, *paths: str) -> str | None:
+    for path in paths:
+        out = text(get(obj, path))
+        if out is not None:
+            return out
+    return None
+
+
+def parse_ts(value: Any) -> float | None:
+    """Epoch seconds from epoch s, epoch ms (> 1e12), digit strings or ISO-8601 (naive = UTC)."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        as_number = number(stripped) if stripped[:1].isdigit() and "-" not in stripped[1:] else None
+        if as_number is None:
+            return _parse_iso(stripped)
+        value = as_number
+    out = number(value)
+    if out is None or out < 0:
+        return None
+    return out / 1000.0 if out > MS_THRESHOLD else out
+
+
+def _parse_iso(value: str) -> float | None:
+    if not value:
+        return None
+    candidate = value[:-1] + "+00:00" if value[-1] in "zZ" else value
+    try:
+        parsed = datetime.fromisoformat(candidate)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def first_ts(obj: Any, *paths: str) -> float | None:
+    for path in paths:
+        out = parse_ts(get(obj, path))
+        if out is not None:
+            return out
+    return None
+
+
+def doc_ts(doc: Any, keys: tuple[str, ...] = DOC_TS_KEYS) -> float | None:
+    """A file's own timestamp (epoch seconds) per contract rule 2."""
+    return first_ts(doc, *keys)
+
+
+def age_s(ts: float | None, now: float) -> float | None:
+    """Seconds from `ts` to `now`, rounded to the millisecond; a future timestamp gives 0.0."""
+    if ts is None:
+        return None
+    return round(max(0.0, now - ts), 3)
+
+
+def iso_utc(ts: float) -> str:
+    """ISO-8601 UTC with millisecond precision and a trailing "Z"."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def per_symbol(value: Any) -> dict[str, Mapping[str, Any]]:
+    """Per-symbol data as {SYMBOL: entry}, from a list of objects with `symbol` or a dict by symbol.
+
+    Symbols are upper-cased; the first entry for a symbol wins; non-object entries are skipped.
+    """
+    out: dict[str, Mapping[str, Any]] = {}
+    if isinstance(value, list):
+        for entry in value:
+            if isinstance(entry, Mapping):
+                symbol = text(entry.get("symbol"))
+                if symbol is not None:
+                    out.setdefault(symbol.upper(), entry)
+    elif isinstance(value, Mapping):
+        for key, entry in value.items():
+            if isinstance(entry, Mapping) and isinstance(key, str) and key.strip():
+                symbol = text(entry.get("symbol")) or key
+                out.setdefault(symbol.strip().upper(), entry)
+    return out
+
+
+def has_valid(obj: Any, numbers: tuple[str, ...] = (), labels: tuple[str, ...] = ()) -> bool:
+    """True when `obj` has a valid number under `numbers` or a label under `labels`."""
+    if not isinstance(obj, Mapping) or not obj:
+        return False
+    return any(number(obj.get(k)) is not None for k in numbers) or any(
+        text(obj.get(k)) is not None for k in labels
+    )

@@ -1,0 +1,20 @@
+"""JSON Schemas of the two published documents, shipped with the package."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+NAMES = ("kpis_v7", "positions_v7")
+
+
+@cache
+def load(name: str) -> dict[str, Any]:
+    """The schema for `name` ("kpis_v7" or "positions_v7") as a dict."""
+    if name not in NAMES:
+        raise KeyError(name)
+    text = resources.files(__package__).joinpath(f"{name}.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema

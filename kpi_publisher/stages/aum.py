@@ -1,0 +1,210 @@
+"""AUM: one slice per asset in USD and ZAR, Futures first, no dollar counted twice.
+
+The AUM block is the first that exists of nav_state.aum, nav.aum, nav.nav_detail.aum. The
+non-futures assets come from the first source that exists of: aum.assets, aum.offexchange,
+the holdings config, nav_detail.asset_breakdown. Prices for a holding: its own mark, then
+nav_detail.conversions[SYM].price, then the price cache, then its avg_cost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from kpi_publisher.parse import first_number, first_text, get, mapping, number, text
+from kpi_publisher.stages.fx import to_zar
+
+FUTURES = "Futures"
+VALUE_KEYS = ("usd", "usd_value", "value_usd", "val_usdt", "market_value")
+CENT = 0.01
+
+
+def _block_exists(block: Any) -> bool:
+    if not isinstance(block, Mapping) or not block:
+        return False
+    return (
+        first_number(block, "futures", "total") is not None
+        or bool(_assets_list(block))
+        or bool(_holding_map(block.get("offexchange")))
+    )
+
+
+def _assets_list(block: Any) -> list[Mapping[str, Any]]:
+    assets = get(block, "assets")
+    if not isinstance(assets, list):
+        return []
+    return [a for a in assets if isinstance(a, Mapping) and first_text(a, "asset", "label")]
+
+
+def _holding_map(value: Any) -> dict[str, Mapping[str, Any]]:
+    """{SYM: entry} from a holdings-style map; non-object entries are skipped."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {
+        str(k).strip().upper(): v
+        for k, v in value.items()
+        if isinstance(v, Mapping) and isinstance(k, str) and k.strip()
+    }
+
+
+def aum_block(nav_state: Any, nav: Any) -> tuple[Mapping[str, Any], str | None]:
+    """The AUM block in use and the NAV source it came from ("nav_state" | "nav" | None)."""
+    for block, source in (
+        (get(nav_state, "aum"), "nav_state"),
+        (get(nav, "aum"), "nav"),
+        (get(nav, "nav_detail.aum"), "nav"),
+    ):
+        if _block_exists(block):
+            return block, source
+    return {}, None
+
+
+def _lookup(table: Any, symbol: str) -> Any:
+    table = mapping(table)
+    return table.get(symbol, table.get(symbol.lower()))
+
+
+def _positive(value: Any) -> float | None:
+    x = number(value)
+    return x if x is not None and x > 0 else None
+
+
+class _Pricer:
+    """Price lookups in contract order, each a positive USD price or None."""
+
+    def __init__(self, nav_state: Any, nav: Any, fx: Any) -> None:
+        self._conversions = [
+            get(nav, "nav_detail.conversions"),
+            get(nav_state, "nav_detail.conversions"),
+        ]
+        self._prices = get(fx, "prices")
+
+    def price(self, symbol: str, entry: Mapping[str, Any]) -> float | None:
+        candidates = [entry.get("mark")]
+        candidates += [get(_lookup(c, symbol), "price") for c in self._conversions]
+        candidates += [_lookup(self._prices, symbol), entry.get("avg_cost")]
+        for candidate in candidates:
+            price = _positive(candidate)
+            if price is not None:
+                return price
+        return None
+
+
+def _value(symbol: str, entry: Mapping[str, Any], pricer: _Pricer) -> dict[str, Any] | None:
+    """A slice for one holding, or None when it cannot be valued."""
+    qty = first_number(entry, "qty", "quantity", "amount", "balance")
+    usd = first_number(entry, *VALUE_KEYS)
+    if usd == 0.0 and qty not in (None, 0.0):
+        usd = None  # the real writer stored 0 for "no price"
+    if usd is None:
+        if qty == 0.0:
+            usd = 0.0
+        elif qty is not None:
+            price = pricer.price(symbol, entry)
+            usd = None if price is None else qty * price
+    if usd is None:
+        return None
+    pnl = first_number(entry, "pnl", "pnl_usd")
+    avg_cost = first_number(entry, "avg_cost")
+    if pnl is None and avg_cost is not None and qty is not None:
+        pnl = usd - avg_cost * qty
+    return {"label": symbol, "usd": usd, "qty": qty, "pnl_usd": pnl}
+
+
+def _holdings_slices(
+    holdings: Mapping[str, Mapping[str, Any]], pricer: _Pricer
+) -> tuple[list[dict[str, Any]], list[str]]:
+    slices, unpriced = [], []
+    for symbol, entry in holdings.items():
+        item = _value(symbol, entry, pricer)
+        if item is None:
+            unpriced.append(symbol)
+        else:
+            slices.append(item)
+    return slices, unpriced
+
+
+def build_aum(
+    nav_state: Any,
+    nav: Any,
+    fx: Any,
+    holdings: Any,
+    *,
+    nav_usd: float | None,
+    usd_zar: float | None,
+) -> dict[str, Any]:
+    """The `aum` block: slices, totals in USD and ZAR, the rate used and unpriced assets."""
+    block, _ = aum_block(nav_state, nav)
+    pricer = _Pricer(nav_state, nav, fx)
+    listed = _assets_list(block)
+    futures_entry = next(
+        (a for a in listed if (first_text(a, "asset", "label") or "").lower() == FUTURES.lower()),
+        None,
+    )
+    futures = first_number(block, "futures")
+    if futures is None and futures_entry is not None:
+        futures = first_number(futures_entry, *VALUE_KEYS)
+    if futures is None:
+        futures = nav_usd
+
+    others: list[dict[str, Any]] = []
+    unpriced: list[str] = []
+    breakdown = mapping(get(nav, "nav_detail.asset_breakdown")) or mapping(
+        get(nav_state, "nav_detail.asset_breakdown")
+    )
+    assets: dict[str, Mapping[str, Any]] = {}
+    for entry in listed:
+        if entry is not futures_entry:
+            assets.setdefault((first_text(entry, "asset", "label") or "").upper(), entry)
+    offexchange = _holding_map(block.get("offexchange"))
+    config = _holding_map(holdings)
+    if assets:
+        others, unpriced = _holdings_slices(assets, pricer)
+    elif offexchange:
+        others, unpriced = _holdings_slices(offexchange, pricer)
+    elif config:
+        others, unpriced = _holdings_slices(config, pricer)
+    elif breakdown:
+        values = {str(k).strip().upper(): number(v) for k, v in breakdown.items() if text(k)}
+        others = [
+            {"label": k, "usd": v, "qty": None, "pnl_usd": None}
+            for k, v in values.items()
+            if v is not None
+        ]
+        inside = math.fsum(s["usd"] for s in others)
+        if futures is not None and inside <= futures + CENT / 2:
+            futures = futures - inside
+
+    slices: list[dict[str, Any]] = []
+    if futures is not None:
+        pnl = first_number(futures_entry, "pnl", "pnl_usd") if futures_entry is not None else None
+        slices.append({"label": FUTURES, "usd": futures, "qty": None, "pnl_usd": pnl})
+    else:
+        unpriced.insert(0, FUTURES)
+    others = [s for s in others if s["usd"] != 0.0]
+    others.sort(key=lambda s: (-s["usd"], s["label"]))
+    slices.extend(others)
+    for item in slices:
+        item["zar"] = to_zar(item["usd"], usd_zar)
+    total = math.fsum(s["usd"] for s in slices) if slices else None
+    return {
+        "slices": slices,
+        "total_usd": total,
+        "total_zar": to_zar(total, usd_zar),
+        "usd_zar": usd_zar,
+        "unpriced": sorted(set(unpriced)),
+    }
+
+
+def stated_total_mismatch(
+    nav_state: Any, nav: Any, total_usd: float | None
+) -> tuple[str, str] | None:
+    """(nav source, message) when the AUM block states a total more than a cent off our sum."""
+    block, source = aum_block(nav_state, nav)
+    stated = first_number(block, "total")
+    if source is None or stated is None or total_usd is None:
+        return None
+    if abs(stated - total_usd) <= CENT:
+        return None
+    return source, f"aum.total {stated:.2f} differs from the sum of the slices {total_usd:.2f}"

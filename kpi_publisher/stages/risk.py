@@ -1,0 +1,89 @@
+"""Risk: drawdown %, daily loss %, dd_state, ATR ratio and regime (contract 4, `risk`).
+
+Units are decided by the key, never by magnitude: `dd_pct`/`pct` are percent, `*_frac` are
+fractions (x100). One exception is pinned by the contract: a writer-synthesised `dd_state`
+object ({state: "DRAWDOWN", drawdown: {dd_pct: 0.02}}) holds a fraction under `dd_pct`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kpi_publisher.parse import first_number, first_text, get, mapping, text
+
+PERCENT = 1.0
+FRACTION = 100.0
+
+
+def _is_synthesised(dd_state: Any) -> bool:
+    """The E2 writer's own dd_state: an upper-case `state` and no `dd_state` key."""
+    if not isinstance(dd_state, Mapping) or "dd_state" in dd_state:
+        return False
+    state = text(dd_state.get("state"))
+    return state is not None and state.isupper()
+
+
+def _first_scaled(candidates: list[tuple[Any, tuple[str, ...], float]]) -> float | None:
+    for obj, keys, scale in candidates:
+        value = first_number(obj, *keys)
+        if value is not None:
+            return value * scale
+    return None
+
+
+def dd_label(value: Any) -> str | None:
+    """dd_state as a lower-case label from a bare string or {dd_state: s} / {state: S}."""
+    label = first_text(value, "dd_state", "state") if isinstance(value, Mapping) else text(value)
+    return label.lower() if label is not None else None
+
+
+def build_risk(risk: Any, nav_state: Any) -> dict[str, Any]:
+    """The `risk` block."""
+    risk = mapping(risk)
+    kpis = mapping(risk.get("kpis_v7"))
+    dd_state_obj = risk.get("dd_state")
+    state_dd = get(dd_state_obj, "drawdown")
+    state_scale = FRACTION if _is_synthesised(dd_state_obj) else PERCENT
+    drawdown_pct = _first_scaled(
+        [
+            (risk.get("drawdown"), ("dd_pct",), PERCENT),
+            (state_dd, ("dd_pct",), state_scale),
+            (risk, ("dd_frac",), FRACTION),
+            (kpis.get("drawdown"), ("dd_pct",), PERCENT),
+            (nav_state, ("drawdown_pct", "drawdown"), PERCENT),
+        ]
+    )
+    abs_keys = ("dd_abs", "drawdown_abs")
+    drawdown_abs = _first_scaled(
+        [
+            (risk.get("drawdown"), abs_keys, 1.0),
+            (state_dd, abs_keys, 1.0),
+            (risk, abs_keys, 1.0),
+            (kpis.get("drawdown"), abs_keys, 1.0),
+            (nav_state, abs_keys, 1.0),
+        ]
+    )
+    daily_loss_pct = _first_scaled(
+        [
+            (risk.get("drawdown"), ("daily_loss.pct",), PERCENT),
+            (state_dd, ("daily_loss.pct",), PERCENT),
+            (risk, ("daily_loss_frac",), FRACTION),
+            (kpis.get("drawdown"), ("daily_loss.pct",), PERCENT),
+        ]
+    )
+    state = dd_label(dd_state_obj)
+    if state is None:
+        state = dd_label(kpis.get("dd_state"))
+    return {
+        "drawdown_pct": drawdown_pct,
+        "drawdown_abs_usd": drawdown_abs,
+        "daily_loss_pct": daily_loss_pct,
+        "dd_state": state,
+        "atr_ratio": first_number(
+            risk, "atr.median_ratio", "atr_ratio", "kpis_v7.atr.median_ratio"
+        ),
+        "atr_regime": first_text(
+            risk, "atr.atr_regime", "atr_regime", "kpis_v7.atr.atr_regime", "kpis_v7.atr_regime"
+        ),
+    }
