@@ -1,0 +1,185 @@
+"""Plotly figures: the AUM donut, the per-symbol risk view and the router chart. Pure builders.
+
+Every figure is built from published values only; a missing value is left out of the drawing
+and named in the hover text by the missing marker, never drawn as zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from kpi_publisher import fmt, parse
+
+ROUTER_SYMBOL_KEYS: tuple[str, ...] = (
+    "maker_fill_rate",
+    "fallback_ratio",
+    "slip_q25_bps",
+    "slip_q50_bps",
+    "slip_q75_bps",
+)
+
+
+def aum_donut(slices: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """One donut slice per asset with a positive USD value; USD in the label, ZAR in the tooltip."""
+    drawn = [s for s in slices if (parse.number(s.get("usd")) or 0.0) > 0.0]
+    figure = go.Figure(
+        go.Pie(
+            labels=[str(s["label"]) for s in drawn],
+            values=[parse.number(s.get("usd")) for s in drawn],
+            hovertext=[slice_hover(s) for s in drawn],
+            hole=0.55,
+            sort=False,
+            direction="clockwise",
+            texttemplate="%{label}<br>%{value:,.2f}",
+            hovertemplate="<b>%{label}</b><br>%{hovertext}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        height=320,
+        title={"text": "AUM by asset (USD)", "font": {"size": 14}},
+        legend={"orientation": "v"},
+    )
+    return figure
+
+
+def slice_hover(entry: Mapping[str, Any]) -> str:
+    """Tooltip of one AUM slice: USD, ZAR (the missing marker with no rate), quantity."""
+    return (
+        f"USD {fmt.fmt_money(entry.get('usd'))}<br>ZAR {fmt.fmt_money(entry.get('zar'))}"
+        f"<br>qty {fmt.fmt_number(entry.get('qty'), 6)}"
+    )
+
+
+def symbol_rows(symbols: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The published per-symbol block as rows, in the publisher's order."""
+    rows = []
+    for symbol, raw in symbols.items():
+        entry = parse.mapping(raw)
+        rows.append(
+            {
+                "symbol": str(symbol),
+                "atr_ratio": parse.number(entry.get("atr_ratio")),
+                "atr_regime": parse.text(entry.get("atr_regime")),
+                "dd_today_pct": parse.number(entry.get("dd_today_pct")),
+                "dd_state": parse.text(entry.get("dd_state")),
+            }
+        )
+    return rows
+
+
+def symbol_risk_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure | None:
+    """ATR ratio and drawdown today (%) by symbol, side by side; None when no symbol has either."""
+    atr = [r for r in rows if r["atr_ratio"] is not None]
+    dd = [r for r in rows if r["dd_today_pct"] is not None]
+    if not atr and not dd:
+        return None
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("ATR ratio", "Drawdown today (%)"))
+    figure.add_trace(
+        go.Bar(
+            x=[r["symbol"] for r in atr],
+            y=[r["atr_ratio"] for r in atr],
+            text=[
+                f"{fmt.fmt_number(r['atr_ratio'])} {r['atr_regime'] or fmt.MISSING}" for r in atr
+            ],
+            name="ATR ratio",
+        ),
+        row=1,
+        col=1,
+    )
+    figure.add_trace(
+        go.Bar(
+            x=[r["symbol"] for r in dd],
+            y=[r["dd_today_pct"] for r in dd],
+            text=[f"{fmt.fmt_pct(r['dd_today_pct'])} {r['dd_state'] or fmt.MISSING}" for r in dd],
+            name="DD today %",
+        ),
+        row=1,
+        col=2,
+    )
+    figure.update_layout(margin={"l": 10, "r": 10, "t": 40, "b": 10}, height=300, showlegend=False)
+    return figure
+
+
+def router_rows(kpis: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Router figures per symbol where the published document carries them, else one "all" row.
+
+    The published schema aggregates the router over symbols; per-symbol figures are used when a
+    `router.per_symbol` or per-symbol entries in `symbols` carry them.
+    """
+    router = parse.mapping(kpis.get("router"))
+    per_symbol = parse.mapping(router.get("per_symbol")) or {
+        sym: entry
+        for sym, entry in parse.mapping(kpis.get("symbols")).items()
+        if any(parse.number(parse.mapping(entry).get(k)) is not None for k in ROUTER_SYMBOL_KEYS)
+    }
+    sources = dict(per_symbol) if per_symbol else {"all symbols": router}
+    rows = []
+    for label, raw in sources.items():
+        entry = parse.mapping(raw)
+        row: dict[str, Any] = {"label": str(label)}
+        for key in ROUTER_SYMBOL_KEYS:
+            row[key] = parse.number(entry.get(key))
+        if any(row[k] is not None for k in ROUTER_SYMBOL_KEYS):
+            rows.append(row)
+    return rows
+
+
+def router_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure | None:
+    """Slippage q50 with its q25..q75 range (bps), and maker fill / fallback (%), per row."""
+    if not rows:
+        return None
+    figure = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=("Slippage q25 / q50 / q75 (bps)", "Maker fill / fallback (%)"),
+    )
+    slip = [r for r in rows if r["slip_q50_bps"] is not None]
+    figure.add_trace(
+        go.Scatter(
+            x=[r["slip_q50_bps"] for r in slip],
+            y=[r["label"] for r in slip],
+            mode="markers",
+            marker={"size": 12},
+            name="q50",
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": [_span(r["slip_q75_bps"], r["slip_q50_bps"]) for r in slip],
+                "arrayminus": [_span(r["slip_q50_bps"], r["slip_q25_bps"]) for r in slip],
+            },
+            customdata=[
+                [fmt.fmt_bps(r["slip_q25_bps"]), fmt.fmt_bps(r["slip_q75_bps"])] for r in slip
+            ],
+            hovertemplate=(
+                "q50 %{x:.2f} bps<br>q25 %{customdata[0]}<br>q75 %{customdata[1]}<extra></extra>"
+            ),
+        ),
+        row=1,
+        col=1,
+    )
+    for key, name in (("maker_fill_rate", "maker fill"), ("fallback_ratio", "fallback")):
+        have = [r for r in rows if r[key] is not None]
+        figure.add_trace(
+            go.Bar(
+                x=[r["label"] for r in have],
+                y=[r[key] * 100.0 for r in have],
+                name=name,
+                text=[fmt.fmt_ratio_pct(r[key]) for r in have],
+            ),
+            row=1,
+            col=2,
+        )
+    figure.update_layout(margin={"l": 10, "r": 10, "t": 40, "b": 10}, height=300, barmode="group")
+    return figure
+
+
+def _span(high: float | None, low: float | None) -> float:
+    """Length of one whisker; 0 when either end is unknown (no whisker is drawn)."""
+    if high is None or low is None:
+        return 0.0
+    return max(0.0, high - low)

@@ -1,0 +1,109 @@
+"""The dashboard's only file reads: kpis_v7.json and positions_v7.json, cached on their stat.
+
+A file is re-read only when its (inode, mtime_ns, size) changed, so a 1 s refresh costs one
+`stat` per file when nothing was published. The last good document of each file is kept: a
+missing, torn or invalid file never blanks the screen, it shows the last good document with a
+"stale read" flag (the freshness badges say why).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from kpi_publisher import fs
+
+KPIS_FILE = "kpis_v7.json"
+POSITIONS_FILE = "positions_v7.json"
+SCHEMAS: Mapping[str, str] = {KPIS_FILE: "hedge.kpis_v7", POSITIONS_FILE: "hedge.positions_v7"}
+
+OK = "ok"
+MISSING = "missing"
+INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published file as the dashboard sees it.
+
+    `status` is about the file on disk now (ok | missing | invalid, reason in `error`); `doc` is
+    the current document when ok, else the last good one (then `stale_read` is True), else None.
+    """
+
+    name: str
+    status: str
+    doc: Mapping[str, Any] | None = None
+    error: str | None = None
+    stale_read: bool = False
+    stamp: fs.FileStamp | None = None
+
+
+def parse_document(name: str, raw: bytes) -> Mapping[str, Any]:
+    """Bytes -> the published object; raises fs.ReadError when it is not a `name` document."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise fs.ReadError(f"not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise fs.ReadError(f"top level is {type(doc).__name__}, expected an object")
+    expected = SCHEMAS.get(name)
+    if expected is not None and doc.get("schema") != expected:
+        raise fs.ReadError(f"schema is {doc.get('schema')!r}, expected {expected!r}")
+    return doc
+
+
+class PublishedStore:
+    """Reads the published files of one directory; shared by every browser session (thread-safe).
+
+    Documents handed out are shared: callers must not mutate them.
+    """
+
+    def __init__(self, out_dir: Path, *, max_bytes: int = 16 * 1024 * 1024) -> None:
+        self.out_dir = out_dir
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._current: dict[str, Published] = {}
+        self._good: dict[str, Published] = {}
+
+    def read(self, name: str) -> Published:
+        """The file `name` (kpis_v7.json or positions_v7.json) as it stands now."""
+        path = self.out_dir / name
+        current = fs.stamp(path)
+        with self._lock:
+            cached = self._current.get(name)
+            if cached is not None and current is not None and cached.stamp == current:
+                return cached
+            result = self._load(name, path)
+            if result.status == OK:
+                self._good[name] = result
+                self._current[name] = result
+                return result
+            # Not cached by stamp: a torn in-place write is retried on the next refresh.
+            self._current.pop(name, None)
+            good = self._good.get(name)
+            if good is not None:
+                return Published(name, result.status, good.doc, result.error, True, good.stamp)
+            return result
+
+    def _load(self, name: str, path: Path) -> Published:
+        try:
+            raw, file_stamp = fs.read_bytes(path, max_bytes=self._max_bytes)
+            doc = parse_document(name, raw)
+        except FileNotFoundError:
+            return Published(name, MISSING, error=f"{name} not found in {self.out_dir}")
+        except fs.ReadError as exc:
+            return Published(name, INVALID, error=f"{name}: {exc.reason}")
+        except OSError as exc:
+            return Published(name, INVALID, error=f"{name}: {exc.strerror or exc}")
+        return Published(name, OK, doc, stamp=file_stamp)
+
+    def kpis(self) -> Published:
+        return self.read(KPIS_FILE)
+
+    def positions(self) -> Published:
+        return self.read(POSITIONS_FILE)

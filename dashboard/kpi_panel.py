@@ -1,0 +1,107 @@
+"""The overview cards: NAV, AUM, drawdown, ATR, router, slippage, fee/PnL, dd_state.
+
+`overview_cards` is pure (a published kpis_v7 document in, card texts out); `render_cards` is
+the only Streamlit call. Card labels are fixed: tests and operators find a card by its label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from dashboard.text import md_escape
+from kpi_publisher import fmt, parse
+
+CARDS_PER_ROW = 5
+
+
+@dataclass(frozen=True)
+class Card:
+    """`value` is the big figure, `caption` the line under it (units, age, range)."""
+
+    label: str
+    value: str
+    caption: str
+
+
+def _text(value: Any) -> str:
+    return parse.text(value) or fmt.MISSING
+
+
+def nav_cards(kpis: Mapping[str, Any]) -> list[Card]:
+    nav = parse.mapping(kpis.get("nav"))
+    aum = parse.mapping(kpis.get("aum"))
+    age = f"age {fmt.fmt_age(nav.get('age_s'))}"
+    if nav.get("fresh") is False and parse.number(nav.get("age_s")) is not None:
+        age += " (not fresh)"
+    usd_zar = parse.number(aum.get("usd_zar"))
+    rate = "no USD/ZAR rate" if usd_zar is None else f"USD/ZAR {fmt.fmt_number(usd_zar, 4)}"
+    unpriced = [u for u in aum.get("unpriced") or [] if isinstance(u, str)]
+    aum_caption = "unpriced: " + ", ".join(unpriced) if unpriced else "all assets priced"
+    return [
+        Card("NAV (USD)", fmt.fmt_money(nav.get("nav_usd")), age),
+        Card("NAV (ZAR)", fmt.fmt_money(nav.get("nav_zar")), rate),
+        Card("AUM (USD)", fmt.fmt_money(aum.get("total_usd")), aum_caption),
+        Card("AUM (ZAR)", fmt.fmt_money(aum.get("total_zar")), rate),
+    ]
+
+
+def risk_cards(kpis: Mapping[str, Any]) -> list[Card]:
+    risk = parse.mapping(kpis.get("risk"))
+    router = parse.mapping(kpis.get("router"))
+    fees = parse.mapping(kpis.get("fees"))
+    fill = fmt.fmt_ratio_pct(router.get("maker_fill_rate"))
+    fallback = fmt.fmt_ratio_pct(router.get("fallback_ratio"))
+    q25 = fmt.fmt_number(router.get("slip_q25_bps"))
+    q75 = fmt.fmt_number(router.get("slip_q75_bps"))
+    window = parse.number(fees.get("window_days"))
+    window_text = f" over {fmt.fmt_number(window, 0)}d" if window is not None else ""
+    return [
+        Card(
+            "Drawdown",
+            fmt.fmt_pct(risk.get("drawdown_pct")),
+            f"{fmt.fmt_money(risk.get('drawdown_abs_usd'))} USD · daily loss "
+            f"{fmt.fmt_pct(risk.get('daily_loss_pct'))}",
+        ),
+        Card(
+            "ATR ratio",
+            fmt.fmt_number(risk.get("atr_ratio")),
+            f"regime {_text(risk.get('atr_regime'))}",
+        ),
+        Card(
+            "Router fill / fallback",
+            f"{fill} / {fallback}",
+            f"quality {_text(router.get('quality'))}",
+        ),
+        Card(
+            "Slippage q50",
+            fmt.fmt_bps(router.get("slip_q50_bps")),
+            f"q25–q75 {q25} – {q75} bps",
+        ),
+        Card(
+            "Fee / PnL",
+            fmt.fmt_ratio_pct(fees.get("fee_pnl_ratio")),
+            f"fees {fmt.fmt_money(fees.get('fees_usd'))} / PnL "
+            f"{fmt.fmt_money(fees.get('pnl_usd'))} USD{window_text}",
+        ),
+        Card("DD state", _text(risk.get("dd_state")), "drawdown state"),
+    ]
+
+
+def overview_cards(kpis: Mapping[str, Any] | None) -> list[Card]:
+    """Every overview card for a kpis_v7 document; with none, every value is missing."""
+    doc = kpis if kpis is not None else {}
+    return nav_cards(doc) + risk_cards(doc)
+
+
+def render_cards(cards: Sequence[Card]) -> None:
+    """Cards in rows of CARDS_PER_ROW, each an st.metric plus a caption."""
+    for start in range(0, len(cards), CARDS_PER_ROW):
+        row = cards[start : start + CARDS_PER_ROW]
+        for column, card in zip(st.columns(CARDS_PER_ROW), row, strict=False):
+            with column:
+                st.metric(card.label, card.value, border=True)
+                st.caption(md_escape(card.caption))

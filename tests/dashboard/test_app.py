@@ -1,0 +1,200 @@
+"""The overview page under Streamlit's AppTest, over fixture published files."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.dashboard import published
+
+APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+
+
+@pytest.fixture
+def out_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr("sys.argv", ["app.py"])
+    for name in ("KPI_CONFIG_FILE", "KPI_STATE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KPI_OUT_DIR", str(tmp_path))
+    monkeypatch.setenv("KPI_HEARTBEAT_S", "5")
+    return tmp_path
+
+
+def run_app() -> AppTest:
+    app = AppTest.from_file(str(APP), default_timeout=30)
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def metrics(app: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in app.metric}
+
+
+BADGE = re.compile(r"^:(\w+)-badge\[(.*)\]$", re.S)
+
+
+def unescape(markdown: str) -> str:
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def badges(app: AppTest) -> list[str]:
+    """Badges as "color: text", Markdown escapes removed."""
+    found = [BADGE.match(m.value) for m in app.markdown]
+    return [f"{m[1]}: {unescape(m[2])}" for m in found if m]
+
+
+def texts(app: AppTest) -> str:
+    return "\n".join(t.value for t in app.text)
+
+
+def test_full_book_shows_every_card(out_dir: Path) -> None:
+    """Each overview card shows the published value, formatted by kpi_publisher.fmt."""
+    published.publish(out_dir, "full", time.time())
+    assert metrics(run_app()) == {
+        "NAV (USD)": "10,234.50",
+        "NAV (ZAR)": "189,338.25",
+        "AUM (USD)": "16,365.80",
+        "AUM (ZAR)": "302,767.30",
+        "Drawdown": "1.14%",
+        "ATR ratio": "1.27",
+        "Router fill / fallback": "62.5% / 12.5%",
+        "Slippage q50": "1.50 bps",
+        "Fee / PnL": "18.5%",
+        "DD state": "cautious",
+    }
+
+
+def test_full_book_captions_carry_age_regime_and_slippage_range(out_dir: Path) -> None:
+    """NAV age, ATR regime and the q25..q75 slippage range sit under their cards."""
+    published.publish(out_dir, "full", time.time())
+    captions = [unescape(c.value) for c in run_app().caption]
+    assert "age 12s" in captions
+    assert "regime elevated" in captions
+    assert "q25–q75 0.80 – 2.75 bps" in captions
+
+
+def test_healthy_publish_shows_the_green_badge_only(out_dir: Path) -> None:
+    published.publish(out_dir, "full", time.time())
+    assert badges(run_app()) == ["green: publisher up · all sources ok"]
+
+
+def test_missing_values_render_en_dash(out_dir: Path) -> None:
+    """A null in the published file is an en dash on every card: never 0.00, never a default FX."""
+    published.publish(out_dir, "nulls", time.time())
+    shown = metrics(run_app())
+    assert shown == {
+        "NAV (USD)": "–",
+        "NAV (ZAR)": "–",
+        "AUM (USD)": "–",
+        "AUM (ZAR)": "–",
+        "Drawdown": "–",
+        "ATR ratio": "–",
+        "Router fill / fallback": "– / –",
+        "Slippage q50": "–",
+        "Fee / PnL": "–",
+        "DD state": "–",
+    }
+
+
+def test_no_usd_zar_rate_is_said_not_assumed(out_dir: Path) -> None:
+    published.publish(out_dir, "nulls", time.time())
+    captions = [unescape(c.value) for c in run_app().caption]
+    assert "no USD/ZAR rate" in captions
+    assert "unpriced: XAUT" in captions
+
+
+def test_zeros_render_as_zero(out_dir: Path) -> None:
+    """A real 0.0 is a value: 0.00 (or 0.0% / 0.00 bps), never the missing marker."""
+    published.publish(out_dir, "zeros", time.time())
+    assert metrics(run_app()) == {
+        "NAV (USD)": "0.00",
+        "NAV (ZAR)": "0.00",
+        "AUM (USD)": "0.00",
+        "AUM (ZAR)": "0.00",
+        "Drawdown": "0.00%",
+        "ATR ratio": "0.00",
+        "Router fill / fallback": "0.0% / 0.0%",
+        "Slippage q50": "0.00 bps",
+        "Fee / PnL": "0.0%",
+        "DD state": "cautious",
+    }
+
+
+def test_stale_invalid_missing_sources_get_badges(out_dir: Path) -> None:
+    """Every source the publisher did not mark ok gets its own badge, in source order."""
+    published.publish(out_dir, "stale", time.time())
+    app = run_app()
+    assert badges(app) == [
+        "orange: nav_state stale",
+        "red: router invalid",
+        "red: holdings missing",
+    ]
+    assert "router_health.json: not valid JSON" in texts(app)
+
+
+def test_publisher_down_after_three_heartbeats(out_dir: Path) -> None:
+    """kpis_v7.json 16 s old with a 5 s heartbeat: "publisher down"; values stay visible."""
+    published.publish(out_dir, "full", time.time() - 16.0)
+    app = run_app()
+    assert badges(app) == ["red: publisher down"]
+    assert metrics(app)["NAV (USD)"] == "10,234.50"
+
+
+def test_publisher_up_within_three_heartbeats(out_dir: Path) -> None:
+    published.publish(out_dir, "full", time.time() - 10.0)
+    assert "red: publisher down" not in badges(run_app())
+
+
+def test_heartbeat_is_configurable(out_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """KPI_HEARTBEAT_S=10: a 16 s old publish is within three heartbeats."""
+    monkeypatch.setenv("KPI_HEARTBEAT_S", "10")
+    published.publish(out_dir, "full", time.time() - 16.0)
+    assert badges(run_app()) == ["green: publisher up · all sources ok"]
+
+
+def test_no_published_files_is_said_plainly(out_dir: Path) -> None:
+    app = run_app()
+    assert badges(app) == [
+        "red: kpis_v7.json missing",
+        "red: positions_v7.json missing",
+    ]
+    assert set(metrics(app).values()) <= {"–", "– / –"}
+
+
+def test_torn_file_keeps_last_good_values(out_dir: Path) -> None:
+    """A torn kpis_v7.json after a good one: the good values stay, flagged as a stale read."""
+    published.publish(out_dir, "full", time.time())
+    app = run_app()
+    (out_dir / "kpis_v7.json").write_bytes(b'{"schema": "hedge.kpis_v7", "nav": {"nav_')
+    app.run()
+    assert metrics(app)["NAV (USD)"] == "10,234.50"
+    assert "red: kpis_v7.json invalid (stale read)" in badges(app)
+
+
+def test_positions_table_columns_stay_numeric(out_dir: Path) -> None:
+    """The table has the contract's columns; numeric ones are float64 with NaN for missing."""
+    published.publish(out_dir, "full", time.time())
+    frame = run_app().dataframe[0].value
+    assert list(frame.columns) == [
+        "symbol",
+        "side",
+        "qty",
+        "entry",
+        "mark",
+        "notional_fmt",
+        "pnl_fmt",
+        "leverage",
+        "atr_ratio",
+        "dd_today",
+        "dd_state",
+    ]
+    assert frame["symbol"].tolist() == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+    for column in ("qty", "entry", "mark", "leverage", "atr_ratio", "dd_today"):
+        assert frame[column].dtype == "float64", column
+    assert frame["mark"].isna().tolist() == [False, False, True]
+    assert frame["pnl_fmt"].tolist() == ["12.35", "-18.00", "–"]
