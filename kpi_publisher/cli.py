@@ -26,7 +26,11 @@ class ExitCode(IntEnum):
 
 
 # Modules registering subcommands, in the order `--help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("kpi_publisher.once",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "kpi_publisher.once",
+    "kpi_publisher.run",
+    "kpi_publisher.check",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,431 @@
+"""watchdog behind an iterator of debounced batches of changed input paths.
+
+The watchdog handler only records a path and wakes the worker: no I/O, and it never raises
+(an exception in a handler silently kills the observer thread). Everything that can fail
+happens in the worker's thread, inside `Watcher.next_batch`:
+
+- coalescing: the first change after a quiet spell is returned at once (leading edge); further
+  changes are gathered until `debounce_s` after the previous batch, so no change waits longer
+  than `debounce_s` and a burst becomes a few batches;
+- safety nets, because inotify can lose events: a periodic rescan comparing
+  (inode, mtime_ns, size) of every input path, an immediate rescan when watchdog logs a queue
+  overflow, observer/emitter liveness checks, and a re-watch when a watched directory is
+  deleted, recreated or replaced (inode change);
+- a fall-back to `PollingObserver` when inotify is out of instances or watches.
+
+Only the input paths given to the watcher count; temp names, dot-files and the publisher's own
+outputs are never in that set, so our own writes trigger nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+from watchdog.events import (
+    DirDeletedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from kpi_publisher import fs
+
+log = structlog.get_logger("hedge-kpi.watcher")
+
+# The events that may mean "an input's content changed" (perf_reliability 1.1): rename into
+# place (moved, or created when the temp lived in another dir), in-place write finished
+# (closed), removal (deleted). "modified" is never read on for inotify: most reads it triggers
+# are torn. The polling observer has no close events, so there it takes "modified" too.
+INOTIFY_EVENTS: tuple[type[FileSystemEvent], ...] = (
+    FileMovedEvent,
+    FileCreatedEvent,
+    FileClosedEvent,
+    FileDeletedEvent,
+    DirDeletedEvent,
+)
+POLLING_EVENTS: tuple[type[FileSystemEvent], ...] = (*INOTIFY_EVENTS, FileModifiedEvent)
+_INOTIFY_TRIGGERS = frozenset({"moved", "created", "closed", "deleted"})
+_POLLING_TRIGGERS = _INOTIFY_TRIGGERS | {"modified"}
+# errno values meaning "inotify is out of instances or watches": poll instead.
+_FALLBACK_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOSPC})
+# Loggers on which watchdog reports a kernel queue overflow (its only overflow signal).
+OVERFLOW_LOGGERS: tuple[str, ...] = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+REWATCH_RETRY_S = 0.1  # how often a missing watched directory is looked for again
+POLL_INTERVAL_S = 0.5  # PollingObserver's scan interval when inotify is unavailable
+STOP_JOIN_S = 0.5  # how long stopping waits for watchdog's threads
+
+
+def real_key(path: Path) -> str:
+    """The string watchdog reports for `path`: the real path of its directory plus its name."""
+    return os.path.join(os.path.realpath(path.parent), path.name)
+
+
+def is_ignored_name(name: str, outputs: Iterable[str] = ()) -> bool:
+    """True for names that must never trigger a rebuild: temp files, dot-files, our outputs."""
+    return fs.is_temp_name(name) or name in set(outputs)
+
+
+def _dir_stamp(directory: str) -> int | None:
+    """The inode of `directory`, or None when it is missing or not a directory."""
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return None
+    return st.st_ino if os.path.isdir(directory) else None
+
+
+class _Handler(FileSystemEventHandler):
+    """Records interesting paths and wakes the worker. Pure bookkeeping; never raises."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        super().__init__()
+        self._watcher = watcher
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        try:
+            self._watcher._on_event(event)
+        except BaseException:  # a raising handler would kill the observer thread
+            self._watcher._handler_errors += 1
+
+
+class _OverflowHook(logging.Handler):
+    """Turns watchdog's "queue overflowed" warning into an immediate rescan."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        super().__init__(level=logging.WARNING)
+        self._watcher = watcher
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if "overflow" in record.getMessage().lower():
+                self._watcher._request_rescan("queue_overflow")
+        except Exception:  # noqa: S110 - logging must never break watchdog's thread
+            pass
+
+
+ObserverFactory = Callable[[], BaseObserver]
+
+
+def _stop_quietly(observer: BaseObserver) -> None:
+    with contextlib.suppress(Exception):
+        observer.stop()
+        observer.join(STOP_JOIN_S)
+
+
+def _inotify_observer() -> BaseObserver:
+    from watchdog.observers.inotify import InotifyObserver
+
+    return InotifyObserver()
+
+
+def _polling_observer() -> BaseObserver:
+    return PollingObserver(timeout=POLL_INTERVAL_S)
+
+
+class Watcher:
+    """Watches the directories holding `paths`; `next_batch` returns debounced changes.
+
+    `paths` are the input files (as the caller names them; batches contain these objects).
+    Times are seconds on the monotonic clock. Thread model: watchdog's threads call only
+    `_on_event` / `_request_rescan`; everything else runs on the caller's thread.
+    """
+
+    def __init__(
+        self,
+        paths: Iterable[Path],
+        *,
+        debounce_s: float = 0.05,
+        rescan_s: float = 2.0,
+        observer_factory: ObserverFactory = _inotify_observer,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.debounce_s = debounce_s
+        self.rescan_s = rescan_s
+        self._observer_factory = observer_factory
+        self._mono = monotonic
+        self._lock = threading.Lock()
+        self._wake = threading.Event()  # a change, a rescan request, or an interrupt
+        self._interrupt = threading.Event()  # an interrupt only (signals): ends any wait
+        self._pending: set[Path] = set()
+        self._rescan_reason: str | None = None
+        self._rewatch_reason: str | None = None
+        self._handler_errors = 0
+        self._handler = _Handler(self)
+        self._overflow_hook = _OverflowHook(self)
+        self._observer: BaseObserver | None = None
+        self._polling = False
+        self._watched: dict[str, int | None] = {}  # real dir -> inode when scheduled
+        self._lost: set[str] = set()  # watched directories that vanished
+        self._last_batch = -1e18
+        self._next_maintain = 0.0
+        self.restarts = 0  # how many times the observer was rebuilt (tests, logs)
+        self._set_paths(paths)
+
+    # -- configuration ------------------------------------------------------------------
+
+    def _set_paths(self, paths: Iterable[Path]) -> None:
+        self._paths = tuple(dict.fromkeys(paths))
+        self._by_key = {real_key(p): p for p in self._paths}
+        self._dirs = tuple(dict.fromkeys(os.path.realpath(p.parent) for p in self._paths))
+        self._stamps = {p: fs.stamp(p) for p in self._paths}
+
+    def set_paths(self, paths: Iterable[Path]) -> None:
+        """Watch a new set of input paths (after a config reload); rebuilds the observer."""
+        self._set_paths(paths)
+        self._restart("paths changed")
+        with self._lock:
+            self._pending.update(self._paths)
+        self._wake.set()
+
+    @property
+    def polling(self) -> bool:
+        """True when inotify was unavailable and the polling observer is in use."""
+        return self._polling
+
+    @property
+    def observer(self) -> BaseObserver | None:
+        return self._observer
+
+    # -- watchdog-thread side (no I/O, never raises) ------------------------------------
+
+    def _on_event(self, event: FileSystemEvent) -> None:
+        kind = event.event_type
+        if event.is_directory:
+            if kind == "deleted" and event.src_path in self._watched:
+                self._rewatch_reason = f"directory deleted: {event.src_path}"
+                self._wake.set()
+            return
+        if kind not in (_POLLING_TRIGGERS if self._polling else _INOTIFY_TRIGGERS):
+            return
+        hit = None
+        for raw in (event.src_path, event.dest_path):
+            path = self._by_key.get(raw if isinstance(raw, str) else os.fsdecode(raw))
+            if path is not None:
+                hit = path
+                with self._lock:
+                    self._pending.add(path)
+        if hit is not None:
+            self._wake.set()
+
+    def _request_rescan(self, reason: str) -> None:
+        self._rescan_reason = reason
+        self._wake.set()
+
+    def interrupt(self) -> None:
+        """End the current `next_batch` wait now (signal handlers call this)."""
+        self._interrupt.set()
+        self._wake.set()
+
+    def notify(self, paths: Iterable[Path]) -> None:
+        """Mark paths as changed from outside watchdog (tests, reloads)."""
+        with self._lock:
+            self._pending.update(paths)
+        self._wake.set()
+
+    # -- observer lifecycle -------------------------------------------------------------
+
+    def _build_observer(
+        self, factory: ObserverFactory, events: tuple[type[FileSystemEvent], ...]
+    ) -> BaseObserver:
+        observer = factory()
+        watched: dict[str, int | None] = {}
+        try:
+            for directory in self._dirs:
+                inode = _dir_stamp(directory)
+                if inode is None:
+                    continue  # looked for again by _maintain
+                observer.schedule(
+                    self._handler, directory, recursive=False, event_filter=list(events)
+                )
+                watched[directory] = inode
+            observer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                observer.stop()
+            raise
+        self._watched = watched
+        return observer
+
+    def _start_observer(self) -> None:
+        if not self._polling:
+            try:
+                self._observer = self._build_observer(self._observer_factory, INOTIFY_EVENTS)
+                return
+            except OSError as exc:
+                if exc.errno not in _FALLBACK_ERRNOS:
+                    raise
+                log.warning(
+                    "watch_fallback_polling",
+                    reason=f"inotify unavailable: {exc.strerror or exc}",
+                    interval_s=POLL_INTERVAL_S,
+                )
+                self._polling = True
+        self._observer = self._build_observer(_polling_observer, POLLING_EVENTS)
+
+    def _stop_observer(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is None:
+            return
+        # watchdog's stop() joins its emitters without a timeout; bound the whole of it.
+        stopper = threading.Thread(target=_stop_quietly, args=(observer,), daemon=True)
+        stopper.start()
+        stopper.join(STOP_JOIN_S)
+
+    def _restart(self, reason: str) -> None:
+        self._stop_observer()
+        self.restarts += 1
+        try:
+            self._start_observer()
+        except OSError as exc:
+            # The rescan keeps covering every input; the next maintenance tries again.
+            log.error("watch_failed", reason=f"{reason}; cannot watch: {exc.strerror or exc}")
+            self._rewatch_reason = reason
+            return
+        log.warning("rewatch", reason=reason, dirs=sorted(self._watched), polling=self._polling)
+
+    def start(self) -> None:
+        """Start watching; the rescan baseline is taken now.
+
+        If no observer can be started, the failure is logged and retried at every
+        maintenance; the rescan covers the inputs meanwhile.
+        """
+        for name in OVERFLOW_LOGGERS:
+            logging.getLogger(name).addHandler(self._overflow_hook)
+        self._stamps = {p: fs.stamp(p) for p in self._paths}
+        try:
+            self._start_observer()
+        except OSError as exc:
+            log.error("watch_failed", reason=f"cannot watch: {exc.strerror or exc}")
+            self._rewatch_reason = "start failed"
+        self._next_maintain = self._mono() + self.rescan_s
+
+    def stop(self) -> None:
+        """Stop watchdog's threads (bounded wait) and detach the overflow hook."""
+        self._stop_observer()
+        for name in OVERFLOW_LOGGERS:
+            logging.getLogger(name).removeHandler(self._overflow_hook)
+
+    def __enter__(self) -> Watcher:
+        self.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.stop()
+
+    # -- safety nets (caller's thread) ---------------------------------------------------
+
+    def _dead_reason(self) -> str | None:
+        observer = self._observer
+        if observer is None:
+            return "observer not running"
+        if not observer.is_alive():
+            return "observer thread died"
+        for emitter in list(observer.emitters):
+            if not emitter.is_alive():
+                return f"emitter for {emitter.watch.path} died"
+        reader = getattr(observer, "_inotify_fd", None)
+        if isinstance(reader, threading.Thread) and not reader.is_alive():
+            return "inotify reader thread died"
+        for directory in self._dirs:
+            inode = _dir_stamp(directory)
+            if inode != self._watched.get(directory):
+                if inode is None:
+                    return f"directory missing: {directory}"
+                return f"directory replaced or appeared: {directory}"
+        return None
+
+    def rescan(self) -> set[Path]:
+        """Paths whose (inode, mtime_ns, size) changed since the previous rescan."""
+        current = {p: fs.stamp(p) for p in self._paths}
+        changed = {p for p, s in current.items() if s != self._stamps.get(p)}
+        self._stamps = current
+        return changed
+
+    def _maintain(self, now: float) -> None:
+        """Liveness, re-watch and rescan. Runs on the caller's thread, at most every rescan_s."""
+        dead = self._rewatch_reason or self._dead_reason()
+        self._rewatch_reason = None
+        if dead is not None:
+            self._lost.update(d for d in self._watched if _dir_stamp(d) is None)
+            self._restart(dead)
+        self._lost = {d for d in self._lost if _dir_stamp(d) is None}
+        reason, self._rescan_reason = self._rescan_reason, None
+        changed = self.rescan()
+        if changed:
+            with self._lock:
+                self._pending.update(changed)
+            log.info(
+                "rescan_found_changes",
+                reason=reason or "periodic",
+                paths=sorted(str(p) for p in changed),
+            )
+        elif reason is not None:
+            log.info("rescan", reason=reason)
+        # A watched directory that vanished is looked for often, so events resume quickly.
+        fast = bool(self._lost) or self._rewatch_reason is not None
+        self._next_maintain = now + (min(self.rescan_s, REWATCH_RETRY_S) if fast else self.rescan_s)
+
+    # -- the batches ----------------------------------------------------------------------
+
+    def _take(self, now: float) -> frozenset[Path]:
+        with self._lock:
+            batch = frozenset(self._pending)
+            self._pending.clear()
+        if batch:
+            self._last_batch = now
+        return batch
+
+    def next_batch(self, timeout_s: float) -> frozenset[Path]:
+        """Changed input paths, debounced; empty after `timeout_s` or an `interrupt()`.
+
+        The first change after a quiet spell (no batch within `debounce_s`) returns at once;
+        otherwise changes are gathered until `debounce_s` after the previous batch.
+        """
+        deadline = self._mono() + max(0.0, timeout_s)
+        while True:
+            now = self._mono()
+            if self._interrupt.is_set():
+                self._interrupt.clear()
+                return self._take(now) if now >= self._last_batch + self.debounce_s else frozenset()
+            if now >= self._next_maintain or self._rescan_reason or self._rewatch_reason:
+                self._maintain(now)
+            with self._lock:
+                pending = bool(self._pending)
+            if pending:
+                ready_at = self._last_batch + self.debounce_s
+                if now >= ready_at or now >= deadline:
+                    return self._take(now)
+                # Gathering: only an interrupt (or the bound) ends this wait.
+                self._interrupt.wait(min(ready_at, deadline) - now)
+                continue
+            if now >= deadline:
+                return frozenset()
+            self._wake.clear()
+            with self._lock:
+                if self._pending:
+                    continue
+            if self._rescan_reason or self._rewatch_reason or self._interrupt.is_set():
+                continue
+            self._wake.wait(min(deadline, self._next_maintain) - now)
+
+    def batches(self, stop: threading.Event, timeout_s: float = 1.0) -> Iterator[frozenset[Path]]:
+        """Yield non-empty batches until `stop` is set (then `interrupt()` to end promptly)."""
+        while not stop.is_set():
+            batch = self.next_batch(timeout_s)
+            if batch and not stop.is_set():
+                yield batch
