@@ -105,7 +105,7 @@ def test_no_usd_zar_rate_is_said_not_assumed(out_dir: Path) -> None:
     published.publish(out_dir, "nulls", time.time())
     captions = [unescape(c.value) for c in run_app().caption]
     assert "no USD/ZAR rate" in captions
-    assert "unpriced: XAUT" in captions
+    assert "unpriced: Futures, XAUT" in captions
 
 
 def test_zeros_render_as_zero(out_dir: Path) -> None:
@@ -197,4 +197,4 @@ def test_positions_table_columns_stay_numeric(out_dir: Path) -> None:
     for column in ("qty", "entry", "mark", "leverage", "atr_ratio", "dd_today"):
         assert frame[column].dtype == "float64", column
     assert frame["mark"].isna().tolist() == [False, False, True]
-    assert frame["pnl_fmt"].tolist() == ["12.35", "-18.00", "–"]
+    assert frame["pnl_fmt"].tolist() == ["12.34", "-18.00", "–"]

@@ -1,0 +1,243 @@
+"""The dashboard's pure helpers: reader cache, badges, AUM slices, positions frame, figures."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from dashboard import charts, freshness, live_helpers, nav_helpers
+from dashboard.data import INVALID, MISSING, OK, Published, PublishedStore
+from kpi_publisher import schemas
+from tests.dashboard import published
+
+NOW = 1_790_000_000.0
+
+
+@pytest.mark.parametrize("book", published.BOOKS)
+@pytest.mark.parametrize("name", ["kpis_v7", "positions_v7"])
+def test_fixture_books_match_the_published_schema(book: str, name: str) -> None:
+    """The fixtures are documents the publisher could have written (CONTRACT 4 and 5)."""
+    jsonschema.validate(published.load(book, f"{name}.json"), schemas.load(name))
+
+
+def test_store_rereads_only_when_the_stat_changes(tmp_path: Path) -> None:
+    published.publish(tmp_path, "full", NOW)
+    store = PublishedStore(tmp_path)
+    first = store.kpis()
+    assert first.status == OK
+    assert store.kpis() is first
+    published.publish(tmp_path, "zeros", NOW + 1)
+    second = store.kpis()
+    assert second is not first
+    assert second.doc is not None and second.doc["nav"]["nav_usd"] == 0.0
+
+
+def test_store_keeps_last_good_on_a_torn_file_then_recovers(tmp_path: Path) -> None:
+    published.publish(tmp_path, "full", NOW)
+    store = PublishedStore(tmp_path)
+    store.kpis()
+    (tmp_path / "kpis_v7.json").write_bytes(b'{"schema": "hedge.kpis_v7", "na')
+    torn = store.kpis()
+    assert (torn.status, torn.stale_read) == (INVALID, True)
+    assert torn.doc is not None and torn.doc["nav"]["nav_usd"] == 10234.5
+    assert torn.error is not None and "not valid JSON" in torn.error
+    published.publish(tmp_path, "zeros", NOW + 1)
+    healed = store.kpis()
+    assert (healed.status, healed.stale_read) == (OK, False)
+
+
+def test_store_keeps_last_good_when_the_file_disappears(tmp_path: Path) -> None:
+    published.publish(tmp_path, "full", NOW)
+    store = PublishedStore(tmp_path)
+    store.positions()
+    os.unlink(tmp_path / "positions_v7.json")
+    gone = store.positions()
+    assert (gone.status, gone.stale_read) == (MISSING, True)
+    assert gone.doc is not None and len(gone.doc["positions"]) == 3
+
+
+def test_store_refuses_a_document_of_another_schema(tmp_path: Path) -> None:
+    """positions_v7.json content in kpis_v7.json is invalid, not silently shown."""
+    published.write_doc(tmp_path, "kpis_v7.json", published.load("full", "positions_v7.json"))
+    read = PublishedStore(tmp_path).kpis()
+    assert (read.status, read.doc) == (INVALID, None)
+    assert read.error is not None and "hedge.positions_v7" in read.error
+
+
+def test_store_refuses_an_oversized_file_without_reading_it(tmp_path: Path) -> None:
+    published.publish(tmp_path, "full", NOW)
+    read = PublishedStore(tmp_path, max_bytes=100).kpis()
+    assert read.status == INVALID
+    assert read.error is not None and "cap" in read.error
+
+
+def kpis_read(book: str, generated_at: float = NOW) -> Published:
+    return Published(
+        "kpis_v7.json", OK, published.restamp(published.load(book, "kpis_v7.json"), generated_at)
+    )
+
+
+def positions_read(book: str = "full") -> Published:
+    return Published("positions_v7.json", OK, published.load(book, "positions_v7.json"))
+
+
+@pytest.mark.parametrize(
+    ("age_s", "down"),
+    [(0.0, False), (15.0, False), (15.01, True), (-30.0, False), (3600.0, True)],
+)
+def test_publisher_down_is_strictly_over_three_heartbeats(age_s: float, down: bool) -> None:
+    """15 s is three 5 s heartbeats: still up; a future stamp counts as age 0."""
+    found = freshness.badges(kpis_read("full", NOW - age_s), positions_read(), NOW, 15.0)
+    assert (freshness.PUBLISHER_DOWN in [b.label for b in found]) is down
+
+
+def test_publisher_down_detail_names_the_age() -> None:
+    (badge,) = freshness.badges(kpis_read("full", NOW - 125), positions_read(), NOW, 15.0)
+    assert (badge.label, badge.detail) == ("publisher down", "last publish 2m 05s ago (limit 15s)")
+
+
+def test_source_badges_carry_age_and_error() -> None:
+    found = freshness.source_badges(published.load("stale", "kpis_v7.json"))
+    assert [(b.label, b.level, b.detail) for b in found] == [
+        ("nav_state stale", "warning", "age 4m 05s"),
+        (
+            "router invalid",
+            "error",
+            "age 30s; router_health.json: not valid JSON: unexpected end of data",
+        ),
+        ("holdings missing", "error", ""),
+    ]
+
+
+def test_build_aum_slices_returns_the_published_slices() -> None:
+    doc = published.load("full", "kpis_v7.json")
+    assert nav_helpers.build_aum_slices(doc) == [
+        {"label": "Futures", "usd": 10234.5, "zar": 189338.25, "qty": None, "pnl_usd": None},
+        {"label": "BTC", "usd": 4321.0, "zar": 79938.5, "qty": 0.05, "pnl_usd": 321.0},
+        {"label": "XAUT", "usd": 1310.3, "zar": 1310.3 * 18.5, "qty": 0.5, "pnl_usd": -12.0},
+        {"label": "USDC", "usd": 500.0, "zar": 9250.0, "qty": 500.0, "pnl_usd": 0.0},
+    ]
+
+
+def test_build_aum_slices_values_a_raw_snapshot_with_the_shared_stage() -> None:
+    """A nav.json-like snapshot goes through kpi_publisher.stages.aum: same rules, same order."""
+    snapshot = {
+        "nav": 1000.0,
+        "aum": {
+            "futures": 1000.0,
+            "offexchange": {
+                "BTC": {"qty": 0.01, "usd_value": 650.0},
+                "USDC": {"qty": 200.0, "mark": 1.0},
+                "DOGE": {"qty": 5.0},
+            },
+        },
+    }
+    assert nav_helpers.build_aum_slices(snapshot, usd_zar=18.0) == [
+        {"label": "Futures", "usd": 1000.0, "zar": 18000.0, "qty": None, "pnl_usd": None},
+        {"label": "BTC", "usd": 650.0, "zar": 11700.0, "qty": 0.01, "pnl_usd": None},
+        {"label": "USDC", "usd": 200.0, "zar": 3600.0, "qty": 200.0, "pnl_usd": None},
+    ]
+
+
+def test_raw_snapshot_without_a_rate_has_no_zar() -> None:
+    slices = nav_helpers.build_aum_slices({"nav": 10.0, "aum": {"futures": 10.0}})
+    assert slices == [{"label": "Futures", "usd": 10.0, "zar": None, "qty": None, "pnl_usd": None}]
+
+
+def test_donut_has_one_slice_per_valued_asset_with_zar_in_the_tooltip() -> None:
+    figure = charts.aum_donut(nav_helpers.build_aum_slices(published.load("full", "kpis_v7.json")))
+    (pie,) = figure.data
+    assert list(pie.labels) == ["Futures", "BTC", "XAUT", "USDC"]
+    assert list(pie.values) == [10234.5, 4321.0, 1310.3, 500.0]
+    assert pie.hovertext[1] == "USD 4,321.00<br>ZAR 79,938.50<br>qty 0.050000"
+
+
+def test_donut_tooltip_says_missing_zar_without_a_rate() -> None:
+    slices = [{"label": "Futures", "usd": 10.0, "zar": None, "qty": None, "pnl_usd": None}]
+    assert charts.aum_donut(slices).data[0].hovertext[0] == "USD 10.00<br>ZAR –<br>qty –"
+
+
+def test_positions_frame_of_nothing_keeps_its_columns_and_dtypes() -> None:
+    frame = live_helpers.positions_frame(None)
+    assert list(frame.columns) == list(live_helpers.COLUMNS)
+    assert len(frame) == 0
+    assert all(frame[c].dtype == "float64" for c in live_helpers.FLOAT_COLUMNS)
+
+
+def test_positions_frame_coerces_numeric_strings_and_junk() -> None:
+    """A stray string in a numeric field never turns the column into objects."""
+    doc = {"positions": [{"symbol": "X", "qty": "1,234.5", "entry_price": "n/a", "leverage": True}]}
+    frame = live_helpers.positions_frame(doc)
+    assert frame["qty"].tolist() == [1234.5]
+    assert frame["entry"].isna().all() and frame["leverage"].isna().all()
+    assert frame["entry"].dtype == "float64"
+
+
+def test_totals_line_uses_the_published_strings() -> None:
+    line = live_helpers.totals_line(published.load("full", "positions_v7.json"))
+    assert line == "3 positions · gross 13,480.34 USD · net 2,944.34 USD · PnL -5.66 USD"
+
+
+def test_symbol_risk_view_plots_atr_and_drawdown_per_symbol() -> None:
+    rows = charts.symbol_rows(published.load("full", "kpis_v7.json")["symbols"])
+    figure = charts.symbol_risk_figure(rows)
+    assert figure is not None
+    atr, dd = figure.data
+    assert list(atr.x) == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+    assert list(atr.y) == [1.31, 0.94, 1.62]
+    assert list(dd.y) == [0.55, 0.0, 2.1]
+
+
+def test_symbol_risk_view_absent_without_data() -> None:
+    assert (
+        charts.symbol_risk_figure(charts.symbol_rows({"BTCUSDT": {"dd_state": "normal"}})) is None
+    )
+
+
+def test_router_chart_uses_the_aggregate_with_its_quartiles() -> None:
+    rows = charts.router_rows(published.load("full", "kpis_v7.json"))
+    assert rows == [
+        {
+            "label": "all symbols",
+            "maker_fill_rate": 0.625,
+            "fallback_ratio": 0.125,
+            "slip_q25_bps": 0.8,
+            "slip_q50_bps": 1.5,
+            "slip_q75_bps": 2.75,
+        }
+    ]
+    figure = charts.router_figure(rows)
+    assert figure is not None
+    slip, fill, fallback = figure.data
+    assert (list(slip.x), list(slip.error_x.arrayminus), list(slip.error_x.array)) == (
+        [1.5],
+        [pytest.approx(0.7)],
+        [1.25],
+    )
+    assert (list(fill.y), list(fallback.y)) == ([62.5], [12.5])
+
+
+def test_router_chart_goes_per_symbol_when_symbols_carry_router_figures() -> None:
+    kpis = {
+        "router": {"slip_q50_bps": 2.0},
+        "symbols": {
+            "BTCUSDT": {"atr_ratio": 1.0, "slip_q50_bps": 1.0, "maker_fill_rate": 0.5},
+            "ETHUSDT": {"atr_ratio": 1.1},
+        },
+    }
+    assert [r["label"] for r in charts.router_rows(kpis)] == ["BTCUSDT"]
+
+
+def test_router_chart_absent_without_router_data() -> None:
+    assert charts.router_figure(charts.router_rows({"router": {"source": None}})) is None
+
+
+def test_publish_age_handles_absent_and_future_stamps() -> None:
+    assert freshness.publish_age_s(None, NOW) is None
+    assert freshness.publish_age_s({"generated_at": None}, NOW) is None
+    assert freshness.publish_age_s({"generated_at": NOW + 5}, NOW) == 0.0
+    assert freshness.publish_age_s({"generated_at": time.time()}, time.time() + 1) > 0
