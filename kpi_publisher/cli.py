@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "kpi_publisher.once",
     "kpi_publisher.run",
     "kpi_publisher.check",
+    "execution.demo",
 )
 
 
