@@ -1,0 +1,31 @@
+"""Per-symbol risk map: flat then nested fields, four sources in order, open positions first."""
+
+from kpi_publisher.stages.symbols import build_symbols
+
+
+def test_health_entries_nested_then_atr_symbols_fill_gaps():
+    risk = {
+        "symbols": [
+            {"symbol": "BTCUSDT", "risk": {"dd_today_pct": 0.0, "dd_state": "NORMAL"}, "vol": {}},
+        ],
+        "atr": {"symbols": [{"symbol": "BTCUSDT", "atr_ratio": 1.09, "atr_regime": "normal"}]},
+    }
+    assert build_symbols(risk, [], 64) == {
+        "BTCUSDT": {
+            "atr_ratio": 1.09,
+            "atr_regime": "normal",
+            "dd_state": "normal",
+            "dd_today_pct": 0.0,
+        }
+    }
+
+
+def test_dict_sources_and_ratio_alias():
+    risk = {"kpis_v7": {"atr": {"symbols": {"ethusdt": {"ratio": 0.5}}}}}
+    assert build_symbols(risk, [], 64)["ETHUSDT"]["atr_ratio"] == 0.5
+
+
+def test_open_positions_first_then_by_name_and_capped():
+    risk = {"symbols": [{"symbol": s, "atr_ratio": 1.0} for s in ["AAA", "BBB", "CCC", "ZZZ"]]}
+    out = build_symbols(risk, ["ZZZ", "QQQ"], 3)
+    assert list(out) == ["ZZZ", "AAA", "BBB"]
