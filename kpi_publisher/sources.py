@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -164,6 +164,12 @@ class SourceReader:
             failures.append(result)
         invalid = [r for r in failures if r.status == INVALID]
         return invalid[0] if invalid else failures[0]
+
+    def invalidate(self, paths: Iterable[Path]) -> None:
+        """Forget the cached parse of `paths`: the next read re-reads them even if the stamp
+        looks unchanged (an in-place rewrite of the same size inside one mtime tick)."""
+        for path in paths:
+            self._last.pop(path, None)
 
     def read_all(self) -> dict[str, SourceRead]:
         return {name: self.read(name) for name in SOURCE_NAMES}
