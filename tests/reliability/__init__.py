@@ -1,0 +1,1 @@
+"""Reliability and security: torn reads, bad inputs, faults, fuzzing, safe defaults."""

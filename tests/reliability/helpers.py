@@ -1,0 +1,350 @@
+"""Shared pieces of the reliability suite: a good set of state files, the publish/validate
+round trip, and a daemon subprocess whose structlog JSON lines the test can wait on.
+
+Everything here is bounded in time: waits take a timeout and every process started is
+stopped (SIGTERM, then SIGKILL) by the caller's `finally`/fixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import orjson
+
+from kpi_publisher import fs, pipeline, render, schemas
+from kpi_publisher.config import Settings, resolve
+from kpi_publisher.sources import SourceReader
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+BIN = Path(sys.executable).parent
+HEDGE_KPI = BIN / "hedge-kpi"
+NOW = 1_764_000_000.0  # 2025-11-24T16:00:00Z: build time of in-process tests
+
+STATE_NAMES = {
+    "nav_state": "nav_state.json",
+    "nav": "nav.json",
+    "risk": "risk_snapshot.json",
+    "router": "router_health.json",
+    "positions": "positions_state.json",
+}
+
+
+def good_docs(now: float = NOW, nav_usd: float = 10_234.56) -> dict[str, Any]:
+    """One valid document per source, in the shapes the real executor wrote (v7.1 era)."""
+    return {
+        "nav_state": {
+            "nav_usd": nav_usd,
+            "peak_equity": 11_000.0,
+            "drawdown_pct": 6.95,
+            "updated_at": now - 10,
+            "aum": {
+                "futures": nav_usd,
+                "offexchange": {"BTC": {"qty": 0.05, "avg_cost": 60_000.0}},
+            },
+        },
+        "nav": {
+            "nav": nav_usd,
+            "updated_ts": now - 12,
+            "nav_detail": {"source": "exchange", "conversions": {"BTC": {"price": 91_000.0}}},
+        },
+        "risk": {
+            "updated_ts": now - 20,
+            "drawdown": {"dd_pct": 1.14, "dd_abs": 120.5, "daily_loss": {"pct": 0.3}},
+            "dd_state": "NORMAL",
+            "atr": {"median_ratio": 0.8, "atr_regime": "normal"},
+            "router_stats": {
+                "maker_fill_rate": 0.62,
+                "fallback_ratio": 0.1,
+                "slip_q50_bps": 2.5,
+                "quality": "ok",
+            },
+            "fee_pnl": {"fee_pnl_ratio": 0.1, "fees": 12.0, "pnl": 120.0},
+            "symbols": [{"symbol": "BTCUSDT", "dd_today_pct": 0.2, "dd_state": "normal"}],
+        },
+        "router": {
+            "updated_ts": now - 30,
+            "symbols": [
+                {"symbol": "BTCUSDT", "maker_fill_rate": 0.5, "fallback_rate": 0.1},
+            ],
+        },
+        "positions": {
+            "updated_at": now - 5,
+            "positions": [
+                {
+                    "symbol": "BTCUSDT",
+                    "positionAmt": "0.01",
+                    "entryPrice": "90000",
+                    "markPrice": "91000",
+                    "positionSide": "LONG",
+                    "leverage": 3,
+                },
+                {"symbol": "ETHUSDT", "qty": -0.5, "entry_price": 3000.0, "mark_price": 2990.0},
+            ],
+        },
+        "fx": {
+            "prices": {"BTC": 91_000.0, "ETH": 2990.0, "USDT": 1.0},
+            "prices_ts": now - 60,
+            "usd_zar": 18.2,
+            "usd_zar_ts": now - 60,
+        },
+        "holdings": {"BTC": {"qty": 0.05, "avg_cost": 60_000.0}},
+    }
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The real directory layout: <root>/logs/state, <root>/logs/cache, <root>/config."""
+
+    root: Path
+
+    @property
+    def state(self) -> Path:
+        return self.root / "logs" / "state"
+
+    @property
+    def out(self) -> Path:
+        return self.root / "out"
+
+    @property
+    def fx(self) -> Path:
+        return self.root / "logs" / "cache" / "coingecko_cache.json"
+
+    @property
+    def holdings(self) -> Path:
+        return self.root / "config" / "offexchange_holdings.json"
+
+    def path(self, source: str) -> Path:
+        if source == "fx":
+            return self.fx
+        if source == "holdings":
+            return self.holdings
+        return self.state / STATE_NAMES[source]
+
+    def make(self) -> Layout:
+        for d in (self.state, self.out, self.fx.parent, self.holdings.parent):
+            d.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def write(self, source: str, doc: Any) -> Path:
+        """Write one source atomically, as the executor does."""
+        raw = doc if isinstance(doc, bytes) else orjson.dumps(doc)
+        target = self.path(source)
+        fs.write_atomic(target, raw, fsync=False)
+        return target
+
+    def write_all(self, docs: Mapping[str, Any]) -> None:
+        for source, doc in docs.items():
+            self.write(source, doc)
+
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "state_dir": self.state,
+            "out_dir": self.out,
+            "fx_path": self.fx,
+            "holdings_path": self.holdings,
+            "fsync": False,
+        }
+        values.update(overrides)
+        return resolve(values, environ={})
+
+    def cli_args(self) -> list[str]:
+        return [
+            "--state-dir",
+            str(self.state),
+            "--out-dir",
+            str(self.out),
+            "--fx-path",
+            str(self.fx),
+            "--holdings-path",
+            str(self.holdings),
+        ]
+
+    def temps(self) -> list[str]:
+        """Temp files left in the out dir (anything the publisher's sweep would remove)."""
+        return sorted(p.name for p in self.out.iterdir() if fs.is_temp_name(p.name))
+
+
+_VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
+
+
+def validator(name: str) -> jsonschema.protocols.Validator:
+    """A compiled validator for "kpis_v7" or "positions_v7"."""
+    if name not in _VALIDATORS:
+        schema = schemas.load(name)
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        _VALIDATORS[name] = cls(schema)
+    return _VALIDATORS[name]
+
+
+def assert_valid_outputs(kpis_raw: bytes, positions_raw: bytes) -> tuple[dict, dict]:
+    """Both documents parse strictly, carry no NaN/Infinity and validate against their schema."""
+    for raw in (kpis_raw, positions_raw):
+        for token in (b"NaN", b"Infinity"):
+            assert token not in raw, f"{token!r} in published bytes"
+    kpis = orjson.loads(kpis_raw)
+    positions = orjson.loads(positions_raw)
+    validator("kpis_v7").validate(kpis)
+    validator("positions_v7").validate(positions)
+    return kpis, positions
+
+
+def build_bytes(reader: SourceReader, settings: Settings, now: float = NOW) -> tuple[bytes, bytes]:
+    """One pass of the real pipeline: read all sources, build, render both documents."""
+    outputs = pipeline.build(reader.read_all(), now, settings)
+    return render.render(outputs.kpis), render.render(outputs.positions)
+
+
+def read_outputs(out_dir: Path) -> tuple[dict, dict]:
+    return assert_valid_outputs(
+        (out_dir / "kpis_v7.json").read_bytes(), (out_dir / "positions_v7.json").read_bytes()
+    )
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.01) -> Any:
+    """Poll `predicate` until it returns something truthy; AssertionError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(OSError, ValueError):
+            value = predicate()
+            if value:
+                return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(interval_s)
+
+
+def kpis_nav(out_dir: Path) -> float | None:
+    """nav.nav_usd of the published kpis_v7.json (None when absent or unparseable)."""
+    try:
+        return orjson.loads((out_dir / "kpis_v7.json").read_bytes())["nav"]["nav_usd"]
+    except (OSError, orjson.JSONDecodeError):
+        return None
+
+
+@dataclass
+class DaemonProc:
+    """A `hedge-kpi run` (or a driver script) subprocess whose stdout is structlog JSON lines."""
+
+    proc: subprocess.Popen[bytes]
+    started_mono: float
+    events: list[dict[str, Any]] = field(default_factory=list)
+    raw_lines: list[bytes] = field(default_factory=list)
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _reader: threading.Thread | None = None
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                event = None
+            with self._cond:
+                if isinstance(event, dict):
+                    event["_mono"] = time.monotonic()
+                    self.events.append(event)
+                else:
+                    self.raw_lines.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def start_pump(self) -> DaemonProc:
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+        return self
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        with self._cond:
+            return [e for e in self.events if e.get("event") == name]
+
+    def wait_event(
+        self,
+        name: str,
+        timeout_s: float,
+        where: Callable[[dict[str, Any]], bool] = lambda e: True,
+        after: int = 0,
+    ) -> dict[str, Any]:
+        """The first event called `name` (from index `after`) matching `where`."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                for event in self.events[after:]:
+                    if event.get("event") == name and where(event):
+                        return event
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._pumping()):
+                    raise AssertionError(
+                        f"no {name!r} event within {timeout_s} s; rc={self.proc.poll()}; "
+                        f"last events: {self.events[-5:]}; other output: {self.raw_lines[-5:]}"
+                    )
+                self._cond.wait(min(left, 0.1))
+
+    def _pumping(self) -> bool:
+        return self._reader is not None and self._reader.is_alive()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> int:
+        """Signal the process and wait; SIGKILL when it does not exit in time."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._reader is not None:
+            self._reader.join(5)
+        return self.proc.returncode
+
+
+def spawn(argv: Sequence[str], env: Mapping[str, str] | None = None, **kw: Any) -> DaemonProc:
+    """Start a process with JSON logs on stdout (stderr merged) and pump its events."""
+    # The caller's KPI_* settings must not leak into the daemon under test.
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("KPI_")}
+    full_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})
+    proc = subprocess.Popen(
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=full_env,
+        cwd=str(REPO),
+        **kw,
+    )
+    return DaemonProc(proc=proc, started_mono=time.monotonic()).start_pump()
+
+
+def run_argv(layout: Layout, *extra: str) -> list[str]:
+    """`hedge-kpi run` over `layout` with JSON logs and fsync off (the tests' disks are tmp)."""
+    return [
+        str(HEDGE_KPI),
+        "run",
+        *layout.cli_args(),
+        "--log-format",
+        "json",
+        "--no-fsync",
+        *extra,
+    ]
+
+
+@contextlib.contextmanager
+def daemon(layout: Layout, *extra: str, prefix: Sequence[str] = ()) -> Iterator[DaemonProc]:
+    """A running `hedge-kpi run` (optionally wrapped by `prefix`, e.g. unshare), stopped after."""
+    proc = spawn([*prefix, *run_argv(layout, *extra)])
+    try:
+        yield proc
+    finally:
+        proc.stop()
