@@ -46,7 +46,7 @@ def overview(store: PublishedStore, config: settings.DashboardSettings) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="hedge-kpi", layout="wide")
+    st.set_page_config(page_title="hedge-kpi overview", layout="wide")
     st.title("hedge-kpi overview")
     try:
         config = settings.resolve(sys.argv[1:], os.environ)
