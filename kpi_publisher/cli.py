@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "kpi_publisher.run",
     "kpi_publisher.check",
     "execution.demo",
+    "kpi_publisher.demo",
 )
 
 
@@ -56,6 +57,12 @@ def add_path_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--config", dest="config_file", help="TOML config file")
     parser.add_argument("--prom-dir", dest="prom_dir", help="also write kpis.prom here")
+    parser.add_argument(
+        "--host-label", dest="host_label", help="host label of kpis.prom (default: hostname)"
+    )
+    parser.add_argument(
+        "--account-label", dest="account_label", help="account label of kpis.prom (default)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
