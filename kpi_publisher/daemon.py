@@ -238,6 +238,11 @@ class Daemon:
             outputs = self._build(sources, self._clock(), self.settings)
             self._publisher(outputs, out_dir, fsync=self.settings.fsync)
         except OSError as exc:
+            if not out_dir.is_dir():
+                # The out dir went away (e.g. it is the state dir, deleted and recreated): it is
+                # ours to create, and the retry then publishes into it.
+                with contextlib.suppress(OSError):
+                    out_dir.mkdir(parents=True, exist_ok=True)
             log.error(
                 "publish_failed",
                 file=str(exc.filename or out_dir),

@@ -1,0 +1,291 @@
+"""The watcher with real inotify: which writes produce a batch, coalescing, and the safety nets."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers.polling import PollingObserver
+
+from kpi_publisher.watcher import Watcher, is_ignored_name
+
+pytestmark = pytest.mark.timeout(30)
+
+WAIT_S = 3.0  # generous bound for an event to arrive on a loaded 2-core machine
+
+
+def replace_into(path: Path, text: str) -> None:
+    """The executor's atomic writer: temp file beside the target, then rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def drain(w: Watcher, quiet_s: float = 0.3) -> set[Path]:
+    """Everything the watcher reports until it has been quiet for `quiet_s`."""
+    seen: set[Path] = set()
+    while batch := w.next_batch(quiet_s):
+        seen |= batch
+    return seen
+
+
+def wait_for(w: Watcher, path: Path, timeout_s: float = WAIT_S) -> set[Path]:
+    """Batches until one contains `path` (or the timeout); returns what was seen."""
+    seen: set[Path] = set()
+    deadline = time.monotonic() + timeout_s
+    while path not in seen and time.monotonic() < deadline:
+        seen |= w.next_batch(deadline - time.monotonic())
+    return seen
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> dict[str, Path]:
+    state = tmp_path / "logs" / "state"
+    cache = tmp_path / "logs" / "cache"
+    state.mkdir(parents=True)
+    cache.mkdir(parents=True)
+    return {
+        "state": state,
+        "nav_state": state / "nav_state.json",
+        "risk": state / "risk_snapshot.json",
+        "fx": cache / "coingecko_cache.json",
+    }
+
+
+@pytest.fixture
+def watcher(layout: dict[str, Path]) -> Iterator[Watcher]:
+    w = Watcher(
+        [layout["nav_state"], layout["risk"], layout["fx"]], debounce_s=0.05, rescan_s=60.0
+    )
+    w.start()
+    yield w
+    w.stop()
+
+
+def test_rename_into_place_is_reported(watcher: Watcher, layout: dict[str, Path]) -> None:
+    """The executor's temp-file + os.replace produces a batch naming the target."""
+    replace_into(layout["nav_state"], '{"nav_usd": 1}')
+    assert layout["nav_state"] in wait_for(watcher, layout["nav_state"])
+
+
+def test_in_place_write_is_reported_on_close_not_on_modify(
+    watcher: Watcher, layout: dict[str, Path]
+) -> None:
+    """An in-place writer is reported when it closes the file, never while it is still writing."""
+    replace_into(layout["risk"], "{}")
+    wait_for(watcher, layout["risk"])
+    drain(watcher)
+    with layout["risk"].open("w") as fh:  # O_TRUNC on an existing file: no "created"
+        fh.write('{"dd_frac": ')
+        fh.flush()
+        os.fsync(fh.fileno())
+        assert watcher.next_batch(0.3) == frozenset()
+        fh.write("0.1}")
+    assert layout["risk"] in wait_for(watcher, layout["risk"])
+
+
+def test_input_outside_the_state_dir_is_watched(watcher: Watcher, layout: dict[str, Path]) -> None:
+    """The FX cache lives in ../cache; its directory is watched too (non-recursively)."""
+    replace_into(layout["fx"], '{"usd_zar": 17.3}')
+    assert layout["fx"] in wait_for(watcher, layout["fx"])
+
+
+def test_temp_files_dot_files_outputs_and_strangers_trigger_nothing(
+    watcher: Watcher, layout: dict[str, Path]
+) -> None:
+    """Only the configured inputs count: our own outputs never cause a rebuild (no feedback)."""
+    state = layout["state"]
+    for name in (
+        "kpis_v7.json",
+        "positions_v7.json",
+        "kpis.prom",
+        ".kpis_v7.json.123.abcd.tmp",
+        "nav_state.json.tmp",
+        ".hidden.json",
+        "orders.jsonl",
+    ):
+        (state / name).write_text("{}")
+    replace_into(state / "kpis_v7.json", "{}")
+    assert drain(watcher) == set()
+
+
+@pytest.mark.parametrize(
+    ("name", "ignored"),
+    [
+        ("kpis_v7.json", True),
+        ("positions_v7.json", True),
+        (".nav_state.json.991.tmp", True),
+        ("nav_state.json.tmp", True),
+        (".swp", True),
+        ("nav_state.json", False),
+    ],
+)
+def test_ignored_names(name: str, ignored: bool) -> None:
+    """Temp names, dot-files and the publisher's outputs are ignored by name."""
+    assert is_ignored_name(name, ("kpis_v7.json", "positions_v7.json")) is ignored
+
+
+def test_burst_of_1000_writes_coalesces_into_few_batches(
+    watcher: Watcher, layout: dict[str, Path]
+) -> None:
+    """A burst becomes a handful of batches, and the last write is inside the last one."""
+    path = layout["nav_state"]
+
+    def burst() -> None:
+        for i in range(1000):
+            replace_into(path, f'{{"seq": {i}}}')
+
+    writer = threading.Thread(target=burst)
+    batches: list[frozenset[Path]] = []
+    started = time.monotonic()
+    writer.start()
+    while writer.is_alive():
+        if batch := watcher.next_batch(0.2):
+            batches.append(batch)
+    writer.join()
+    elapsed_s = time.monotonic() - started
+    while batch := watcher.next_batch(0.3):
+        batches.append(batch)
+    assert batches, "the burst was not reported at all"
+    assert all(b == frozenset({path}) for b in batches)
+    # At most one batch per debounce window (plus the leading edge and the tail).
+    assert len(batches) <= elapsed_s / watcher.debounce_s + 3
+    assert len(batches) < 200
+
+
+def test_state_dir_deleted_and_recreated_is_watched_again(
+    layout: dict[str, Path],
+) -> None:
+    """After rm -rf + mkdir of the state dir, inotify events flow again (not just the rescan)."""
+    w = Watcher([layout["nav_state"]], debounce_s=0.01, rescan_s=60.0)
+    w.start()
+    try:
+        replace_into(layout["nav_state"], "{}")
+        wait_for(w, layout["nav_state"])
+        shutil.rmtree(layout["state"])
+        layout["state"].mkdir()
+        replace_into(layout["nav_state"], '{"after": 1}')
+        assert layout["nav_state"] in wait_for(w, layout["nav_state"])
+        assert w.restarts >= 1
+        drain(w)
+        # Events come from inotify now: the 60 s rescan cannot have produced this one.
+        replace_into(layout["nav_state"], '{"after": 2}')
+        assert layout["nav_state"] in wait_for(w, layout["nav_state"], timeout_s=2.0)
+    finally:
+        w.stop()
+
+
+def test_dead_observer_is_restarted_and_events_resume(
+    layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler exception kills watchdog's dispatcher silently; the liveness check rebuilds it."""
+    died = threading.Event()
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.set())
+
+    class Raising(FileSystemEventHandler):
+        def dispatch(self, event: FileSystemEvent) -> None:
+            raise RuntimeError("boom")
+
+    w = Watcher([layout["nav_state"]], debounce_s=0.01, rescan_s=0.2)
+    w.start()
+    try:
+        observer = w.observer
+        assert observer is not None
+        observer.schedule(Raising(), str(layout["state"]))
+        replace_into(layout["nav_state"], '{"a": 1}')
+        assert died.wait(WAIT_S), "the foreign handler did not kill the observer"
+        observer.join(WAIT_S)
+        assert not observer.is_alive()
+        drain(w)  # the first write's path; the liveness check runs meanwhile
+        replace_into(layout["nav_state"], '{"a": 2}')
+        assert layout["nav_state"] in wait_for(w, layout["nav_state"])
+        assert w.restarts >= 1
+        assert w.observer is not observer and w.observer is not None
+        assert w.observer.is_alive()
+    finally:
+        w.stop()
+
+
+def test_our_handler_never_raises_and_keeps_the_observer_alive(
+    watcher: Watcher, layout: dict[str, Path]
+) -> None:
+    """Even if recording a path fails, the handler swallows it and the observer survives."""
+    watcher._by_key = None  # type: ignore[assignment]  # every lookup now raises TypeError
+    replace_into(layout["nav_state"], "{}")
+    deadline = time.monotonic() + WAIT_S
+    while watcher._handler_errors == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert watcher._handler_errors > 0
+    observer = watcher.observer
+    assert observer is not None and observer.is_alive()
+
+
+def test_queue_overflow_warning_triggers_an_immediate_rescan(layout: dict[str, Path]) -> None:
+    """watchdog's overflow WARNING is the only overflow signal; it makes the watcher rescan."""
+    deaf = Watcher(
+        [layout["nav_state"]],
+        debounce_s=0.01,
+        rescan_s=60.0,
+        observer_factory=lambda: PollingObserver(timeout=3600),  # alive but never reports
+    )
+    deaf.start()
+    try:
+        replace_into(layout["nav_state"], '{"lost": true}')
+        assert deaf.next_batch(0.3) == frozenset()
+        logging.getLogger("watchdog.observers.inotify_c").warning(
+            "Inotify queue overflowed; filesystem events were lost"
+        )
+        assert deaf.next_batch(WAIT_S) == frozenset({layout["nav_state"]})
+    finally:
+        deaf.stop()
+
+
+def test_periodic_rescan_finds_a_change_inotify_missed(layout: dict[str, Path]) -> None:
+    """The (inode, mtime, size) rescan is the net under lost events."""
+    deaf = Watcher(
+        [layout["nav_state"]],
+        debounce_s=0.01,
+        rescan_s=0.2,
+        observer_factory=lambda: PollingObserver(timeout=3600),
+    )
+    deaf.start()
+    try:
+        replace_into(layout["nav_state"], '{"lost": true}')
+        assert layout["nav_state"] in wait_for(deaf, layout["nav_state"])
+    finally:
+        deaf.stop()
+
+
+def test_falls_back_to_polling_when_inotify_is_exhausted(layout: dict[str, Path]) -> None:
+    """EMFILE from Observer() (no inotify instances left) switches to PollingObserver."""
+
+    def exhausted() -> PollingObserver:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    w = Watcher([layout["nav_state"]], debounce_s=0.01, rescan_s=60.0, observer_factory=exhausted)
+    w.start()
+    try:
+        assert w.polling
+        replace_into(layout["nav_state"], '{"polled": 1}')
+        assert layout["nav_state"] in wait_for(w, layout["nav_state"])
+        with layout["nav_state"].open("w") as fh:  # in place: polling sees it as modified
+            fh.write('{"polled": 22}')
+        assert layout["nav_state"] in wait_for(w, layout["nav_state"])
+    finally:
+        w.stop()
+
+
+def test_interrupt_ends_a_wait_at_once(watcher: Watcher) -> None:
+    """A signal's interrupt() returns next_batch promptly (shutdown stays under a second)."""
+    threading.Timer(0.1, watcher.interrupt).start()
+    started = time.monotonic()
+    assert watcher.next_batch(10.0) == frozenset()
+    assert time.monotonic() - started < 5.0
