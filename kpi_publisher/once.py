@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from kpi_publisher import pipeline
+from kpi_publisher import pipeline, prom
 from kpi_publisher.cli import ExitCode, add_path_options
 from kpi_publisher.config import ConfigError, Settings, resolve
 from kpi_publisher.fmt import fmt_money
@@ -46,6 +46,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                 "holdings_path",
                 "config_file",
                 "prom_dir",
+                "host_label",
+                "account_label",
                 "fsync",
             )
         }
@@ -96,5 +98,18 @@ def run_once(args: argparse.Namespace) -> int:
             f"hedge-kpi once: cannot publish to {out_dir}: {exc.strerror or exc}", file=sys.stderr
         )
         return ExitCode.OUT_DIR_UNWRITABLE
+    if settings.prom_dir is not None:
+        health = prom.PublisherHealth().published(
+            duration_s=time.perf_counter() - started, ts=time.time()
+        )
+        try:
+            prom.publish_prom(outputs, settings, health)
+        except OSError as exc:
+            print(
+                f"hedge-kpi once: cannot write {prom.PROM_FILE} to {settings.prom_dir}: "
+                f"{exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return ExitCode.OUT_DIR_UNWRITABLE
     print(summary(outputs, str(out_dir), (time.perf_counter() - started) * 1000.0))
     return ExitCode.OK

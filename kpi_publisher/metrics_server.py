@@ -1,0 +1,123 @@
+"""Optional loopback `/metrics` endpoint (`hedge-kpi run --metrics-port PORT`).
+
+It serves exactly the families of `kpis.prom` (`prom.families`) for the latest outputs and
+publisher health, through prometheus_client's HTTP server bound to 127.0.0.1 only: a
+Prometheus (or agent) on the same host scrapes it; other hosts use the textfile route or a
+local agent (docs/SCALING.md). prometheus_client is imported only when the server starts, so
+the publisher runs without the `prom` extra when no port is set.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from kpi_publisher import prom
+from kpi_publisher.config import Settings
+from kpi_publisher.pipeline import Outputs
+
+LOOPBACK = "127.0.0.1"
+
+
+class MetricsUnavailable(RuntimeError):
+    """The endpoint cannot start: prometheus_client is absent or the port is taken."""
+
+
+class _Collector:
+    """A prometheus_client collector over the latest (outputs, health) of a MetricsServer."""
+
+    def __init__(self, server: MetricsServer) -> None:
+        self._server = server
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        for fam in self._server.current_families():
+            label_names = [k for k, _ in fam.samples[0][0]]
+            metric: Any
+            if fam.kind == "counter":
+                metric = CounterMetricFamily(fam.name, fam.help, labels=label_names)
+            else:
+                metric = GaugeMetricFamily(fam.name, fam.help, labels=label_names)
+            for labels, value in fam.samples:
+                metric.add_metric([v for _, v in labels], value)
+            yield metric
+
+
+class MetricsServer:
+    """Holds the latest outputs and health; serves them on http://127.0.0.1:PORT/metrics."""
+
+    def __init__(self, port: int, *, host: str, account: str) -> None:
+        self.port = port
+        self.host_label = host
+        self.account_label = account
+        self._lock = threading.Lock()
+        self._outputs: Outputs | None = None
+        self._health: prom.PublisherHealth | None = None
+        self._httpd: Any = None
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MetricsServer | None:
+        """A server for `settings.metrics_port` with the configured labels; None when unset."""
+        if settings.metrics_port is None:
+            return None
+        host, account = prom.host_account(settings)
+        return cls(settings.metrics_port, host=host, account=account)
+
+    def update(self, outputs: Outputs | None, health: prom.PublisherHealth | None) -> None:
+        """Serve these from now on; `outputs=None` keeps the last outputs (a failed pass)."""
+        with self._lock:
+            if outputs is not None:
+                self._outputs = outputs
+            self._health = health
+
+    def current_families(self) -> tuple[prom.Family, ...]:
+        """What a scrape returns now: nothing before the first publish."""
+        with self._lock:
+            outputs, health = self._outputs, self._health
+        if outputs is None:
+            return ()
+        return prom.families(
+            outputs, host=self.host_label, account=self.account_label, health=health
+        )
+
+    def start(self) -> int:
+        """Bind 127.0.0.1:port (0 picks a free port) and serve; returns the bound port."""
+        try:
+            from prometheus_client import CollectorRegistry, start_http_server
+        except ImportError as exc:
+            raise MetricsUnavailable(
+                "--metrics-port needs prometheus-client: pip install 'hedge-kpi[prom]'"
+            ) from exc
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Collector(self))
+        try:
+            self._httpd, self._thread = start_http_server(
+                self.port, addr=LOOPBACK, registry=registry
+            )
+        except OSError as exc:
+            raise MetricsUnavailable(
+                f"cannot listen on {LOOPBACK}:{self.port}: {exc.strerror or exc}"
+            ) from exc
+        self.port = int(self._httpd.server_port)
+        return self.port
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(ip, port) the server is bound to; None when not serving."""
+        if self._httpd is None:
+            return None
+        ip, port = self._httpd.server_address[:2]
+        return (str(ip), int(port))
+
+    def stop(self) -> None:
+        """Stop serving and close the socket; safe to call twice or before start."""
+        httpd, thread = self._httpd, self._thread
+        self._httpd, self._thread = None, None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+        if thread is not None:
+            thread.join(timeout=5.0)
