@@ -1,0 +1,150 @@
+"""Golden files: whole state dirs in the shapes the real system wrote -> the two published files.
+
+Each case under tests/fixtures/golden/<case>/ is a state dir in the real layout
+(`logs/state/*.json`, `logs/cache/coingecko_cache.json`, `config/offexchange_holdings.json`),
+the build time in now.txt, and the complete expected outputs, worked out by hand from the
+contract (derivations in derive_expected.py, which never imports the publisher).
+
+- v7_1_flat: E1 (v7.1): sync-shape nav_state (epoch updated_at, age_s 0.0), nav.json with
+  nav_detail + aum.offexchange, E1 risk snapshot with execution-health symbols and the flat
+  kpis_v7 (shape A), E1 router_health lists, only positions.json (camelCase hedge-mode rows).
+- v7_6_iso: E2 (v7.6): ISO timestamps, nav_state = executor mirror of nav.json (stale),
+  writer-synthesised dd_state {state: DRAWDOWN} holding a fraction, nested kpis_v7 (shape B),
+  E2 router_health stats shape, positions_state.json {positions: [snake_case]}.
+- tidy_plan: the tidy schema of the original patch plan (aum.assets, fx.usd_zar,
+  risk.drawdown/router_stats/symbols dict, positions_state items), no nav.json/router file.
+- contract_c: the v7.6 contract shape C as risk.kpis_v7 (contributes nothing), dd_frac,
+  bare dd_state, router_health aggregation, asset_breakdown AUM, no FX cache, no holdings.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from kpi_publisher import cli, schemas
+from tests.conftest import FIXTURES, REPO_ROOT, kpi_free_env
+
+GOLDEN = FIXTURES / "golden"
+CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "now.txt").is_file())
+OUTPUTS = {
+    "kpis_v7.json": "expected_kpis_v7.json",
+    "positions_v7.json": "expected_positions_v7.json",
+}
+
+
+def test_there_are_golden_cases_for_each_era() -> None:
+    """The four shapes of the real system each have a golden case."""
+    assert set(CASES) >= {"v7_1_flat", "v7_6_iso", "tidy_plan", "contract_c"}
+
+
+def _run(case_dir: Path, out_dir: Path) -> int:
+    now = (case_dir / "now.txt").read_text().strip()
+    return cli.main(
+        [
+            "once",
+            "--state-dir",
+            str(case_dir / "logs" / "state"),
+            "--out-dir",
+            str(out_dir),
+            "--now",
+            now,
+        ]
+    )
+
+
+def _load(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_once_publishes_the_hand_computed_documents(
+    case: str,
+    tmp_path: Path,
+    copy_fixture: Callable[[Path], Path],
+    assert_json_matches: Callable[[Any, Any], None],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`hedge-kpi once` on a real-shaped state dir publishes exactly the expected documents."""
+    case_dir = copy_fixture(GOLDEN / case)
+    out = tmp_path / "out"
+    assert _run(case_dir, out) == cli.ExitCode.OK, capsys.readouterr().err
+    for published, expected in OUTPUTS.items():
+        assert_json_matches(_load(GOLDEN / case / expected), _load(out / published))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden_outputs_are_schema_valid(
+    case: str, tmp_path: Path, copy_fixture: Callable[[Path], Path]
+) -> None:
+    """What each case publishes validates against the shipped JSON Schemas."""
+    case_dir = copy_fixture(GOLDEN / case)
+    assert _run(case_dir, tmp_path / "out") == 0
+    jsonschema.validate(_load(tmp_path / "out" / "kpis_v7.json"), schemas.load("kpis_v7"))
+    jsonschema.validate(
+        _load(tmp_path / "out" / "positions_v7.json"), schemas.load("positions_v7")
+    )
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_expected_files_are_schema_valid(case: str) -> None:
+    """The hand-written expectations themselves respect the published schemas."""
+    jsonschema.validate(_load(GOLDEN / case / "expected_kpis_v7.json"), schemas.load("kpis_v7"))
+    jsonschema.validate(
+        _load(GOLDEN / case / "expected_positions_v7.json"), schemas.load("positions_v7")
+    )
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_subprocess_once_gives_the_same_bytes_as_in_process(
+    case: str, tmp_path: Path, copy_fixture: Callable[[Path], Path]
+) -> None:
+    """`python -m kpi_publisher once` and cli.main write byte-identical files for the same --now."""
+    case_dir = copy_fixture(GOLDEN / case)
+    assert _run(case_dir, tmp_path / "in_process") == 0
+    now = (case_dir / "now.txt").read_text().strip()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kpi_publisher",
+            "once",
+            "--state-dir",
+            str(case_dir / "logs" / "state"),
+            "--out-dir",
+            str(tmp_path / "subprocess"),
+            "--now",
+            now,
+        ],
+        cwd=REPO_ROOT,
+        env=kpi_free_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("published kpis_v7.json and positions_v7.json")
+    for name in OUTPUTS:
+        assert (tmp_path / "subprocess" / name).read_bytes() == (
+            tmp_path / "in_process" / name
+        ).read_bytes()
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_inputs_are_left_untouched(
+    case: str, tmp_path: Path, copy_fixture: Callable[[Path], Path]
+) -> None:
+    """The publisher writes nothing into the state dir when --out-dir points elsewhere."""
+    case_dir = copy_fixture(GOLDEN / case)
+    before = {p: p.read_bytes() for p in case_dir.rglob("*") if p.is_file()}
+    assert _run(case_dir, tmp_path / "out") == 0
+    after = {p: p.read_bytes() for p in case_dir.rglob("*") if p.is_file()}
+    assert after == before
