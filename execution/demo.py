@@ -50,7 +50,6 @@ ATOMIC = "atomic"  # this package's writer (execution.state_publish.write_state_
 
 ROUTER_EVERY = 2  # cycles between router-health refreshes (the real one: 60 s vs a 60 s loop)
 FX_EVERY = 5  # cycles between price/FX refreshes (the real cache: at most every 120 s)
-KPIS_EVERY = 3  # cycles between flat-KPI refreshes (throttled to 120 s upstream)
 
 
 @dataclass(frozen=True)
@@ -104,10 +103,9 @@ def executor_style(era: str) -> str:
 
 
 def kpis_due(cycle: int, era: str) -> bool:
-    """Whether the flat KPIs are recomputed this cycle. v7.1 attaches them from cycle 1 on
-    (the first risk snapshot goes out before the throttled KPI emitter has run)."""
-    offset = 1 if era == "v7.1" else 0
-    return cycle >= offset and (cycle - offset) % KPIS_EVERY == 0
+    """Whether the risk snapshot carries the flat KPIs this cycle. In v7.1 the first snapshot
+    goes out before the (throttled) KPI emitter has run, so cycle 0 has none."""
+    return cycle >= 1 or era != "v7.1"
 
 
 def plan_cycle(
@@ -233,13 +231,15 @@ def run(
         cycles=options.cycles,
     )
     world = demo_market.initial_world(clock(), rng, nav_source, seed)
-    kpis: dict[str, Any] | None = None
     done = 0
     while not stop.is_set():
         if done > 0:
             world = demo_market.step(world, clock(), rng, nav_source, seed)
-        if kpis_due(world.cycle, options.era):
-            kpis = demo_shapes.flat_kpis(world, options.era)
+        kpis = (
+            demo_shapes.flat_kpis(world, options.era)
+            if kpis_due(world.cycle, options.era)
+            else None
+        )
         failed = []
         for item in plan_cycle(world, options.era, kpis, holdings):
             try:

@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 NAV_LOG_CAP = 720  # the real executor's NAV_LOG_MAX_POINTS
@@ -25,20 +25,24 @@ MAX_HOLD_CYCLES = 12  # a position is closed at the latest after this many cycle
 P_OPEN = 0.25  # chance per cycle of opening a position in a flat symbol
 P_CLOSE = 0.10  # chance per cycle and open position of closing it
 MARK_BETA = 8.0  # marks move this many times the NAV's log return, plus noise
+NAV_LAG_S = (0.2, 1.5)  # seconds from the NAV observation to the cycle's writes
 RANDOM_WALK_SIGMA = 0.0006  # per-cycle log-return sigma of the random-walk NAV
 DD_CAUTIOUS_PCT = 0.25  # demo label thresholds on the percent drawdown
 DD_DEFENSIVE_PCT = 0.75
 QTY_DECIMALS = {"BTCUSDT": 3, "ETHUSDT": 3, "LTCUSDT": 3, "LINKUSDT": 2, "SUIUSDT": 1, "WIFUSDT": 1}
 
 
-def load_data(name: str) -> Any:
-    """A JSON file shipped in execution/data/."""
-    return json.loads(resources.files("execution").joinpath("data", name).read_text("utf-8"))
+DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
 def data_bytes(name: str) -> bytes:
     """The exact bytes of a file shipped in execution/data/ (copied verbatim into a demo root)."""
-    return resources.files("execution").joinpath("data", name).read_bytes()
+    return (DATA_DIR / name).read_bytes()
+
+
+def load_data(name: str) -> Any:
+    """A JSON file shipped in execution/data/."""
+    return json.loads(data_bytes(name))
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,8 @@ class World:
     """Everything the executor knows after one cycle. Money in USD, times in epoch seconds."""
 
     cycle: int
-    now: float
+    now: float  # when this cycle's files are written
+    nav_t: float  # when the NAV was observed: early in the cycle, a little before `now`
     nav_usd: float
     nav_index: int  # index into the replayed series (-1 for the random walk)
     peak_usd: float  # running peak of the NAV since the start
@@ -275,6 +280,7 @@ def initial_world(now: float, rng: random.Random, nav_source: NavSource, seed: M
     world = World(
         cycle=0,
         now=now,
+        nav_t=now - rng.uniform(*NAV_LAG_S),
         nav_usd=nav,
         nav_index=index,
         peak_usd=nav,
@@ -294,7 +300,9 @@ def initial_world(now: float, rng: random.Random, nav_source: NavSource, seed: M
         prices=prices,
         usd_zar=float(prices_doc["usd_zar"]),
     )
-    return replace(world, nav_log=((now, nav, world.unrealized_usd),), prices=_price_cache(world))
+    return replace(
+        world, nav_log=((world.nav_t, nav, world.unrealized_usd),), prices=_price_cache(world)
+    )
 
 
 def _price_cache(w: World) -> dict[str, float]:
@@ -376,6 +384,7 @@ def step(
         w,
         cycle=w.cycle + 1,
         now=now,
+        nav_t=now - rng.uniform(*NAV_LAG_S),
         nav_usd=nav,
         nav_index=index,
         peak_usd=max(w.peak_usd, nav),
@@ -394,4 +403,4 @@ def step(
         events=tuple(events),
     )
     nxt = replace(nxt, prices=_price_cache(nxt))
-    return replace(nxt, nav_log=(*w.nav_log, (now, nav, nxt.unrealized_usd))[-NAV_LOG_CAP:])
+    return replace(nxt, nav_log=(*w.nav_log, (nxt.nav_t, nav, nxt.unrealized_usd))[-NAV_LOG_CAP:])

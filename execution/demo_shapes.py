@@ -119,7 +119,7 @@ def peak_state_doc(w: World) -> dict[str, Any]:
     return {
         "day": w.day,
         "dd_abs": _r(w.dd_abs_usd),
-        "dd_pct": _r(w.dd_pct, 10),
+        "dd_pct": w.dd_pct,
         "nav": _r(w.nav_usd),
         "nav_usd": _r(w.nav_usd),
         "peak": _r(w.peak_usd),
@@ -151,13 +151,13 @@ def fx_cache_doc(w: World, era: str) -> dict[str, Any]:
 def drawdown_snapshot(w: World) -> dict[str, Any]:
     """The risk engine's drawdown snapshot: every `pct` is percent, money USD (4.4)."""
     return {
-        "dd_pct": _r(w.dd_pct, 10),
+        "dd_pct": w.dd_pct,
         "dd_abs": _r(w.dd_abs_usd),
         "peak": _r(w.peak_usd),
         "nav": _r(w.nav_usd),
         "realized_today": _r(w.realized_today_usd),
-        "nav_cache_ts": w.now,
-        "nav_cache_age": 0.0,
+        "nav_cache_ts": w.nav_t,
+        "nav_cache_age": round(w.now - w.nav_t, 3),
         "peak_state_age": 0.0,
         "stale_flags": {
             "peak_state_stale": False,
@@ -167,13 +167,13 @@ def drawdown_snapshot(w: World) -> dict[str, Any]:
         },
         "usable": True,
         "drawdown": {
-            "pct": _r(w.dd_pct, 10),
+            "pct": w.dd_pct,
             "abs": _r(w.dd_abs_usd),
             "peak_nav": _r(w.peak_usd),
             "nav": _r(w.nav_usd),
         },
         "daily_loss": {
-            "pct": _r(w.daily_loss_pct, 10),
+            "pct": w.daily_loss_pct,
             "daily_peak": _r(w.daily_peak_usd),
             "nav": _r(w.nav_usd),
         },
@@ -343,12 +343,12 @@ def risk_doc(w: World, era: str, kpis: Mapping[str, Any] | None) -> dict[str, An
         "fee_pnl_ratio": fee_pnl["fee_pnl_ratio"],
         "fee_pnl": fee_pnl,
         "nav_health": {
-            "age_s": 0.0,
+            "age_s": round(w.now - w.nav_t, 3),
             "sources_ok": True,
             "stale_flags": {"balances_ok": False, "positions_ok": False},
             "fresh": True,
             "threshold_s": NAV_FRESHNESS_S,
-            "cache_ts": w.now,
+            "cache_ts": w.nav_t,
             "cache_path": "logs/cache/nav_confirmed.json",
             "nav_total": _r(w.nav_usd),
         },
@@ -361,11 +361,11 @@ def risk_doc(w: World, era: str, kpis: Mapping[str, Any] | None) -> dict[str, An
     if era == "v7.1":
         doc["dd_state"] = {"dd_state": w.dd_state, "drawdown": drawdown_snapshot(w)}
     else:
-        dd_frac = _r(w.dd_pct / 100.0, 12)
+        dd_frac = w.dd_pct / 100.0
         doc.update(
             dd_state={"state": _synth_state(w.dd_pct), "drawdown": {"dd_pct": dd_frac}},
             dd_frac=dd_frac,
-            daily_loss_frac=_r(w.daily_loss_pct / 100.0, 12),
+            daily_loss_frac=w.daily_loss_pct / 100.0,
             portfolio_dd_pct=dd_frac,
             circuit_breaker={"max_portfolio_dd_nav_pct": 0.01, "active": dd_frac >= 0.01},
             correlation_groups={},
