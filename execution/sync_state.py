@@ -177,7 +177,8 @@ def build_nav_state(
     if not points:
         return None
     nav_ts, nav, unrealized = points[-1]
-    peak = max(nav, peak_usd if number(peak_usd) is not None else max(p[1] for p in points))
+    tracker_peak = number(peak_usd)
+    peak = max(nav, tracker_peak if tracker_peak is not None else max(p[1] for p in points))
     dd_abs = peak - nav
     dd_pct = dd_abs / peak * 100.0
     pos = mapping(positions_state)

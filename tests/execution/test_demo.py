@@ -115,6 +115,22 @@ def test_drawdown_follows_the_running_peak_of_the_replayed_series():
     assert simulate(32)[-1].dd_pct == pytest.approx(0.3279, abs=1e-4)
 
 
+def test_router_stats_and_atr_drift_within_bounds():
+    """Every symbol's router numbers and ATR ratio move over time and stay plausible."""
+    worlds = simulate(30)
+    first, last = worlds[0], worlds[-1]
+    for symbol in first.symbols:
+        assert first.router[symbol].maker_fill_rate != last.router[symbol].maker_fill_rate
+        assert first.router[symbol].slippage_p50_bps != last.router[symbol].slippage_p50_bps
+        assert first.atr_ratio[symbol] != last.atr_ratio[symbol]
+    for w in worlds:
+        for stats in w.router.values():
+            assert 0.15 <= stats.maker_fill_rate <= 0.97
+            assert 0.01 <= stats.fallback_rate <= 0.75
+            assert 0.1 <= stats.slippage_p50_bps <= stats.slippage_p95_bps <= 30.0
+        assert all(0.3 <= r <= 3.2 for r in w.atr_ratio.values())
+
+
 def test_the_random_walk_is_seeded():
     a = [w.nav_usd for w in simulate(20, seed=3, kind="random")]
     b = [w.nav_usd for w in simulate(20, seed=3, kind="random")]
