@@ -276,6 +276,8 @@ class Daemon:
 
     def _failed(self) -> PassResult:
         self._dirty = True
+        # A failing publish is retried on the retry schedule, not hammered by the heartbeat.
+        self._next_heartbeat = self._mono() + self.settings.heartbeat_s
         self._schedule_retry(self._mono())
         return PassResult(published=False)
 
