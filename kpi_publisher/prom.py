@@ -29,13 +29,15 @@ from kpi_publisher.pipeline import Outputs
 PROM_FILE = "kpis.prom"
 PREFIX = "hedge_kpi_"
 DEFAULT_ACCOUNT = "default"
+SECONDS_PER_DAY = 86400.0
 SOURCE_STATUSES: tuple[str, ...] = ("ok", "missing", "invalid", "stale")
 # Error kinds always exported (0 until one happens) so `increase()` sees the first error.
 ERROR_KINDS: tuple[str, ...] = ("build", "publish", "prom")
-SLIPPAGE_QUANTILES: tuple[tuple[str, str], ...] = (
-    ("0.25", "slip_q25_bps"),
-    ("0.5", "slip_q50_bps"),
-    ("0.75", "slip_q75_bps"),
+# `quartile` label values; not `quantile`, which Prometheus reserves for summaries.
+SLIPPAGE_QUARTILES: tuple[tuple[str, str], ...] = (
+    ("q25", "slip_q25_bps"),
+    ("q50", "slip_q50_bps"),
+    ("q75", "slip_q75_bps"),
 )
 
 Labels = tuple[tuple[str, str], ...]
@@ -95,13 +97,13 @@ CATALOGUE: dict[str, tuple[str, tuple[str, ...], str]] = {
     "atr_regime": ("gauge", ("regime",), "ATR regime: 1 for the current regime."),
     "router_maker_fill_ratio": ("gauge", (), "Maker fill rate of the order router (0..1)."),
     "router_fallback_ratio": ("gauge", (), "Share of orders that fell back to taker (0..1)."),
-    "router_slippage_bps": ("gauge", ("quantile",), "Router slippage quartiles in basis points."),
+    "router_slippage_bps": ("gauge", ("quartile",), "Router slippage quartiles in basis points."),
     "router_symbols_used": ("gauge", (), "Symbols aggregated from router_health."),
     "router_quality": ("gauge", ("quality",), "Router quality label: 1 for the current label."),
     "fee_pnl_ratio": ("gauge", (), "Fees divided by PnL over the fee window."),
     "fees_usd": ("gauge", (), "Fees in USD over the fee window."),
     "fees_pnl_usd": ("gauge", (), "PnL in USD over the fee window."),
-    "fees_window_days": ("gauge", (), "Length of the fee window in days."),
+    "fees_window_seconds": ("gauge", (), "Length of the fee window (window_days x 86400)."),
     "aum_total_usd": ("gauge", (), "Assets under management in USD (sum of the slices)."),
     "aum_total_zar": ("gauge", (), "Assets under management in ZAR."),
     "aum_slice_usd": ("gauge", ("asset",), "AUM slice value in USD (Futures wallet or asset)."),
@@ -114,7 +116,7 @@ CATALOGUE: dict[str, tuple[str, tuple[str, ...], str]] = {
     "position_notional_usd": ("gauge", ("symbol", "side"), "Position notional in USD (>= 0)."),
     "position_pnl_usd": ("gauge", ("symbol", "side"), "Unrealized PnL of a position in USD."),
     "position_qty": ("gauge", ("symbol", "side"), "Position size, signed by side."),
-    "positions_count": ("gauge", (), "Open positions."),
+    "positions_open": ("gauge", (), "Open positions (count)."),
     "positions_gross_notional_usd": ("gauge", (), "Sum of position notionals in USD."),
     "positions_net_notional_usd": ("gauge", (), "Position notionals signed by side, in USD."),
     "positions_pnl_usd": ("gauge", (), "Sum of position PnL in USD."),
@@ -182,15 +184,16 @@ def _router_fees(s: _Samples, kpis: Mapping[str, Any]) -> None:
     router = mapping(kpis.get("router"))
     s.add("router_maker_fill_ratio", router.get("maker_fill_rate"))
     s.add("router_fallback_ratio", router.get("fallback_ratio"))
-    for quantile, key in SLIPPAGE_QUANTILES:
-        s.add("router_slippage_bps", router.get(key), quantile=quantile)
+    for quartile, key in SLIPPAGE_QUARTILES:
+        s.add("router_slippage_bps", router.get(key), quartile=quartile)
     s.add("router_symbols_used", router.get("symbols_used"))
     s.label_one("router_quality", "quality", router.get("quality"))
     fees = mapping(kpis.get("fees"))
     s.add("fee_pnl_ratio", fees.get("fee_pnl_ratio"))
     s.add("fees_usd", fees.get("fees_usd"))
     s.add("fees_pnl_usd", fees.get("pnl_usd"))
-    s.add("fees_window_days", fees.get("window_days"))
+    days = number(fees.get("window_days"))
+    s.add("fees_window_seconds", None if days is None else days * SECONDS_PER_DAY)
 
 
 def _aum(s: _Samples, kpis: Mapping[str, Any]) -> None:
@@ -231,7 +234,7 @@ def _positions(s: _Samples, doc: Mapping[str, Any]) -> None:
         s.add("position_pnl_usd", row.get("pnl"), symbol=symbol, side=side)
         s.add("position_qty", row.get("qty"), symbol=symbol, side=side)
     totals = mapping(doc.get("totals"))
-    s.add("positions_count", totals.get("count"))
+    s.add("positions_open", totals.get("count"))
     s.add("positions_gross_notional_usd", totals.get("gross_notional_usd"))
     s.add("positions_net_notional_usd", totals.get("net_notional_usd"))
     s.add("positions_pnl_usd", totals.get("pnl_usd"))

@@ -197,7 +197,7 @@ def test_full_state_parses_with_the_expected_families_and_labels(full: Outputs):
         "hedge_kpi_source_status": {"source", "status"},
         "hedge_kpi_source_": {"source"},
         "hedge_kpi_publish_errors": {"kind"},
-        "hedge_kpi_router_slippage_bps": {"quantile"},
+        "hedge_kpi_router_slippage_bps": {"quartile"},
         "hedge_kpi_router_quality": {"quality"},
         "hedge_kpi_dd_state": {"state"},
         "hedge_kpi_atr_regime": {"regime"},
@@ -229,11 +229,12 @@ def test_values_are_the_published_values(full: Outputs):
     assert value(parsed, "hedge_kpi_atr_ratio") == 1.1
     assert value(parsed, "hedge_kpi_router_maker_fill_ratio") == 0.5
     assert value(parsed, "hedge_kpi_router_fallback_ratio") == 0.0
-    assert value(parsed, "hedge_kpi_router_slippage_bps", quantile="0.25") == 1.0
-    assert value(parsed, "hedge_kpi_router_slippage_bps", quantile="0.5") == 2.0
-    assert value(parsed, "hedge_kpi_router_slippage_bps", quantile="0.75") == 3.5
+    assert value(parsed, "hedge_kpi_router_slippage_bps", quartile="q25") == 1.0
+    assert value(parsed, "hedge_kpi_router_slippage_bps", quartile="q50") == 2.0
+    assert value(parsed, "hedge_kpi_router_slippage_bps", quartile="q75") == 3.5
     assert value(parsed, "hedge_kpi_fee_pnl_ratio") == 0.2
     assert value(parsed, "hedge_kpi_fees_usd") == 4.0
+    assert value(parsed, "hedge_kpi_fees_window_seconds") == 7 * 86400.0  # base unit seconds
     assert value(parsed, "hedge_kpi_aum_total_usd") == kpis["aum"]["total_usd"]
     for slice_ in kpis["aum"]["slices"]:
         assert value(parsed, "hedge_kpi_aum_slice_usd", asset=slice_["label"]) == slice_["usd"]
@@ -245,7 +246,7 @@ def test_values_are_the_published_values(full: Outputs):
         assert value(parsed, "hedge_kpi_position_notional_usd", **labels) == row["notional"]
         assert value(parsed, "hedge_kpi_position_qty", **labels) == row["qty"]
     assert value(parsed, "hedge_kpi_position_notional_usd", symbol="ETHUSDT") == 1700.0
-    assert value(parsed, "hedge_kpi_positions_count") == 2.0
+    assert value(parsed, "hedge_kpi_positions_open") == 2.0
     assert (
         value(parsed, "hedge_kpi_positions_net_notional_usd") == pos["totals"]["net_notional_usd"]
     )

@@ -137,7 +137,7 @@ def test_each_host_series_carry_that_hosts_values(published):
     assert pick(merged, "hedge_kpi_nav_fresh", host="desk-a") == 1.0
     assert pick(merged, "hedge_kpi_nav_fresh", host="desk-b") == 0.0  # 230 s old
     assert pick(merged, "hedge_kpi_router_maker_fill_ratio", host="desk-b") == 0.4
-    assert pick(merged, "hedge_kpi_router_slippage_bps", host="desk-a", quantile="0.5") == 1.25
+    assert pick(merged, "hedge_kpi_router_slippage_bps", host="desk-a", quartile="q50") == 1.25
     # positions: desk-a is long BTC, desk-b short BTC and ETH; nothing leaks across
     long_btc = {"symbol": "BTCUSDT", "side": "LONG"}
     short_btc = {"symbol": "BTCUSDT", "side": "SHORT"}
