@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-long lint bench bench-quick install chromium
+.PHONY: demo test test-long lint bench bench-quick install chromium prom-tools
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,8 +21,20 @@ demo: $(STAMP)
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium not installed: browser tests will be skipped"; }
 
+## promtool and node_exporter for the Prometheus-export tests: Debian's packages unpacked into
+## $(PROM_TOOLS), never installed (so no service starts); without apt those tests are skipped.
+PROM_TOOLS := $(VENV)/prom-tools
+prom-tools:
+	@test -x $(PROM_TOOLS)/promtool -a -x $(PROM_TOOLS)/prometheus-node-exporter || { \
+	  mkdir -p $(PROM_TOOLS) && dest=$$(cd $(PROM_TOOLS) && pwd) && tmp=$$(mktemp -d) && \
+	  ( cd $$tmp && { apt-get download -qq prometheus prometheus-node-exporter 2>/dev/null || \
+	    { apt-get update -qq && apt-get download -qq prometheus prometheus-node-exporter; }; } && \
+	    for deb in *.deb; do dpkg-deb -x $$deb root; done && \
+	    cp root/usr/bin/promtool root/usr/bin/prometheus-node-exporter $$dest/ ); \
+	  rm -rf $$tmp; test -x $(PROM_TOOLS)/promtool || echo "promtool/node_exporter unavailable: their tests will be skipped"; }
+
 ## Every test: unit, golden, property, real inotify, real supervisord, real headless Chromium.
-test: $(STAMP) chromium
+test: $(STAMP) chromium prom-tools
 	$(PY) -m pytest -n 2 --dist loadfile
 
 ## The long fuzzing run (10,000 hypothesis examples per property).

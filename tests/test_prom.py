@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import stat
+import subprocess
 import threading
 import urllib.request
 from pathlib import Path
@@ -620,3 +622,56 @@ def test_scrape_example_loads(tmp_path: Path):
     doc = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
     assert "alerts.yml" in " ".join(doc["rule_files"])
     assert {job["job_name"] for job in doc["scrape_configs"]} >= {"node", "hedge-kpi"}
+
+
+# -- promtool: Prometheus' own checker (Debian's package, unpacked by `make prom-tools`) ----------
+
+
+def prom_tool(name: str) -> Path:
+    """A Prometheus binary from `make prom-tools` (or PATH); skip without it, fail under CI."""
+    tools = Path(os.environ.get("HEDGE_KPI_PROM_TOOLS", REPO / ".venv" / "prom-tools"))
+    found = tools / name if (tools / name).exists() else shutil.which(name)
+    if found is None:
+        message = f"{name} not found in {tools} or on PATH: run `make prom-tools`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return Path(found)
+
+
+@pytest.mark.timeout(60)
+def test_promtool_accepts_kpis_prom_without_lint_findings(full: Outputs):
+    """Prometheus' Go parser and metric-name linter accept the file, escapes and all."""
+    text = render_prom(full, host='desk "1"\\x', account="a\nb", health=HEALTH)
+    done = subprocess.run(
+        [str(prom_tool("promtool")), "check", "metrics"],
+        input=text,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+
+
+@pytest.mark.timeout(60)
+def test_promtool_accepts_the_rules_and_the_scrape_config(tmp_path: Path):
+    """alerts.yml has valid PromQL and templates; prometheus.yml is a valid config."""
+    promtool = str(prom_tool("promtool"))
+    for name in ("alerts.yml", "prometheus.yml"):
+        shutil.copy(REPO / "deploy" / "prometheus" / name, tmp_path / name)
+    rules = subprocess.run(
+        [promtool, "check", "rules", str(tmp_path / "alerts.yml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert rules.returncode == 0, rules.stdout + rules.stderr
+    config = subprocess.run(
+        [promtool, "check", "config", "--syntax-only", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert config.returncode == 0, config.stdout + config.stderr

@@ -4,14 +4,21 @@ series per host, no collisions, and each host's values are its own (issue 8)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+REPO = Path(__file__).resolve().parents[1]
 T = 1_762_435_680.0
 NOW = T + 30.0
 
@@ -151,3 +158,91 @@ def test_each_host_series_carry_that_hosts_values(published):
     assert pick(merged, "hedge_kpi_source_status", host="desk-b", **invalid) == 1.0
     assert pick(merged, "hedge_kpi_source_status", host="desk-a", **invalid) == 0.0
     assert pick(merged, "hedge_kpi_drawdown_pct", host="desk-b") == 6.75
+
+
+# -- the real consumer: node_exporter's textfile collector ---------------------------------------
+
+
+def node_exporter_binary() -> Path:
+    """Debian's node_exporter from `make prom-tools` (or PATH); skip without it, fail under CI."""
+    tools = Path(os.environ.get("HEDGE_KPI_PROM_TOOLS", REPO / ".venv" / "prom-tools"))
+    for candidate in (tools / "prometheus-node-exporter", tools / "node_exporter"):
+        if candidate.exists():
+            return candidate
+    found = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+    if found is None:
+        message = f"node_exporter not found in {tools} or on PATH: run `make prom-tools`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return Path(found)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def textfile_exporter(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A real node_exporter on loopback with only the textfile collector; (dir, metrics URL)."""
+    textfile_dir = tmp_path / "textfile"
+    textfile_dir.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(node_exporter_binary()),
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.disable-exporter-metrics",
+            "--collector.disable-defaults",
+            "--collector.textfile",
+            f"--collector.textfile.directory={textfile_dir}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = proc.stderr.read().decode() if proc.stderr else ""
+                    pytest.fail(f"node_exporter did not come up: {err}")
+                time.sleep(0.05)
+        yield textfile_dir, url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+@pytest.mark.timeout(120)
+def test_one_node_exporter_serves_both_publishers_files(published, textfile_exporter):
+    """Two publishers' kpis.prom, linked into one textfile dir under distinct names (two
+    accounts on one host, docs/SCALING.md), are both exported by a real node_exporter: its Go
+    parser accepts them, nothing collides, every series and value survives."""
+    textfile_dir, url = textfile_exporter
+    for host, (text, _) in published.items():
+        own = textfile_dir.parent / host
+        own.mkdir()
+        (own / "kpis.prom").write_text(text)
+        (textfile_dir / f"hedge-kpi-{host}.prom").symlink_to(own / "kpis.prom")
+    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 (loopback http URL)
+        scraped = series(resp.read().decode())
+    errors = {k: v for k, v in scraped.items() if k[0] == "node_textfile_scrape_error"}
+    assert list(errors.values()) == [0.0]
+    exported = {k: v for k, v in scraped.items() if k[0].startswith("hedge_kpi_")}
+    expected = {k: v for text, _ in published.values() for k, v in series(text).items()}
+    assert exported == expected
+    mtimes = {dict(ls)["file"] for n, ls in scraped if n == "node_textfile_mtime_seconds"}
+    assert {Path(f).name for f in mtimes} == {"hedge-kpi-desk-a.prom", "hedge-kpi-desk-b.prom"}
