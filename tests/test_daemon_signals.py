@@ -1,0 +1,249 @@
+"""`hedge-kpi run` as a real process: signals, config reload, a deleted state dir, its stdout."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+pytestmark = pytest.mark.timeout(60)
+
+WAIT_S = 10.0  # bound for a start-up or an event on a loaded machine
+
+
+def write_json(path: Path, doc: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(orjson.dumps(doc))
+    os.replace(tmp, path)
+
+
+class Proc:
+    """A `hedge-kpi run` child whose stdout lines are parsed as JSON log events."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("KPI_")}
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "kpi_publisher", "run", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**clean, **(env or {})},
+        )
+        self.events: list[dict[str, Any]] = []
+        self.raw: list[bytes] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            with self._cond:
+                self.raw.append(line)
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    self.events.append(orjson.loads(line))
+                self._cond.notify_all()
+
+    def wait_event(
+        self, pred: Callable[[dict[str, Any]], bool], timeout_s: float = WAIT_S, start: int = 0
+    ) -> dict[str, Any]:
+        """The first event at index >= start matching `pred`; fails the test on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                for event in self.events[start:]:
+                    if pred(event):
+                        return event
+                remaining = deadline - time.monotonic()
+                ended = self.popen.poll() is not None and not self._reader.is_alive()
+                if remaining <= 0 or ended:
+                    raise AssertionError(f"no matching event; saw {self.events[-5:]}")
+                self._cond.wait(remaining)
+
+    def mark(self) -> int:
+        with self._cond:
+            return len(self.events)
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, float]:
+        """Send `sig`; returns (exit code, seconds until the process was gone)."""
+        sent = time.monotonic()
+        self.popen.send_signal(sig)
+        code = self.popen.wait(WAIT_S)
+        elapsed = time.monotonic() - sent
+        self._reader.join(WAIT_S)
+        return code, elapsed
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(WAIT_S)
+        for stream in (self.popen.stdout, self.popen.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> dict[str, Path]:
+    state = tmp_path / "logs" / "state"
+    out = tmp_path / "out"
+    state.mkdir(parents=True)
+    write_json(state / "nav_state.json", {"nav_usd": 1000.0, "updated_at": time.time()})
+    return {"state": state, "out": out, "root": tmp_path}
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., Proc]]:
+    procs: list[Proc] = []
+
+    def start(args: list[str], env: dict[str, str] | None = None) -> Proc:
+        proc = Proc(args, env)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.kill()
+
+
+def base_args(dirs: dict[str, Path], *extra: str) -> list[str]:
+    return ["--state-dir", str(dirs["state"]), "--out-dir", str(dirs["out"]), *extra]
+
+
+def is_publish(event: dict[str, Any]) -> bool:
+    return event.get("event") == "publish"
+
+
+def kpis(dirs: dict[str, Path]) -> dict[str, Any]:
+    doc: dict[str, Any] = orjson.loads((dirs["out"] / "kpis_v7.json").read_bytes())
+    return doc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_signal_in_the_middle_of_a_burst_exits_0_within_a_second(
+    dirs: dict[str, Path], spawn: Callable[..., Proc], sig: int
+) -> None:
+    """supervisorctl stop sends TERM mid-burst: the publish in flight finishes, exit 0 < 1 s."""
+    proc = spawn(base_args(dirs, "--fsync"))
+    proc.wait_event(is_publish)
+    stop_writing = threading.Event()
+
+    def burst() -> None:
+        i = 0
+        while not stop_writing.is_set():
+            i += 1
+            write_json(dirs["state"] / "nav_state.json", {"nav_usd": float(i), "ts": time.time()})
+
+    writer = threading.Thread(target=burst)
+    writer.start()
+    try:
+        proc.wait_event(lambda e: is_publish(e) and e["reason"] == "change")
+        code, elapsed = proc.stop(sig)
+    finally:
+        stop_writing.set()
+        writer.join()
+    assert code == 0
+    assert elapsed < 1.0
+    assert proc.events[-1]["event"] == "stopped"
+    assert kpis(dirs)["schema"] == "hedge.kpis_v7"  # the last publish is whole
+    assert not list(dirs["out"].glob(".*.tmp"))
+
+
+def test_stdout_carries_only_json_log_lines(
+    dirs: dict[str, Path], spawn: Callable[..., Proc]
+) -> None:
+    """Under supervisord stdout is a pipe: every line is one JSON object with an event name."""
+    proc = spawn(base_args(dirs, "--heartbeat-s", "0.2"))
+    proc.wait_event(lambda e: is_publish(e) and e["reason"] == "heartbeat")
+    code, _ = proc.stop()
+    assert code == 0
+    assert proc.raw and len(proc.events) == len(proc.raw)
+    assert all("event" in e and "timestamp" in e for e in proc.events)
+    assert proc.popen.stderr is not None and proc.popen.stderr.read() == b""
+
+
+def test_state_dir_deleted_and_recreated_keeps_publishing_changes(
+    dirs: dict[str, Path], spawn: Callable[..., Proc]
+) -> None:
+    proc = spawn(base_args(dirs))
+    proc.wait_event(is_publish)
+    shutil.rmtree(dirs["state"])
+    proc.wait_event(lambda e: is_publish(e) and e["not_ok"].get("nav_state") == "missing")
+    dirs["state"].mkdir()
+    mark = proc.mark()
+    write_json(dirs["state"] / "nav_state.json", {"nav_usd": 4321.0, "updated_at": time.time()})
+    proc.wait_event(lambda e: is_publish(e) and "nav_state" in e["changed"], start=mark)
+    assert kpis(dirs)["nav"]["nav_usd"] == 4321.0
+    # ... and later changes arrive through the new watch too.
+    mark = proc.mark()
+    write_json(dirs["state"] / "nav_state.json", {"nav_usd": 4322.0, "updated_at": time.time()})
+    proc.wait_event(lambda e: is_publish(e) and "nav_state" in e["changed"], start=mark)
+    assert kpis(dirs)["nav"]["nav_usd"] == 4322.0
+    assert proc.stop()[0] == 0
+
+
+def test_sighup_with_a_good_config_applies_it(
+    dirs: dict[str, Path], spawn: Callable[..., Proc]
+) -> None:
+    """SIGHUP re-reads the TOML file; the new nav_fresh_s shows in the very next publish."""
+    write_json(dirs["state"] / "nav_state.json", {"nav_usd": 1.0, "updated_at": time.time() - 200})
+    config = dirs["root"] / "kpi.toml"
+    config.write_text("[kpi]\nnav_fresh_s = 90\n")
+    proc = spawn(base_args(dirs, "--config", str(config)))
+    proc.wait_event(is_publish)
+    assert kpis(dirs)["nav"]["fresh"] is False
+    config.write_text("[kpi]\nnav_fresh_s = 100000\n")
+    proc.popen.send_signal(signal.SIGHUP)
+    reloaded = proc.wait_event(lambda e: e["event"] == "config_reloaded")
+    assert reloaded["changed"] == ["nav_fresh_s"]
+    assert reloaded["file"] == str(config)
+    proc.wait_event(lambda e: is_publish(e) and e["reason"] == "reload")
+    assert kpis(dirs)["nav"]["fresh"] is True
+    assert proc.stop()[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason_part"),
+    [
+        ("[kpi]\nnav_fresh_s = \n", "kpi.toml"),
+        ("[kpi]\nheartbeat_s = -1\n", "heartbeat_s must be > 0"),
+        ("[kpi]\nno_such_setting = 1\n", "unknown settings no_such_setting"),
+    ],
+    ids=["broken-toml", "bad-value", "unknown-key"],
+)
+def test_sighup_with_a_bad_config_keeps_the_old_one_and_says_why(
+    dirs: dict[str, Path], spawn: Callable[..., Proc], bad: str, reason_part: str
+) -> None:
+    write_json(dirs["state"] / "nav_state.json", {"nav_usd": 1.0, "updated_at": time.time() - 200})
+    config = dirs["root"] / "kpi.toml"
+    config.write_text("[kpi]\nnav_fresh_s = 100000\nheartbeat_s = 0.3\n")
+    proc = spawn(base_args(dirs, "--config", str(config)))
+    proc.wait_event(is_publish)
+    config.write_text(bad)
+    proc.popen.send_signal(signal.SIGHUP)
+    failed = proc.wait_event(lambda e: e["event"] == "config_reload_failed")
+    assert reason_part in failed["reason"]
+    assert failed["file"] == str(config)
+    assert failed["level"] == "error"
+    mark = proc.mark()
+    proc.wait_event(lambda e: is_publish(e) and e["reason"] == "heartbeat", start=mark)
+    assert kpis(dirs)["nav"]["fresh"] is True  # still the old nav_fresh_s
+    assert proc.stop()[0] == 0
+
+
+def test_an_unusable_config_at_start_exits_2_with_the_reason(
+    dirs: dict[str, Path], spawn: Callable[..., Proc]
+) -> None:
+    proc = spawn(base_args(dirs), env={"KPI_DEBOUNCE_MS": "soon"})
+    assert proc.popen.wait(WAIT_S) == 2
+    event = proc.wait_event(lambda e: e["event"] == "config_invalid")
+    assert "debounce_ms" in event["reason"]
