@@ -1,0 +1,50 @@
+"""The real `hedge-kpi run` daemon with one injected fault: its loop raises after N seconds.
+
+Usage: python crashing_daemon.py CRASH_AFTER_S  (settings from KPI_* env vars, JSON logs).
+Everything else is production code: the Daemon, its CrashLog in /tmp and its crash backoff,
+the real watcher and publisher, the signal thread. supervisord runs this in the crash-loop
+test; the fault stands in for any bug that kills the loop after `startsecs`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from kpi_publisher import logs
+from kpi_publisher.config import resolve
+from kpi_publisher.daemon import Daemon, input_paths, install_signal_thread
+from kpi_publisher.sources import SourceReader
+from kpi_publisher.watcher import Watcher
+
+
+class FaultyWatcher(Watcher):
+    """The real watcher, whose `next_batch` raises once `crash_at` (monotonic s) has passed."""
+
+    crash_at = float("inf")
+
+    def next_batch(self, timeout_s: float) -> frozenset:  # type: ignore[type-arg]
+        if time.monotonic() >= self.crash_at:
+            raise RuntimeError("injected fault: loop died")
+        return super().next_batch(min(timeout_s, max(0.0, self.crash_at - time.monotonic())))
+
+
+def main(crash_after_s: float) -> int:
+    settings = resolve({})
+    logs.configure("json")
+    watcher = FaultyWatcher(
+        input_paths(SourceReader(settings)),
+        debounce_s=settings.debounce_ms / 1000.0,
+        rescan_s=settings.rescan_s,
+    )
+    watcher.crash_at = time.monotonic() + crash_after_s
+    daemon = Daemon(settings, batches=watcher)
+    restore = install_signal_thread(daemon)
+    try:
+        return int(daemon.run())
+    finally:
+        restore()
+
+
+if __name__ == "__main__":
+    sys.exit(main(float(sys.argv[1])))

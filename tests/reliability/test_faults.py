@@ -1,0 +1,454 @@
+"""Faults are survived: disk full, unwritable or vanished out dir, lost inotify events,
+inotify limits, SIGKILL at random points, and a crash loop under a real supervisord.
+
+Process-level tests run the real `hedge-kpi run` and read its structlog JSON lines. Root
+ignores permission bits (CI runs as root), so the permission case runs the daemon as
+nobody with setpriv; disk full uses a private 64 KiB tmpfs inside `unshare -U -r -m`; the
+inotify limits are set inside a private user namespace (`/proc/sys/user/max_inotify_*`), so
+no host setting is touched.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from kpi_publisher import fs, publish
+from kpi_publisher.daemon import default_crash_file
+from kpi_publisher.pipeline import Outputs
+from kpi_publisher.sources import SourceReader
+
+from .helpers import (
+    BIN,
+    HEDGE_KPI,
+    HERE,
+    Layout,
+    build_bytes,
+    daemon,
+    good_docs,
+    kpis_nav,
+    read_outputs,
+    run_argv,
+    spawn,
+    wait_for,
+)
+
+NOBODY = 65534
+
+
+def _works(argv: list[str]) -> bool:
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _need_unshare(*flags: str) -> None:
+    if shutil.which("unshare") is None or not _works(["unshare", *flags, "true"]):
+        pytest.skip(f"`unshare {' '.join(flags)}` is not permitted here (no user namespaces)")
+
+
+def _fresh(layout: Layout, nav_usd: float) -> None:
+    """Replace nav_state.json with a new NAV stamped now."""
+    layout.write("nav_state", good_docs(now=time.time(), nav_usd=nav_usd)["nav_state"])
+
+
+@pytest.fixture
+def live_layout(tmp_path: Path) -> Layout:
+    """A layout whose documents are stamped now (a running daemon builds with the real clock)."""
+    layout = Layout(tmp_path).make()
+    layout.write_all(good_docs(now=time.time()))
+    return layout
+
+
+# -- disk full, at the edge: every failing syscall of the atomic write -----------------------
+
+
+def _outputs(layout: Layout, nav_usd: float) -> Outputs:
+    _fresh(layout, nav_usd)
+    settings = layout.settings()
+    kpis_raw, positions_raw = build_bytes(SourceReader(settings), settings, now=time.time())
+    return Outputs(kpis=orjson.loads(kpis_raw), positions=orjson.loads(positions_raw))
+
+
+@pytest.mark.parametrize("call", ["write", "fchmod", "fsync", "replace"])
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EIO, errno.EXDEV, errno.EDQUOT])
+def test_failed_publish_leaves_old_outputs_and_no_temp(
+    layout: Layout, monkeypatch: pytest.MonkeyPatch, call: str, err: int
+) -> None:
+    """Whichever step fails, OSError reaches the caller, both old files are intact byte for
+    byte, and no temp file is left in the out dir."""
+    publish.publish(_outputs(layout, 10_234.56), layout.out, fsync=True)
+    before = {p.name: p.read_bytes() for p in layout.out.iterdir()}
+    newer = _outputs(layout, 20_000.0)
+
+    def fail(*_: object, **__: object) -> None:
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(fs.os, call, fail)
+    with pytest.raises(OSError) as caught:
+        publish.publish(newer, layout.out, fsync=True)
+    monkeypatch.undo()
+    assert caught.value.errno == err
+    assert {p.name: p.read_bytes() for p in layout.out.iterdir()} == before
+    assert layout.temps() == []
+
+
+def test_failure_on_the_second_file_leaves_each_file_whole(
+    layout: Layout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """positions_v7.json is replaced first; when kpis_v7.json then fails, each file is still a
+    whole valid document (new positions, old KPIs) and the caller gets the error to retry."""
+    publish.publish(_outputs(layout, 10_234.56), layout.out, fsync=False)
+    old_kpis = (layout.out / "kpis_v7.json").read_bytes()
+    newer = _outputs(layout, 20_000.0)
+    real_replace = os.replace
+
+    def replace_positions_only(src: str, dst: str) -> None:
+        if str(dst).endswith("kpis_v7.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(fs.os, "replace", replace_positions_only)
+    with pytest.raises(OSError):
+        publish.publish(newer, layout.out, fsync=False)
+    monkeypatch.undo()
+    assert (layout.out / "kpis_v7.json").read_bytes() == old_kpis
+    read_outputs(layout.out)
+    assert layout.temps() == []
+
+
+# -- disk full, for real: a 64 KiB tmpfs in a private mount namespace -------------------------
+
+
+def _fill(directory: Path) -> None:
+    """Write a filler file until the filesystem says ENOSPC."""
+    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.timeout(60)
+def test_disk_full_keeps_old_outputs_retries_and_recovers(live_layout: Layout) -> None:
+    """The real daemon publishing onto a full 64 KiB tmpfs: each attempt is logged as
+    publish_failed (ENOSPC), the old files stay whole, no temp is left, and once space is
+    freed the retry publishes the new NAV without any new input event."""
+    _need_unshare("-U", "-r", "-m")
+    layout = live_layout
+    mount = f'mount -t tmpfs -o size=64k tmpfs "{layout.out}" && exec "$@"'
+    argv = run_argv(layout, "--heartbeat-s", "0.3", "--retry-ms", "50")
+    proc = spawn(["unshare", "-U", "-r", "-m", "sh", "-c", mount, "sh", *argv])
+    try:
+        proc.wait_event("publish", 15)
+        # The tmpfs exists only in the daemon's mount namespace; reach it through its root.
+        out = Path(f"/proc/{proc.proc.pid}/root") / str(layout.out).lstrip("/")
+        assert sorted(p.name for p in out.iterdir()) == ["kpis_v7.json", "positions_v7.json"]
+        assert list(layout.out.iterdir()) == []  # not our view: the tmpfs really is private
+        old = {p.name: p.read_bytes() for p in out.iterdir()}
+        _fill(out)
+        _fresh(layout, 20_000.0)
+        failed = proc.wait_event("publish_failed", 10)
+        assert failed["reason"] == "No space left on device"
+        assert failed["level"] == "error"
+        mark = proc.events.index(failed) + 1
+        proc.wait_event("publish_failed", 10, after=mark)  # it was retried, and failed again
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "filler"} == old
+        assert [p.name for p in out.iterdir() if fs.is_temp_name(p.name)] == []
+        (out / "filler").unlink()
+        wait_for(lambda: kpis_nav(out) == 20_000.0, 10)
+        read_outputs(out)
+        assert proc.stop() == 0
+    finally:
+        proc.stop()
+
+
+# -- permissions: run as nobody, because root ignores permission bits --------------------------
+
+
+def _as_nobody() -> list[str]:
+    if os.geteuid() != 0:
+        return []  # permission bits already apply to us
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot drop to an unprivileged user")
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+
+@pytest.mark.timeout(60)
+def test_unwritable_out_dir_is_logged_retried_and_recovers(open_layout: Layout) -> None:
+    """Out dir read-only for the daemon's user: it keeps running, logs publish_failed
+    (Permission denied) on each attempt, leaves the old files alone, and publishes as soon
+    as the directory is writable again."""
+    layout = open_layout
+    assert subprocess.run([HEDGE_KPI, "once", *layout.cli_args()], timeout=30).returncode == 0
+    old = {p.name: p.read_bytes() for p in layout.out.iterdir()}
+    layout.out.chmod(0o555)
+    _fresh(layout, 20_000.0)
+    layout.path("nav_state").chmod(0o644)
+    argv = run_argv(layout, "--heartbeat-s", "0.3", "--retry-ms", "50")
+    proc = spawn([*_as_nobody(), *argv])
+    try:
+        failed = proc.wait_event("publish_failed", 15)
+        assert failed["reason"] == "Permission denied"
+        proc.wait_event("publish_failed", 10, after=proc.events.index(failed) + 1)
+        assert proc.proc.poll() is None  # still running
+        assert {p.name: p.read_bytes() for p in layout.out.iterdir()} == old
+        layout.out.chmod(0o777)
+        wait_for(lambda: kpis_nav(layout.out) == 20_000.0, 10)
+        assert proc.stop() == 0
+    finally:
+        proc.stop()
+        layout.out.chmod(0o755)
+    assert layout.temps() == []
+
+
+@pytest.mark.timeout(60)
+def test_once_into_an_unwritable_out_dir_exits_3_naming_it(open_layout: Layout) -> None:
+    """`hedge-kpi once` run by a user who cannot write the out dir: exit 3, the reason on
+    stderr, and the old files untouched."""
+    layout = open_layout
+    assert subprocess.run([HEDGE_KPI, "once", *layout.cli_args()], timeout=30).returncode == 0
+    old = {p.name: p.read_bytes() for p in layout.out.iterdir()}
+    layout.out.chmod(0o555)
+    try:
+        done = subprocess.run(
+            [*_as_nobody(), HEDGE_KPI, "once", *layout.cli_args()],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        layout.out.chmod(0o755)
+    assert done.returncode == 3, done.stderr
+    assert f"cannot publish to {layout.out}" in done.stderr
+    assert "Permission denied" in done.stderr
+    assert {p.name: p.read_bytes() for p in layout.out.iterdir()} == old
+
+
+# -- the out dir deleted under a running daemon -----------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_deleted_out_dir_is_recreated_and_published_again(live_layout: Layout) -> None:
+    """`rm -rf out/` while running: the failed attempt is logged, the daemon recreates the
+    directory and the retry publishes both files."""
+    layout = live_layout
+    with daemon(layout, "--heartbeat-s", "0.3", "--retry-ms", "50") as proc:
+        proc.wait_event("publish", 15)
+        mark = len(proc.events)
+        shutil.rmtree(layout.out)
+        failed = proc.wait_event("publish_failed", 10, after=mark)
+        assert failed["reason"] == "No such file or directory"
+        proc.wait_event("publish", 10, after=proc.events.index(failed))
+        read_outputs(layout.out)
+        _fresh(layout, 20_000.0)
+        wait_for(lambda: kpis_nav(layout.out) == 20_000.0, 10)
+
+
+# -- inotify: lost events and exhausted limits ------------------------------------------------
+
+
+def _churn(directory: Path, files: int) -> None:
+    """Create and delete `files` temp names: at least 3 inotify events each."""
+    for i in range(files):
+        path = str(directory / f".churn{i}.tmp")
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        os.unlink(path)
+
+
+@pytest.mark.timeout(90)
+def test_inotify_queue_overflow_is_caught_up_by_a_rescan(live_layout: Layout) -> None:
+    """The daemon frozen (SIGSTOP) while > 16384 events pile up and the real input changes:
+    the kernel queue overflows and drops the change's event; on SIGCONT watchdog's overflow
+    warning triggers a rescan that publishes the final input, long before the 60 s periodic
+    rescan or heartbeat."""
+    layout = live_layout
+    with daemon(layout, "--heartbeat-s", "60", "--rescan-s", "60") as proc:
+        proc.wait_event("publish", 15)
+        os.kill(proc.proc.pid, signal.SIGSTOP)
+        try:
+            _churn(layout.state, 7_000)  # >= 21,000 events against a 16,384 queue
+            _fresh(layout, 20_000.0)
+        finally:
+            os.kill(proc.proc.pid, signal.SIGCONT)
+        rescan = proc.wait_event("rescan_found_changes", 20)
+        assert rescan["reason"] == "queue_overflow"
+        assert str(layout.path("nav_state")) in rescan["paths"]
+        wait_for(lambda: kpis_nav(layout.out) == 20_000.0, 5)
+
+
+@pytest.mark.parametrize(
+    ("knob", "reason"),
+    [
+        ("max_inotify_watches", "inotify watch limit reached"),
+        ("max_inotify_instances", "inotify instance limit reached"),
+    ],
+)
+@pytest.mark.timeout(60)
+def test_inotify_limits_fall_back_to_polling(live_layout: Layout, knob: str, reason: str) -> None:
+    """No inotify watch (ENOSPC) or instance (EMFILE) left: the daemon says so once, polls,
+    and still publishes a change well within a second or two (no 60 s rescan involved)."""
+    _need_unshare("-U", "-r")
+    layout = live_layout
+    limit = f'echo 0 > /proc/sys/user/{knob} && exec "$@"'
+    argv = run_argv(layout, "--heartbeat-s", "60", "--rescan-s", "60")
+    proc = spawn(["unshare", "-U", "-r", "sh", "-c", limit, "sh", *argv])
+    try:
+        proc.wait_event("publish", 15)
+        fallback = proc.named("watch_fallback_polling")
+        assert len(fallback) == 1
+        assert reason in fallback[0]["reason"]
+        assert fallback[0]["level"] == "warning"
+        _fresh(layout, 20_000.0)
+        wait_for(lambda: kpis_nav(layout.out) == 20_000.0, 5)
+        assert proc.named("rescan_found_changes") == []  # the polling observer saw it
+        assert proc.stop() == 0
+    finally:
+        proc.stop()
+
+
+# -- SIGKILL at random points, then restart ---------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_sigkill_mid_publish_then_restart(live_layout: Layout) -> None:
+    """kill -9 at random moments of a 1 ms publish loop, five times: the published files
+    always parse and validate; on restart the temp files of the killed process (and a planted
+    one) are swept and the first publish comes at start-up, without waiting for any event."""
+    layout = live_layout
+    rng = random.Random(7)  # noqa: S311 - reproducible kill timing, not cryptography
+    killed_mid_write = 0
+    for _ in range(5):
+        planted = layout.out / f".kpis_v7.json.{rng.randrange(10**6)}.deadbeef.tmp"
+        planted.write_bytes(b'{"half":')
+        leftovers = {str(layout.out / name) for name in layout.temps()}
+        proc = spawn(run_argv(layout, "--heartbeat-s", "0.001"))
+        try:
+            first = proc.wait_event("publish", 15)
+            start = proc.named("start")[0]
+            assert first["reason"] == "start"
+            startup_s = _iso_s(first["timestamp"]) - _iso_s(start["timestamp"])
+            assert startup_s < 1.0, f"first publish {startup_s:.3f} s after start"
+            swept = proc.named("stale_temps_removed")
+            assert len(swept) == 1 and set(swept[0]["files"]) == leftovers
+            time.sleep(rng.uniform(0.05, 0.4))
+        finally:
+            proc.stop(signal.SIGKILL)
+        assert proc.proc.returncode == -signal.SIGKILL
+        read_outputs(layout.out)
+        killed_mid_write += bool(set(layout.temps()) - {planted.name})
+    with daemon(layout, "--heartbeat-s", "60") as proc:
+        proc.wait_event("publish", 15)
+        assert proc.stop() == 0
+    assert layout.temps() == []
+    print(f"{killed_mid_write} of 5 kills left a temp file of their own")  # shown with -s
+
+
+def _iso_s(stamp: str) -> float:
+    """Epoch seconds of a structlog ISO timestamp."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+# -- a crash loop under a real supervisord --------------------------------------------------
+
+
+SUPERVISORD_CONF = """\
+[supervisord]
+nodaemon=true
+logfile={dir}/supervisord.log
+pidfile={dir}/supervisord.pid
+childlogdir={dir}
+loglevel=info
+
+[program:kpi]
+command={python} {driver} {crash_after_s}
+directory={dir}
+startsecs=1
+startretries=3
+autorestart=true
+stopsignal=TERM
+stopwaitsecs=5
+redirect_stderr=true
+stdout_logfile={dir}/kpi.log
+environment=PYTHONUNBUFFERED="1",KPI_STATE_DIR="{state}",KPI_OUT_DIR="{out}",KPI_FX_PATH="{fx}",KPI_HOLDINGS_PATH="{holdings}",KPI_FSYNC="0",KPI_HEARTBEAT_S="0.5"
+"""
+
+
+@pytest.fixture
+def crash_file(live_layout: Layout) -> Iterator[Path]:
+    path = default_crash_file(live_layout.out)
+    path.unlink(missing_ok=True)
+    yield path
+    path.unlink(missing_ok=True)
+
+
+@pytest.mark.supervisor
+@pytest.mark.timeout(90)
+def test_crash_loop_under_supervisord_is_slowed_by_the_daemon_backoff(
+    live_layout: Layout, crash_file: Path, tmp_path: Path
+) -> None:
+    """supervisord restarts a program that dies after `startsecs` at once and forever. The
+    daemon's crash backoff (1 s, 2 s, 4 s ... before exiting) keeps the loop from spinning:
+    over 16 s of a loop dying 1.5 s after each start, supervisord spawns it at most 5 times
+    (without the backoff: about 9), each gap longer than the one before."""
+    supervisord = BIN / "supervisord"
+    if not supervisord.exists():
+        pytest.fail(f"supervisord not installed beside {sys.executable}")
+    layout = live_layout
+    run_dir = tmp_path / "supervisor"
+    run_dir.mkdir()
+    conf = run_dir / "supervisord.conf"
+    conf.write_text(
+        SUPERVISORD_CONF.format(
+            dir=run_dir,
+            python=sys.executable,
+            driver=HERE / "crashing_daemon.py",
+            crash_after_s=1.5,
+            state=layout.state,
+            out=layout.out,
+            fx=layout.fx,
+            holdings=layout.holdings,
+        )
+    )
+    sup = subprocess.Popen([supervisord, "-c", conf], cwd=run_dir, stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(16.0)
+    finally:
+        sup.send_signal(signal.SIGTERM)
+        try:
+            sup.wait(15)
+        except subprocess.TimeoutExpired:
+            sup.kill()
+            sup.wait(5)
+            raise
+    events = [orjson.loads(line) for line in (run_dir / "kpi.log").read_bytes().splitlines()]
+    starts = [_iso_s(e["timestamp"]) for e in events if e["event"] == "start"]
+    crashes = [e for e in events if e["event"] == "crashed"]
+    spawned = (run_dir / "supervisord.log").read_text().count("spawned: 'kpi'")
+    assert spawned == len(starts)
+    assert 3 <= spawned <= 5, (spawned, starts)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(later > earlier + 0.5 for earlier, later in itertools.pairwise(gaps)), gaps
+    assert [e["backoff_s"] for e in crashes][:3] == [1.0, 2.0, 4.0]
+    assert all(e["reason"] == "RuntimeError: injected fault: loop died" for e in crashes)
+    assert [e["recent_crashes"] for e in crashes][:3] == [1, 2, 3]
+    # Between crashes it did its job: every spawn published at start-up.
+    assert sum(e["event"] == "publish" and e["reason"] == "start" for e in events) == spawned
+    assert sup.returncode == 0
