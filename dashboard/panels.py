@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import streamlit as st
 
-from dashboard import charts, freshness, live_helpers, nav_helpers
+from dashboard import freshness
 from dashboard.data import Published
 from dashboard.text import md_escape
+from dashboard.views import KpiViews, PositionsView
 from kpi_publisher import fmt, parse
 
 BADGE_COLORS: Mapping[str, str] = {"error": "red", "warning": "orange"}
+PLOTLY_CONFIG = {"displayModeBar": False}
 
 
 def render_status(kpis: Published, badges: Sequence[freshness.Badge], now: float) -> None:
@@ -28,19 +29,17 @@ def render_status(kpis: Published, badges: Sequence[freshness.Badge], now: float
     st.text("\n".join(f"{b.label}: {b.detail}" for b in badges if b.detail))
 
 
-def render_aum(kpis: Mapping[str, Any] | None) -> None:
-    slices = nav_helpers.build_aum_slices(kpis or {})
-    if not nav_helpers.slice_labels(slices):
+def render_aum(views: KpiViews) -> None:
+    if views.donut is None:
         st.caption("AUM: no valued assets")
         return
-    st.plotly_chart(charts.aum_donut(slices), key="aum_donut", config={"displayModeBar": False})
+    st.plotly_chart(views.donut, key="aum_donut", config=PLOTLY_CONFIG)
 
 
-def render_positions(positions: Mapping[str, Any] | None) -> None:
-    frame = live_helpers.positions_frame(positions)
+def render_positions(view: PositionsView) -> None:
     st.subheader("Positions")
     st.dataframe(
-        frame,
+        view.frame,
         hide_index=True,
         placeholder=fmt.MISSING,
         key="positions_table",
@@ -55,32 +54,27 @@ def render_positions(positions: Mapping[str, Any] | None) -> None:
             "dd_today": st.column_config.NumberColumn("DD today", format="%.2f%%"),
         },
     )
-    st.caption(md_escape(live_helpers.totals_line(positions)))
+    st.caption(md_escape(view.totals))
 
 
-def render_symbols(kpis: Mapping[str, Any] | None) -> None:
+def render_symbols(views: KpiViews) -> None:
     st.subheader("Risk by symbol")
-    rows = charts.symbol_rows(parse.mapping((kpis or {}).get("symbols")))
-    figure = charts.symbol_risk_figure(rows)
-    if figure is None:
+    if views.symbol_risk is None:
         st.caption("no per-symbol ATR or drawdown published")
         return
-    st.plotly_chart(figure, key="symbol_risk", config={"displayModeBar": False})
+    st.plotly_chart(views.symbol_risk, key="symbol_risk", config=PLOTLY_CONFIG)
 
 
-def render_router(kpis: Mapping[str, Any] | None) -> None:
+def render_router(views: KpiViews) -> None:
     st.subheader("Router")
-    rows = charts.router_rows(kpis or {})
-    router = parse.mapping((kpis or {}).get("router"))
-    used = parse.number(router.get("symbols_used"))
+    used = views.router_symbols_used
     st.caption(
         md_escape(
-            f"source {parse.text(router.get('source')) or fmt.MISSING} · symbols used "
+            f"source {views.router_source or fmt.MISSING} · symbols used "
             f"{fmt.MISSING if used is None else int(used)}"
         )
     )
-    figure = charts.router_figure(rows)
-    if figure is None:
+    if views.router is None:
         st.caption("no router figures published")
         return
-    st.plotly_chart(figure, key="router_chart", config={"displayModeBar": False})
+    st.plotly_chart(views.router, key="router_chart", config=PLOTLY_CONFIG)

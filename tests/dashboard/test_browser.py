@@ -1,0 +1,116 @@
+"""The overview in real headless Chromium over fixture published files."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.dashboard import browser, published
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+
+FULL_CARDS = {
+    "NAV (USD)": "10,234.50",
+    "NAV (ZAR)": "189,338.25",
+    "AUM (USD)": "16,365.80",
+    "AUM (ZAR)": "302,767.30",
+    "Drawdown": "1.14%",
+    "ATR ratio": "1.27",
+    "Router fill / fallback": "62.5% / 12.5%",
+    "Slippage q50": "1.50 bps",
+    "Fee / PnL": "18.5%",
+    "DD state": "cautious",
+}
+NEW_NAVS = (12345.67, 12345.68, 9999.0, 0.0, 10234.5)
+
+
+@pytest.fixture(scope="module")
+def fixture_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("published")
+
+
+@pytest.fixture(scope="module")
+def page(fixture_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One dashboard over `fixture_dir` and one browser page on it, shared by this module."""
+    browser.require_chromium()
+    published.publish(fixture_dir, "full", time.time())
+    log = tmp_path_factory.mktemp("logs") / "dashboard.log"
+    with (
+        browser.dashboard_server(fixture_dir, log, heartbeat_s=60.0) as url,
+        browser.chromium_page() as chromium,
+    ):
+        chromium.goto(url)
+        browser.wait_card(chromium, "NAV (USD)", FULL_CARDS["NAV (USD)"])
+        browser.wait_donut(chromium, 4)
+        yield chromium
+
+
+def with_nav(nav_usd: float) -> dict[str, Any]:
+    doc = published.restamp(published.load("full", "kpis_v7.json"), time.time())
+    doc["nav"]["nav_usd"] = nav_usd
+    doc["nav"]["nav_zar"] = nav_usd * doc["aum"]["usd_zar"]
+    return doc
+
+
+def test_cards_show_the_published_numbers(page: Any) -> None:
+    assert browser.cards(page) == FULL_CARDS
+
+
+def test_donut_has_one_slice_per_asset(page: Any) -> None:
+    """Futures, BTC, XAUT, USDC: four assets, four drawn slices."""
+    assert browser.donut_slices(page) == 4
+    for label in ("Futures", "BTC", "XAUT", "USDC"):
+        assert page.locator(".js-plotly-plot .legendtext", has_text=label).count() == 1
+
+
+def test_screenshot_is_saved(page: Any, tmp_path: Path) -> None:
+    shot = tmp_path / "dashboard.png"
+    page.screenshot(path=str(shot), full_page=True)
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width = int.from_bytes(data[16:20], "big")
+    assert width == browser.VIEWPORT["width"]
+
+
+def test_a_new_publish_shows_in_place(
+    page: Any, fixture_dir: Path, record_property: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each rewrite of kpis_v7.json shows in the NAV card without a page reload.
+
+    The latency (atomic rename -> new text in the DOM, polled every 10 ms) is recorded, not
+    asserted: speed targets belong to benchmarks. The wait's 10 s bound is the functional limit.
+    """
+    page.evaluate("() => { window.__sameDocument = true; }")
+    latencies_s = []
+    for nav_usd in NEW_NAVS:
+        published.write_doc(fixture_dir, "kpis_v7.json", with_nav(nav_usd))
+        started = time.monotonic()
+        browser.wait_card(page, "NAV (USD)", f"{nav_usd:,.2f}", timeout_ms=10_000)
+        latencies_s.append(time.monotonic() - started)
+    assert page.evaluate("() => window.__sameDocument === true"), "the page was reloaded"
+    assert browser.cards(page)["NAV (ZAR)"] == "189,338.25"
+    summary = {
+        "n": len(latencies_s),
+        "p50_s": round(statistics.median(latencies_s), 3),
+        "max_s": round(max(latencies_s), 3),
+    }
+    record_property("publish_to_dom_latency", json.dumps(summary))
+    with capsys.disabled():
+        print(f"\npublish -> DOM latency: {summary}")
+
+
+def test_source_and_publisher_state_changes_show_as_badges(page: Any, fixture_dir: Path) -> None:
+    """A stale source, then a publisher that stopped: each badge appears in the page."""
+    published.publish(fixture_dir, "stale", time.time())
+    browser.wait_text(page, "nav_state stale", timeout_ms=10_000)
+    browser.wait_text(page, "router invalid", timeout_ms=10_000)
+    published.publish(fixture_dir, "full", time.time() - 600.0)
+    browser.wait_text(page, "publisher down", timeout_ms=10_000)
+    published.publish(fixture_dir, "full", time.time())
+    browser.wait_text(page, "publisher up · all sources ok", timeout_ms=10_000)
