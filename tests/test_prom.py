@@ -675,3 +675,12 @@ def test_promtool_accepts_the_rules_and_the_scrape_config(tmp_path: Path):
         check=False,
     )
     assert config.returncode == 0, config.stdout + config.stderr
+
+
+def test_scaling_doc_lists_every_metric_and_no_other():
+    """docs/SCALING.md's metric table is the reference operators read: it names every family we
+    export, and every hedge_kpi_ name it mentions exists."""
+    doc = (REPO / "docs" / "SCALING.md").read_text()
+    table = set(re.findall(r"^\| `(hedge_kpi_\w+)` \|", doc, flags=re.MULTILINE))
+    assert table == exported_names()
+    assert set(re.findall(r"\bhedge_kpi_\w+", doc)) <= exported_names()
