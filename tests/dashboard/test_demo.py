@@ -1,0 +1,129 @@
+"""`hedge-kpi demo` supervision with stand-in children: start, URL, stop, failure, signals."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from kpi_publisher import cli, demo
+
+URL = "http://127.0.0.1:8501"
+
+
+def sleeper(marker: Path, *, ignore_term: bool = False) -> list[str]:
+    """A child that records whether it leads its own process group, then sleeps."""
+    code = (
+        "import os, signal, time\n"
+        + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignore_term else "")
+        + f"open({str(marker)!r}, 'w').write(str(os.getpgid(0) == os.getpid()))\n"
+        + "time.sleep(120)\n"
+    )
+    return [sys.executable, "-c", code]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> demo.Layout:
+    out = demo.Layout(tmp_path / "root")
+    out.state_dir.mkdir(parents=True)
+    (out.state_dir / "kpis_v7.json").write_text("{}")
+    return out
+
+
+def run_supervise(layout: demo.Layout, argvs: dict[str, list[str]], stop: threading.Event):
+    out, err = io.StringIO(), io.StringIO()
+    code = demo.supervise(
+        layout, argvs, base_url=URL, stop=stop, out=out, err=err, healthy=lambda _: True
+    )
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_commands_bind_loopback_and_publish_into_the_state_dir(tmp_path: Path) -> None:
+    layout = demo.Layout(tmp_path)
+    argvs = demo.commands(layout, port=8765, interval_s=1.5, python="py")
+    state = str(tmp_path / "logs" / "state")
+    assert argvs["executor"] == [
+        "py", "-m", "execution.demo", "--root", str(tmp_path), "--log-format", "json",
+        "--interval", "1.5",
+    ]  # fmt: skip
+    assert argvs["publisher"][:4] == ["py", "-m", "kpi_publisher", "run"]
+    assert argvs["publisher"][4:8] == ["--state-dir", state, "--out-dir", state]
+    dashboard = argvs["dashboard"]
+    assert dashboard[dashboard.index("--server.address") + 1] == "127.0.0.1"
+    assert dashboard[dashboard.index("--server.port") + 1] == "8765"
+    assert dashboard[dashboard.index("--server.fileWatcherType") + 1] == "none"
+    assert dashboard[dashboard.index("--") + 1 :] == ["--out-dir", state]
+
+
+def test_url_is_printed_alone_then_every_child_stops(layout: demo.Layout, tmp_path: Path) -> None:
+    """Each child leads its own process group; a stop request ends all three with SIGTERM."""
+    markers = {name: tmp_path / f"{name}.pgid" for name in demo.CHILD_ORDER}
+    argvs = {name: sleeper(markers[name]) for name in demo.CHILD_ORDER}
+    stop = threading.Event()
+
+    def stop_when_started() -> None:
+        while not all(m.exists() and m.read_text() for m in markers.values()):
+            stop.wait(0.05)
+        stop.set()
+
+    threading.Thread(target=stop_when_started, daemon=True).start()
+    code, out, err = run_supervise(layout, argvs, stop)
+    assert (code, out) == (0, URL + "\n")
+    assert {name: m.read_text() for name, m in markers.items()} == dict.fromkeys(
+        demo.CHILD_ORDER, "True"
+    )
+    pids = [
+        int(line.rsplit("pid ", 1)[1].rstrip(")")) for line in err.splitlines() if "pid" in line
+    ]
+    assert len(pids) == 3 and not [p for p in pids if alive(p)]
+    assert "stopped dashboard (exit -15), publisher (exit -15), executor (exit -15)" in err
+
+
+def test_a_dying_child_fails_the_demo_and_stops_the_others(
+    layout: demo.Layout, tmp_path: Path
+) -> None:
+    argvs = {name: sleeper(tmp_path / name) for name in demo.CHILD_ORDER}
+    argvs["publisher"] = [sys.executable, "-c", "import sys; print('no state dir'); sys.exit(3)"]
+    code, _out, err = run_supervise(layout, argvs, threading.Event())
+    assert code == cli.ExitCode.FAILURE
+    assert "publisher exited with code 3" in err
+    assert "no state dir" in err
+    assert "executor (exit -15)" in err
+
+
+def test_a_child_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:
+    marker = tmp_path / "stubborn"
+    proc = demo.start("dashboard", sleeper(marker, ignore_term=True), tmp_path)
+    while not (marker.exists() and marker.read_text()):
+        threading.Event().wait(0.05)
+    assert demo.stop_all({"dashboard": proc}, grace_s=0.5) == {"dashboard": -signal.SIGKILL}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_request_a_stop(sig: int) -> None:
+    with demo._stop_requests() as stop:
+        os.kill(os.getpid(), sig)
+        assert stop.wait(5.0)
+
+
+def test_a_busy_port_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli.main(["demo", "--port", str(port)]) == cli.ExitCode.USAGE
+    assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
