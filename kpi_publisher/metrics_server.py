@@ -97,10 +97,9 @@ class MetricsServer:
             self._httpd, self._thread = start_http_server(
                 self.port, addr=LOOPBACK, registry=registry
             )
-        except OSError as exc:
-            raise MetricsUnavailable(
-                f"cannot listen on {LOOPBACK}:{self.port}: {exc.strerror or exc}"
-            ) from exc
+        except (OSError, OverflowError) as exc:  # OverflowError: a port outside 0..65535
+            reason = getattr(exc, "strerror", None) or exc
+            raise MetricsUnavailable(f"cannot listen on {LOOPBACK}:{self.port}: {reason}") from exc
         self.port = int(self._httpd.server_port)
         return self.port
 

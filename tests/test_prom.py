@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kpi_publisher import cli, fs, pipeline, prom
 from kpi_publisher.config import resolve
-from kpi_publisher.metrics_server import MetricsServer
+from kpi_publisher.metrics_server import MetricsServer, MetricsUnavailable
 from kpi_publisher.pipeline import Outputs
 from kpi_publisher.prom import PublisherHealth, render_prom
 from kpi_publisher.sources import SourceReader
@@ -540,6 +540,19 @@ def test_metrics_endpoint_serves_the_same_series_on_loopback(full: Outputs):
         pass
 
 
+@pytest.mark.parametrize("port", ["taken", 70000])
+def test_an_unusable_port_is_a_clear_error(port: Any):
+    """A port in use or out of range raises MetricsUnavailable naming the address."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        number = busy.getsockname()[1] if port == "taken" else port
+        server = MetricsServer(number, host="h", account="a")
+        with pytest.raises(MetricsUnavailable, match=f"127.0.0.1:{number}"):
+            server.start()
+        server.stop()
+
+
 def test_no_metrics_port_means_no_server():
     assert MetricsServer.from_settings(resolve({"state_dir": "/x"}, {})) is None
 
@@ -615,6 +628,23 @@ def test_grafana_dashboard_queries_only_exported_metrics():
         assert must in used
     variables = {v["name"] for v in dash["templating"]["list"]}
     assert {"host", "account"} <= variables
+    for expr in exprs:  # every query honours the host/account selection
+        assert 'host=~"$host"' in expr and 'account=~"$account"' in expr, expr
+
+
+def test_grafana_panels_have_unique_ids_and_do_not_overlap():
+    """Grafana places panels by gridPos on a 24-column grid: overlapping panels hide each other."""
+    dash = json.loads((REPO / "deploy" / "grafana" / "hedge-kpi.json").read_text())
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    cells: dict[tuple[int, int], str] = {}
+    for panel in dash["panels"]:
+        pos = panel["gridPos"]
+        assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = panel["title"]
 
 
 def test_scrape_example_loads(tmp_path: Path):
