@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "kpi_publisher.check",
     "execution.demo",
     "kpi_publisher.demo",
+    "bench.cli",
 )
 
 

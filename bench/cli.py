@@ -1,0 +1,171 @@
+"""`hedge-kpi bench [--quick] [--out DIR]`: every measurement in one run, then the report.
+
+The full run (under 5 minutes here) writes docs/BENCHMARKS.md, docs/benchmarks.png and
+docs/benchmarks.json. `--quick` (under 30 s, the CI smoke run) writes to a fresh temp dir
+unless `--out` is given, so it never overwrites the committed report. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import (
+    burst,
+    dashboard,
+    e2e,
+    idle,
+    jsoncmp,
+    machine,
+    polling,
+    profile,
+    report,
+    scaling,
+)
+from bench.plan import FULL, PLANS, QUICK, Plan
+from kpi_publisher.config import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = "hedge-kpi.bench/1"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="measure publish latency, bursts, scaling and idle cost; write the report",
+        description=__doc__,
+    )
+    add_options(parser)
+    parser.set_defaults(func=run_command)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run (< 30 s); writes to a temp dir"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="report dir (default: docs/ for the full run, a temp dir quick)"
+    )
+    parser.add_argument("--plan", choices=sorted(PLANS), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-dashboard", action="store_true", help="skip the headless-Chromium measurement"
+    )
+    parser.add_argument("--seed", type=int, default=20261125, help="random seed of the schedule")
+    parser.add_argument(
+        "--keep-work", action="store_true", help="keep the scratch dir (books, process logs)"
+    )
+
+
+def default_out(plan: Plan) -> Path:
+    if plan.name == FULL.name:
+        return REPO / "docs"
+    return Path(tempfile.mkdtemp(prefix=f"hedge-kpi-bench-{plan.name}-"))
+
+
+def _iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def run_all(
+    plan: Plan,
+    work: Path,
+    *,
+    seed: int,
+    with_dashboard: bool,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """Every measurement, in one run; returns the results document."""
+    rng = random.Random(seed)  # noqa: S311 - a reproducible schedule, not a secret
+    started = time.perf_counter()
+    defaults = Settings()
+    results: dict[str, Any] = {
+        "schema": SCHEMA,
+        "plan": plan.as_dict(),
+        "started_at": _iso_now(),
+        "machine": machine.describe(work),
+        "load_start": machine.load(),
+        "settings": {
+            "debounce_ms": defaults.debounce_ms,
+            "heartbeat_s": defaults.heartbeat_s,
+            "rescan_s": defaults.rescan_s,
+            "fsync_default": defaults.fsync,
+        },
+    }
+    progress(f"idle: daemon started, measuring {plan.idle_s:g} s in the background")
+    idle_probe = idle.IdleProbe(work, plan.idle_s).start()
+    try:
+        results["scaling"] = scaling.run(
+            plan.scaling_sizes, work, plan.scaling_budget_s, progress=progress
+        )
+        results["json"] = jsoncmp.run(plan.json_sizes, work, plan.json_budget_s, progress=progress)
+        progress("profile: one realistic build")
+        results["profile"] = profile.run(work, plan.profile_reps, plan.profile_budget_s)
+        results["e2e"] = e2e.run(
+            plan.e2e_realistic_rounds, plan.e2e_large_rounds, work, rng, progress=progress
+        )
+    finally:
+        progress(f"idle: waiting {idle_probe.remaining_s():.0f} s more")
+        results["idle"] = idle_probe.finish()
+    progress(f"polling baseline: {plan.polling_samples} samples")
+    results["polling"] = polling.measure(plan.polling_samples, plan.polling_interval_s, work, rng)
+    progress(f"burst: {plan.burst_rate_hz:g} writes/s for {plan.burst_duration_s:g} s")
+    results["burst"] = burst.run(plan.burst_rate_hz, plan.burst_duration_s, work)
+    if with_dashboard and plan.dashboard_samples > 0:
+        progress(f"dashboard: {plan.dashboard_samples} samples in headless Chromium")
+        results["dashboard"] = dashboard.run(plan.dashboard_samples, work, rng)
+    else:
+        why = "--no-dashboard" if not with_dashboard else f"not part of the {plan.name} run"
+        results["dashboard"] = {"skipped": why}
+    results["load_end"] = machine.load()
+    results["finished_at"] = _iso_now()
+    results["duration_s"] = time.perf_counter() - started
+    results["targets"] = report.evaluate(results)
+    return results
+
+
+def run_command(args: argparse.Namespace) -> int:
+    plan = PLANS[args.plan] if args.plan else (QUICK if args.quick else FULL)
+    out = args.out if args.out is not None else default_out(plan)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="hedge-kpi-bench-work-"))
+
+    def progress(message: str) -> None:
+        print(f"[bench {plan.name}] {message}", file=sys.stderr, flush=True)
+
+    try:
+        results = run_all(
+            plan, work, seed=args.seed, with_dashboard=not args.no_dashboard, progress=progress
+        )
+        paths = report.write(results, out)
+    finally:
+        if args.keep_work:
+            progress(f"scratch dir kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    met = sum(1 for t in results["targets"] if t["met"] is True)
+    missed = [t["id"] for t in results["targets"] if t["met"] is False]
+    print(
+        f"bench {plan.name}: {results['duration_s']:.0f} s; targets met {met}/"
+        f"{len(results['targets'])}" + (f", missed: {', '.join(missed)}" if missed else "")
+    )
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    add_options(parser)
+    return run_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

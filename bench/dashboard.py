@@ -1,0 +1,147 @@
+"""Publish to visible in the dashboard: Streamlit on loopback, headless Chromium via Playwright.
+
+The daemon publishes a realistic book; the overview (`dashboard/app.py`, served with the
+production settings of `dashboard.serve`) is open in Debian's chromium. One sample: at a
+random phase of the dashboard's refresh timer, replace the risk snapshot with a new fee
+figure, note when `kpis_v7.json` carries it (raw inotify), then poll the DOM every 10 ms
+until the formatted figure appears. Reported: input -> visible and publish -> visible.
+Skipped (with the reason) when the dashboard, Streamlit, Playwright or chromium is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import procs
+from bench.book import REALISTIC, marker_value, write_book
+from bench.e2e import OUT_NAME, kpis_marker
+from bench.inotify import IN_MOVED_TO, Inotify
+from bench.stats import summary
+from kpi_publisher.fmt import fmt_money
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PAGE_HAS_TEXT_JS = "(text) => document.body.innerText.includes(text)"
+FIRST_INDEX = 50_000  # fee figures 51,000.00 and up: no other number on the page looks alike
+START_TIMEOUT_S = 60.0
+SAMPLE_TIMEOUT_S = 10.0
+
+
+def unavailable() -> str | None:
+    """Why the dashboard benchmark cannot run here, or None when it can."""
+    repo = Path(__file__).resolve().parents[1]
+    if not (repo / "dashboard" / "app.py").exists():
+        return "dashboard/app.py is not in this tree"
+    for module in ("streamlit", "playwright", "dashboard.serve"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not importable"
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is not installed"
+    return None
+
+
+def _wait_published(ino: Inotify, out_dir: Path, index: int, timeout_s: float) -> float | None:
+    deadline = time.perf_counter() + timeout_s
+    while (remaining := deadline - time.perf_counter()) > 0:
+        events = ino.read(remaining)
+        t = time.perf_counter()
+        if any(name == OUT_NAME for _m, name in events):
+            try:
+                found = kpis_marker((out_dir / OUT_NAME).read_bytes())
+            except (OSError, ValueError):
+                continue
+            if found is not None and found >= index:
+                return t
+    return None
+
+
+def run(n: int, work: Path, rng: random.Random) -> dict[str, Any]:
+    reason = unavailable()
+    if reason is not None:
+        return {"skipped": reason}
+    from playwright.sync_api import sync_playwright
+
+    from dashboard import serve, settings
+
+    book = write_book(work / "dashboard", REALISTIC)
+    daemon = procs.daemon(book.state_dir, book.out_dir, work / "dashboard-daemon.log", fsync=True)
+    port = serve.free_port()
+    command = serve.streamlit_command(book.out_dir, port=port)
+    base_url = serve.url(port)
+    input_ms: list[float] = []
+    publish_ms: list[float] = []
+    misses = 0
+    log = open(work / "dashboard-streamlit.log", "ab")  # noqa: SIM115 - closed below
+    server = None
+    try:
+        daemon.start()
+        server = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=procs.clean_env(),
+            cwd=Path(__file__).resolve().parents[1],
+        )  # fmt: skip
+        if not serve.wait_healthy(base_url, START_TIMEOUT_S, alive=lambda: server.poll() is None):
+            return {"skipped": "streamlit did not become healthy (see dashboard-streamlit.log)"}
+        with sync_playwright() as pw, Inotify(book.out_dir, IN_MOVED_TO) as ino:
+            browser = pw.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
+            try:
+                page = browser.new_page(viewport={"width": 1500, "height": 1400})
+                page.goto(base_url)
+                page.wait_for_function(
+                    PAGE_HAS_TEXT_JS, arg=fmt_money(marker_value(0)), polling=50,
+                    timeout=START_TIMEOUT_S * 1000,
+                )  # fmt: skip
+                for k in range(1, n + 1):
+                    index = FIRST_INDEX + k
+                    text = fmt_money(marker_value(index))
+                    time.sleep(rng.uniform(0.0, settings.REFRESH_S))
+                    tmp = book.stage(index)
+                    ino.drain()
+                    t0 = time.perf_counter()
+                    os.replace(tmp, book.marker_path)
+                    published = _wait_published(ino, book.out_dir, index, SAMPLE_TIMEOUT_S)
+                    try:
+                        page.wait_for_function(
+                            PAGE_HAS_TEXT_JS, arg=text, polling=10,
+                            timeout=SAMPLE_TIMEOUT_S * 1000,
+                        )  # fmt: skip
+                    except Exception:  # Playwright's TimeoutError: this sample is a miss
+                        misses += 1
+                        continue
+                    t1 = time.perf_counter()
+                    input_ms.append((t1 - t0) * 1000.0)
+                    if published is not None:
+                        publish_ms.append((t1 - published) * 1000.0)
+            finally:
+                browser.close()
+    finally:
+        if server is not None and server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        log.close()
+        daemon.stop()
+    return {
+        "refresh_s": settings.REFRESH_S,
+        "input_to_visible_ms": summary(input_ms),
+        "publish_to_visible_ms": summary(publish_ms),
+        "misses": misses,
+        "samples_ms": [round(x, 2) for x in input_ms],
+    }

@@ -1,0 +1,94 @@
+"""The floor: a minimal watcher that copies one input to `kpis_v7.json`, with no transforms.
+
+`python -m bench.floor --watch-file F --out-dir D [--watcher inotify|watchdog] [--fsync]`.
+On every rename into place (or close after writing) of F it reads F's bytes and publishes
+them with the publisher's own atomic writer (`kpi_publisher.fs.write_atomic`), so the floor
+pays the same publish cost per file. `inotify` reads raw inotify events in the main thread
+(the absolute floor); `watchdog` does the copy inside the watchdog handler (the least any
+watchdog-based publisher can do). Publishes once at start so a prober knows it is ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, Inotify
+from kpi_publisher.fs import write_atomic
+
+OUT_NAME = "kpis_v7.json"
+
+
+def copy(src: Path, dst: Path, *, fsync: bool) -> None:
+    with open(src, "rb") as fh:
+        data = fh.read()
+    write_atomic(dst, data, fsync=fsync)
+
+
+def run_inotify(src: Path, dst: Path, fsync: bool, stop: threading.Event) -> None:
+    with Inotify(src.parent, IN_MOVED_TO | IN_CLOSE_WRITE) as ino:
+        copy(src, dst, fsync=fsync)
+        while not stop.is_set():
+            events = ino.read(0.5)
+            if any(name == src.name for _mask, name in events):
+                copy(src, dst, fsync=fsync)
+
+
+def run_watchdog(src: Path, dst: Path, fsync: bool, stop: threading.Event) -> None:
+    from watchdog.events import FileSystemEvent, FileSystemEventHandler
+    from watchdog.observers.inotify import InotifyObserver
+
+    target = str(src)
+
+    class Handler(FileSystemEventHandler):
+        def dispatch(self, event: FileSystemEvent) -> None:
+            if event.event_type not in ("moved", "created", "closed"):
+                return
+            if target in (event.src_path, getattr(event, "dest_path", "")):
+                try:
+                    copy(src, dst, fsync=fsync)
+                except OSError as exc:  # never let the observer thread die
+                    print(f"floor copy failed: {exc}", file=sys.stderr)
+
+    observer = InotifyObserver()
+    observer.schedule(Handler(), str(src.parent), recursive=False)
+    observer.start()
+    copy(src, dst, fsync=fsync)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        observer.stop()
+        observer.join(2.0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.floor", description=__doc__)
+    parser.add_argument("--watch-file", required=True, type=Path)
+    parser.add_argument("--out-dir", required=True, type=Path)
+    parser.add_argument("--watcher", choices=("inotify", "watchdog"), default="inotify")
+    parser.add_argument("--fsync", action=argparse.BooleanOptionalAction, default=True)
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+
+    def _stop(*_: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    src = args.watch_file.absolute()
+    dst = args.out_dir.absolute() / OUT_NAME
+    if args.watcher == "inotify":
+        run_inotify(src, dst, args.fsync, stop)
+    else:
+        run_watchdog(src, dst, args.fsync, stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
