@@ -179,7 +179,9 @@ def test_torn_file_keeps_last_good_values(out_dir: Path) -> None:
 def test_positions_table_columns_stay_numeric(out_dir: Path) -> None:
     """The table has the contract's columns; numeric ones are float64 with NaN for missing."""
     published.publish(out_dir, "full", time.time())
-    frame = run_app().dataframe[0].value
+    table = run_app().dataframe[0]
+    assert table.proto.placeholder == "–"  # what a NaN cell shows
+    frame = table.value
     assert list(frame.columns) == [
         "symbol",
         "side",

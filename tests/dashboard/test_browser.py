@@ -69,6 +69,20 @@ def test_donut_has_one_slice_per_asset(page: Any) -> None:
         assert page.locator(".js-plotly-plot .legendtext", has_text=label).count() == 1
 
 
+GRID_ROWS_JS = """() => [...document.querySelectorAll('[data-testid="stDataFrame"] [role=row]')]
+  .slice(1).map(r => [...r.querySelectorAll('[role=gridcell]')].map(c => c.innerText))"""
+
+
+def test_positions_table_lists_the_published_rows(page: Any) -> None:
+    """Symbol, side and the publisher's notional/PnL strings, largest notional first."""
+    rows = page.evaluate(GRID_ROWS_JS)
+    assert [(r[0], r[1], r[5], r[6]) for r in rows] == [
+        ("BTCUSDT", "LONG", "6,712.34", "12.34"),
+        ("ETHUSDT", "SHORT", "5,268.00", "-18.00"),
+        ("SOLUSDT", "LONG", "1,500.00", "–"),
+    ]
+
+
 def test_screenshot_is_saved(page: Any, tmp_path: Path) -> None:
     shot = tmp_path / "dashboard.png"
     page.screenshot(path=str(shot), full_page=True)
