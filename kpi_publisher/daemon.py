@@ -30,15 +30,16 @@ from typing import Any, Protocol
 import orjson
 import structlog
 
-from kpi_publisher import fs, pipeline, publish
+from kpi_publisher import fs, pipeline, prom, publish
 from kpi_publisher.cli import ExitCode
 from kpi_publisher.config import ConfigError, Settings
+from kpi_publisher.metrics_server import MetricsServer, MetricsUnavailable
 from kpi_publisher.pipeline import Outputs
 from kpi_publisher.sources import INVALID, OK, OUTPUT_FILES, SOURCE_NAMES, SourceRead, SourceReader
 
 log = structlog.get_logger("hedge-kpi.daemon")
 
-PROM_FILES: tuple[str, ...] = ("kpis.prom",)
+PROM_FILES: tuple[str, ...] = (prom.PROM_FILE,)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 RELOAD_SIGNALS = (signal.SIGHUP,)
 
@@ -179,6 +180,8 @@ class Daemon:
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.seq = 0
+        self.health = prom.PublisherHealth()
+        self.metrics: MetricsServer | None = None
         self._fingerprints: dict[str, tuple[Any, ...]] = {}
         self._unpublished: set[str] = set()
         self._dirty = True  # publish on the first pass whatever the inputs
@@ -236,6 +239,10 @@ class Daemon:
         out_dir = self.settings.publish_dir
         try:
             outputs = self._build(sources, self._clock(), self.settings)
+        except Exception as exc:  # a stage bug must not take the publisher down
+            log.exception("build_failed", reason=f"{type(exc).__name__}: {exc}")
+            return self._failed("build")
+        try:
             self._publisher(outputs, out_dir, fsync=self.settings.fsync)
         except OSError as exc:
             if not out_dir.is_dir():
@@ -248,11 +255,15 @@ class Daemon:
                 file=str(exc.filename or out_dir),
                 reason=exc.strerror or str(exc),
             )
-            return self._failed()
+            return self._failed("publish")
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             log.exception("publish_failed", file=str(out_dir), reason=reason)
-            return self._failed()
+            return self._failed("publish")
+        self.health = self.health.published(
+            duration_s=time.perf_counter() - started, ts=self._clock()
+        )
+        self._export_metrics(outputs)
         self.seq += 1
         self._dirty = False
         published = sorted(self._unpublished, key=SOURCE_NAMES.index)
@@ -274,7 +285,25 @@ class Daemon:
         )
         return PassResult(published=True, changed=published, not_ok=not_ok)
 
-    def _failed(self) -> PassResult:
+    def _export_metrics(self, outputs: Outputs) -> None:
+        """kpis.prom (when prom_dir is set) and the /metrics endpoint (when it runs)."""
+        if self.settings.prom_dir is not None:
+            try:
+                prom.publish_prom(outputs, self.settings, self.health)
+            except OSError as exc:
+                self.health = self.health.failed("prom")
+                log.error(
+                    "prom_failed",
+                    file=str(exc.filename or self.settings.prom_dir / prom.PROM_FILE),
+                    reason=exc.strerror or str(exc),
+                )
+        if self.metrics is not None:
+            self.metrics.update(outputs, self.health)
+
+    def _failed(self, kind: str) -> PassResult:
+        self.health = self.health.failed(kind)
+        if self.metrics is not None:
+            self.metrics.update(None, self.health)
         self._dirty = True
         # A failing publish is retried on the retry schedule, not hammered by the heartbeat.
         self._next_heartbeat = self._mono() + self.settings.heartbeat_s
@@ -369,6 +398,15 @@ class Daemon:
                 "out_dir_unwritable", file=str(s.publish_dir), reason=exc.strerror or str(exc)
             )
             return ExitCode.OUT_DIR_UNWRITABLE
+        self.metrics = MetricsServer.from_settings(s)
+        if self.metrics is not None:
+            try:
+                port = self.metrics.start()
+            except MetricsUnavailable as exc:
+                log.error("metrics_unavailable", reason=str(exc))
+                self.metrics = None
+                return ExitCode.USAGE
+            log.info("metrics_listening", url=f"http://127.0.0.1:{port}/metrics")
         log.info(
             "start",
             pid=os.getpid(),
@@ -399,6 +437,8 @@ class Daemon:
         finally:
             with contextlib.suppress(Exception):
                 gc.unfreeze()
+            if self.metrics is not None:
+                self.metrics.stop()
         log.info("stopped", seq=self.seq)
         return ExitCode.OK
 

@@ -23,6 +23,9 @@ CLI_FIELDS: tuple[str, ...] = (
     "holdings_path",
     "config_file",
     "prom_dir",
+    "host_label",
+    "account_label",
+    "metrics_port",
     "debounce_ms",
     "heartbeat_s",
     "rescan_s",
@@ -62,6 +65,11 @@ def register(subparsers: Any) -> None:
     )
     tuning.add_argument(
         "--log-format", choices=("auto", "json", "console"), help="auto: console on a TTY"
+    )
+    tuning.add_argument(
+        "--metrics-port",
+        type=int,
+        help="also serve /metrics on 127.0.0.1:PORT (needs the prom extra; 0 = any free port)",
     )
     parser.set_defaults(func=run)
 

@@ -363,6 +363,51 @@ def test_reload_that_moves_the_state_dir_rewatches_the_new_paths(
     assert publisher.last["nav"]["nav_usd"] == 777.0
 
 
+def test_prom_file_follows_every_publish_with_the_publisher_health(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """With prom_dir set, kpis.prom is rewritten after each publish and counts the failures."""
+    nav_state = settings.state_dir / "nav_state.json"
+    write_now(nav_state, nav_doc(1000.0))
+    with_prom = replace(settings, prom_dir=tmp_path / "textfile", host_label="h1")
+    clock = FakeClock()
+    batches = ScriptedBatches(clock, [write(nav_state, nav_doc(1250.5)), idle()])
+    publisher = MemoryPublisher()
+    publisher.fail_with.append(OSError(errno.EIO, "Input/output error", "kpis_v7.json"))
+    daemon = Daemon(
+        with_prom, batches=batches, publisher=publisher, clock=clock.time,
+        monotonic=clock.monotonic,
+    )
+    batches.daemon = daemon
+    with capture_logs():
+        assert daemon.run() == 0
+    text = (tmp_path / "textfile" / "kpis.prom").read_text()
+    assert 'hedge_kpi_publishes_total{host="h1",account="default"} 2' in text
+    assert 'hedge_kpi_publish_errors_total{host="h1",account="default",kind="publish"} 1' in text
+    assert 'hedge_kpi_nav_usd{host="h1",account="default"} 1250.5' in text
+
+
+def test_a_build_bug_is_logged_and_the_daemon_keeps_running(settings: Settings) -> None:
+    """An exception in a stage is logged with its reason; the next pass publishes again."""
+    calls: list[float] = []
+
+    def flaky_build(sources: Any, now: float, s: Settings) -> Outputs:
+        from kpi_publisher.pipeline import build
+
+        calls.append(now)
+        if len(calls) == 1:
+            raise ZeroDivisionError("float division by zero")
+        return build(sources, now, s)
+
+    _, _, publisher, events, code = play(settings, [idle()], build=flaky_build)
+    assert code == 0
+    failed = [e for e in events if e["event"] == "build_failed"]
+    assert failed[0]["reason"] == "ZeroDivisionError: float division by zero"
+    assert failed[0]["log_level"] == "error"
+    assert len(publisher.outputs) == 1
+    assert [p["reason"] for p in publishes(events)] == ["retry"]
+
+
 def test_stale_temps_of_a_killed_publisher_are_removed_at_start(settings: Settings) -> None:
     out = settings.publish_dir
     out.mkdir(parents=True)
