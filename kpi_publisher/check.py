@@ -143,5 +143,6 @@ def run_check(args: argparse.Namespace) -> int:
         else:
             log.error("check_file", reason=r.error, **fields_out)
     code = exit_code(results)
-    log.info("check", status=code.name.lower(), exit_code=int(code), max_age_s=max_age_s)
+    status = {ExitCode.OK: VALID, ExitCode.CHECK_STALE: STALE}.get(code, INVALID)
+    log.info("check", status=status, exit_code=int(code), max_age_s=max_age_s)
     return code
