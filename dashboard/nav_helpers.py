@@ -7,7 +7,7 @@ stage, so there is exactly one implementation of the AUM rules.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kpi_publisher import parse
@@ -56,6 +56,6 @@ def raw_snapshot_slices(snapshot: Mapping[str, Any], usd_zar: float | None) -> l
     return published_slices(block)
 
 
-def slice_labels(slices: list[Mapping[str, Any]]) -> list[str]:
+def slice_labels(slices: Sequence[Mapping[str, Any]]) -> list[str]:
     """Labels of the slices that can be drawn (a known, positive USD value)."""
     return [str(s["label"]) for s in slices if (s.get("usd") or 0.0) > 0.0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import streamlit as st
 
@@ -12,7 +13,8 @@ from dashboard.text import md_escape
 from dashboard.views import KpiViews, PositionsView
 from kpi_publisher import fmt, parse
 
-BADGE_COLORS: Mapping[str, str] = {"error": "red", "warning": "orange"}
+BadgeColor = Literal["red", "orange"]
+BADGE_COLORS: Mapping[str, BadgeColor] = {"error": "red", "warning": "orange"}
 PLOTLY_CONFIG = {"displayModeBar": False}
 
 
