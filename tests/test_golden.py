@@ -15,10 +15,15 @@ contract (derivations in derive_expected.py, which never imports the publisher).
   risk.drawdown/router_stats/symbols dict, positions_state items), no nav.json/router file.
 - contract_c: the v7.6 contract shape C as risk.kpis_v7 (contributes nothing), dd_frac,
   bare dd_state, router_health aggregation, asset_breakdown AUM, no FX cache, no holdings.
+
+The E1 and E2 dirs also hold the files that are not inputs (the executor's own kpis_v7.json,
+execution_health.json, synced_state.json, positions_state_sync.json, positions_ledger.json)
+and writers' temp files (`*.<pid>.tmp`, `.tmp_*`): none of them may change the outputs.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -148,3 +153,18 @@ def test_inputs_are_left_untouched(
     assert _run(case_dir, tmp_path / "out") == 0
     after = {p: p.read_bytes() for p in case_dir.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_expected_files_are_what_the_derivation_says() -> None:
+    """The checked-in expectations equal derive_expected.py's hand derivations (no drift)."""
+    spec = importlib.util.spec_from_file_location("derive_expected", GOLDEN / "derive_expected.py")
+    assert spec is not None and spec.loader is not None
+    derive = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(derive)
+    assert "kpi_publisher" not in (GOLDEN / "derive_expected.py").read_text().split('"""', 2)[2]
+    assert sorted(derive.CASES) == CASES
+    for name, (build, now) in derive.CASES.items():
+        kpis, positions = build()
+        assert _load(GOLDEN / name / "expected_kpis_v7.json") == kpis
+        assert _load(GOLDEN / name / "expected_positions_v7.json") == positions
+        assert float((GOLDEN / name / "now.txt").read_text()) == now
