@@ -424,6 +424,14 @@ AUM_ROWS: list[tuple[str, dict[str, Any], dict[str, float], list[str]]] = [
      {"nav_state": {"nav": 1.0, "aum": {"assets": [{"asset": "ETH", "usd": 0.0},
                                                    {"asset": "BTC", "usd": 3.0}]}}},
      {"BTC": 3.0}, []),
+    ("aum.holding-mark-zero-is-no-price",
+     {"nav_state": {"nav": 1.0}, "holdings": {"BTC": {"qty": 1.0, "mark": 0.0, "avg_cost": 5.0}},
+      "fx": {"prices": {"BTC": 7.0}}},
+     {"BTC": 7.0}, []),
+    ("aum.holding-symbol-and-qty-string",
+     {"nav_state": {"nav": 1.0}, "holdings": {"btc": {"qty": "0.5", "avg_cost": 100}},
+      "fx": {"prices": {"BTC": 200.0}}},
+     {"BTC": 100.0}, []),
     ("aum.breakdown-outside-wallet",
      {"nav": {"nav": 100.0, "nav_detail": {"asset_breakdown": {"BTC": 150.0}}}},
      {"BTC": 150.0}, []),
@@ -441,6 +449,24 @@ def test_aum_variant(docs: dict[str, Any], others: dict[str, float], unpriced: l
     assert got == pytest.approx(others)
     assert aum["unpriced"] == unpriced
     assert aum["total_usd"] == pytest.approx(sum(s["usd"] for s in aum["slices"]))
+
+
+def test_other_slices_sort_by_usd_descending_then_label() -> None:
+    """Futures first; then by USD, largest first; equal USD by label."""
+    assets = [{"asset": "ZZZ", "usd": 5.0}, {"asset": "AAA", "usd": 5.0},
+              {"asset": "MMM", "usd": 7.0}]
+    slices = build(nav_state={"nav": 10.0, "aum": {"assets": assets}}).kpis["aum"]["slices"]
+    assert [s["label"] for s in slices] == ["Futures", "MMM", "AAA", "ZZZ"]
+
+
+@pytest.mark.parametrize(
+    ("age", "status", "fresh"), [(90.0, "ok", True), (90.5, "stale", False)]
+)
+def test_nav_stale_and_fresh_at_the_90_second_limit(age: float, status: str, fresh: bool) -> None:
+    """Stale is an age above the limit; fresh is an age at or below it."""
+    kpis = build(nav_state={"nav": 1.0, "updated_at": NOW - age}).kpis
+    assert kpis["sources"]["nav_state"]["status"] == status
+    assert kpis["nav"]["fresh"] is fresh
 
 
 def test_breakdown_inside_the_wallet_reduces_futures() -> None:
