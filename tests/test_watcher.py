@@ -289,3 +289,14 @@ def test_interrupt_ends_a_wait_at_once(watcher: Watcher) -> None:
     started = time.monotonic()
     assert watcher.next_batch(10.0) == frozenset()
     assert time.monotonic() - started < 5.0
+
+
+def test_renames_are_not_held_back_for_move_pairing(watcher: Watcher) -> None:
+    """watchdog's 0.5 s MOVED_FROM pairing delay is off: under load it delayed renames."""
+    observer = watcher.observer
+    assert observer is not None
+    delays = [
+        emitter._inotify._move_event_grouper._queue.delay  # type: ignore[attr-defined]
+        for emitter in observer.emitters
+    ]
+    assert delays and all(d == 0.0 for d in delays)
