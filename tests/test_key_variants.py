@@ -772,11 +772,10 @@ def test_embedded_kpi_shape_never_overrides_the_snapshot(shape: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ discrepancies
-# Cases where the code and the contract text disagree (see /work/notes/core_discrepancies.md).
-# Each test states the contract's answer; xfail(strict) until the code (or the contract) changes.
+# Cases where an earlier reading of the code and the contract text disagreed; each pins the
+# contract's answer.
 
 
-@pytest.mark.xfail(strict=True, reason="D1: aum._value re-prices usd_value 0.0 (rule 1)")
 def test_discrepancy_usd_value_zero_is_a_value() -> None:
     """Rule 1: an off-exchange usd_value of 0.0 is a value; a 0 USD slice is dropped."""
     nav = {"nav": 100.0, "aum": {"futures": 100.0, "offexchange": {
@@ -787,7 +786,6 @@ def test_discrepancy_usd_value_zero_is_a_value() -> None:
     assert aum["unpriced"] == []
 
 
-@pytest.mark.xfail(strict=True, reason="D2: positions read a stored notional of 0.0 as missing")
 def test_discrepancy_stored_notional_zero_is_a_value() -> None:
     """Rule 1 + section 5: with no price, a stored notional of 0.0 is published as 0.0."""
     row = build(positions={"items": [{"symbol": "X", "qty": 5.0, "notional": 0.0}]}).positions
@@ -795,7 +793,6 @@ def test_discrepancy_stored_notional_zero_is_a_value() -> None:
     assert row["positions"][0]["notional_fmt"] == "0.00"
 
 
-@pytest.mark.xfail(strict=True, reason="D3: a Futures entry in aum.assets values the slice")
 def test_discrepancy_futures_slice_is_aum_futures_else_nav() -> None:
     """Section 4 aum: the Futures slice is aum.futures, else nav_usd."""
     nav_state = {"nav": 100.0, "aum": {"assets": [{"asset": "Futures", "usd": 80.0},

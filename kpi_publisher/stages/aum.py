@@ -95,8 +95,6 @@ def _value(symbol: str, entry: Mapping[str, Any], pricer: _Pricer) -> dict[str, 
     """A slice for one holding, or None when it cannot be valued."""
     qty = first_number(entry, "qty", "quantity", "amount", "balance")
     usd = first_number(entry, *VALUE_KEYS)
-    if usd == 0.0 and qty not in (None, 0.0):
-        usd = None  # the real writer stored 0 for "no price"
     if usd is None:
         if qty == 0.0:
             usd = 0.0
@@ -143,8 +141,6 @@ def build_aum(
         None,
     )
     futures = first_number(block, "futures")
-    if futures is None and futures_entry is not None:
-        futures = first_number(futures_entry, *VALUE_KEYS)
     if futures is None:
         futures = nav_usd
 

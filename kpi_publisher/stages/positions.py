@@ -74,7 +74,7 @@ def normalize_row(row: Mapping[str, Any]) -> dict[str, Any] | None:
         notional = abs(qty) * entry
     else:
         stated = first_number(row, *NOTIONAL_KEYS)
-        notional = abs(stated) if stated else None
+        notional = abs(stated) if stated is not None else None
     pnl = first_number(row, *PNL_KEYS)
     if pnl is None and mark is not None and entry is not None:
         pnl = (mark - entry) * qty
