@@ -159,8 +159,10 @@ def run_case(
         Probe("floor_watchdog", books["watchdog"], copy_marker),
     ]
     try:
-        for proc in (daemon, *floors.values()):
-            started.append(proc.start())
+        for proc in (daemon, *floors.values()):  # start-up in parallel: imports dominate
+            started.append(proc.launch())
+        for proc in started:
+            proc.wait_ready()
         time.sleep(0.3)  # let start-up publishes and imports settle
         for probe in probes:
             probe.open()

@@ -58,6 +58,13 @@ def run_watchdog(src: Path, dst: Path, fsync: bool, stop: threading.Event) -> No
     observer = InotifyObserver()
     observer.schedule(Handler(), str(src.parent), recursive=False)
     observer.start()
+    # As the daemon's watcher does: no 0.5 s hold-back of MOVED_FROM for move pairing, which
+    # under load delays a rename into place (the comparison stays like for like).
+    for emitter in list(observer.emitters):
+        grouper = getattr(getattr(emitter, "_inotify", None), "_move_event_grouper", None)
+        queue = getattr(grouper, "_queue", None)
+        if queue is not None and hasattr(queue, "delay"):
+            queue.delay = 0.0
     copy(src, dst, fsync=fsync)
     try:
         while not stop.wait(0.5):

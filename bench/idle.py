@@ -26,10 +26,13 @@ class IdleProbe:
         self._t0 = 0.0
 
     def start(self) -> IdleProbe:
+        """Start the daemon; the window opens at `begin()`, once start-up is over."""
         self.proc.start()
-        time.sleep(1.0)  # past start-up: imports, first publish, gc.freeze
-        self._cpu0, self._t0 = self.proc.cpu_s(), time.perf_counter()
         return self
+
+    def begin(self) -> None:
+        """Open the measured window (call at least a second after `start`)."""
+        self._cpu0, self._t0 = self.proc.cpu_s(), time.perf_counter()
 
     def remaining_s(self) -> float:
         return max(0.0, self._t0 + self.duration_s - time.perf_counter())

@@ -50,9 +50,9 @@ FULL = Plan(
 
 QUICK = Plan(
     name="quick",
-    e2e_realistic_rounds=10,
-    e2e_large_rounds=4,
-    polling_samples=3,
+    e2e_realistic_rounds=8,
+    e2e_large_rounds=3,
+    polling_samples=2,
     polling_interval_s=1.0,
     burst_rate_hz=1000.0,
     burst_duration_s=1.0,

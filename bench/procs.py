@@ -66,14 +66,23 @@ class Proc:
         assert self.popen is not None
         return self.popen.pid
 
-    def start(self, ready_timeout_s: float = READY_TIMEOUT_S) -> Proc:
-        """Start it and wait for its first publish (the out file appears)."""
+    def launch(self) -> Proc:
+        """Start the process; `wait_ready` then waits for its first publish."""
         with contextlib.suppress(FileNotFoundError):
             self.out_file.unlink()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
             self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=clean_env()
         )
+        return self
+
+    def start(self, ready_timeout_s: float = READY_TIMEOUT_S) -> Proc:
+        """Start it and wait for its first publish (the out file appears)."""
+        return self.launch().wait_ready(ready_timeout_s)
+
+    def wait_ready(self, ready_timeout_s: float = READY_TIMEOUT_S) -> Proc:
+        """Wait until the out file exists; raise when the process exits or times out."""
+        assert self.popen is not None, "launch() first"
         deadline = time.monotonic() + ready_timeout_s
         while not self.out_file.exists():
             if self.popen.poll() is not None:

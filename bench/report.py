@@ -393,6 +393,15 @@ def _profile(results: Mapping[str, Any]) -> list[str]:
     }
     out = table(("step (realistic book)", "min / p50 / p99 ms"),
                 ((labels.get(k, k), trio(v)) for k, v in wall.items()))  # fmt: skip
+    dp = p.get("daemon_pass_ms") or {}
+    if dp:
+        out += ["", "A daemon-shaped pass after the risk snapshot was replaced (the long-lived "
+                "reader stats every input and re-reads only the changed one):", ""]  # fmt: skip
+        names = {"read_changed": "stat all + read + decode the changed input", "build":
+                 "pipeline.build", "publish_fsync": "render + publish both, fsync on",
+                 "total": "whole pass"}  # fmt: skip
+        out += table(("step", "min / p50 / p99 ms"),
+                     ((names.get(k, k), trio(v)) for k, v in dp.items()))  # fmt: skip
     out += ["", f"cProfile of `pipeline.build`, {p.get('reps')} builds "
             f"({_num(p.get('profiled_build_us')) or 0:,.0f} µs each under the profiler), "
             "own time by module:", ""]  # fmt: skip
