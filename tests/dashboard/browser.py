@@ -41,6 +41,11 @@ DONUT_SLICES_JS = "() => document.querySelectorAll('.js-plotly-plot g.slice').le
 PAGE_HAS_TEXT_JS = "(text) => document.body.innerText.includes(text)"
 
 
+def kpi_free_env() -> dict[str, str]:
+    """This environment without KPI_* settings: a developer's shell must not steer a test."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("KPI_")}
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
 
@@ -67,7 +72,11 @@ def dashboard_server(out_dir: Path, log_path: Path, *, heartbeat_s: float = 60.0
     command = serve.streamlit_command(out_dir, port=port, heartbeat_s=heartbeat_s)
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=kpi_free_env(),
         )
     try:
         base_url = serve.url(port)

@@ -56,6 +56,7 @@ def from_demo(png: Path, warmup_s: float) -> None:
                 [sys.executable, "-m", "kpi_publisher", "demo", "--root", str(Path(tmp) / "root"),
                  "--port", "0", "--interval", "1"],
                 stdout=stdout, stderr=subprocess.DEVNULL, start_new_session=True,
+                env=browser.kpi_free_env(),
             )  # fmt: skip
         try:
             deadline = time.monotonic() + 120

@@ -58,7 +58,7 @@ def test_demo_serves_live_numbers_and_stops_cleanly(tmp_path: Path) -> None:
         demo = subprocess.Popen(
             [sys.executable, "-m", "kpi_publisher", "demo", "--root", str(root), "--port", "0",
              "--interval", "1"],
-            stdout=stdout, stderr=stderr, start_new_session=True,
+            stdout=stdout, stderr=stderr, start_new_session=True, env=browser.kpi_free_env(),
         )  # fmt: skip
     try:
         url = wait_for_line(out, DEMO_URL, demo, 150.0)
