@@ -196,9 +196,18 @@ class Watcher:
 
     def _set_paths(self, paths: Iterable[Path]) -> None:
         self._paths = tuple(dict.fromkeys(paths))
-        self._by_key = {real_key(p): p for p in self._paths}
-        self._dirs = tuple(dict.fromkeys(os.path.realpath(p.parent) for p in self._paths))
+        self._resolve()
         self._stamps = {p: fs.stamp(p) for p in self._paths}
+
+    def _resolve(self) -> bool:
+        """Map the real paths watchdog reports to our paths; True when that mapping changed
+        (a state dir that is a symlink was re-pointed)."""
+        by_key = {real_key(p): p for p in self._paths}
+        if by_key == getattr(self, "_by_key", None):
+            return False
+        self._by_key = by_key
+        self._dirs = tuple(dict.fromkeys(os.path.dirname(k) for k in by_key))
+        return True
 
     def set_paths(self, paths: Iterable[Path]) -> None:
         """Watch a new set of input paths (after a config reload); rebuilds the observer."""
@@ -258,6 +267,7 @@ class Watcher:
     def _build_observer(
         self, factory: ObserverFactory, events: tuple[type[FileSystemEvent], ...]
     ) -> BaseObserver:
+        self._resolve()
         observer = factory()
         watched: dict[str, int | None] = {}
         try:
@@ -358,6 +368,8 @@ class Watcher:
         reader = getattr(observer, "_inotify_fd", None)
         if isinstance(reader, threading.Thread) and not reader.is_alive():
             return "inotify reader thread died"
+        if self._resolve():
+            return "a watched directory now resolves elsewhere (symlink re-pointed)"
         for directory in self._dirs:
             inode = _dir_stamp(directory)
             if inode != self._watched.get(directory):

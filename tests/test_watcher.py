@@ -300,3 +300,28 @@ def test_renames_are_not_held_back_for_move_pairing(watcher: Watcher) -> None:
         for emitter in observer.emitters
     ]
     assert delays and all(d == 0.0 for d in delays)
+
+
+def test_state_dir_symlink_re_pointed_is_followed(tmp_path: Path) -> None:
+    """A state dir that is a symlink (e.g. a release switch) is watched where it points now."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    link = tmp_path / "state"
+    link.symlink_to(tmp_path / "a")
+    nav = link / "nav_state.json"
+    w = Watcher([nav], debounce_s=0.01, rescan_s=0.2)
+    w.start()
+    try:
+        replace_into(nav, "{}")
+        assert nav in wait_for(w, nav)
+        (tmp_path / "next").symlink_to(tmp_path / "b")
+        os.replace(tmp_path / "next", link)
+        replace_into(tmp_path / "b" / "nav_state.json", '{"b": 1}')
+        assert nav in wait_for(w, nav)
+        drain(w)
+        assert w.restarts >= 1
+        assert w._watched.keys() == {os.path.realpath(tmp_path / "b")}
+        replace_into(tmp_path / "b" / "nav_state.json", '{"b": 2}')
+        assert nav in wait_for(w, nav)
+    finally:
+        w.stop()
