@@ -83,6 +83,13 @@ def run_all(
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
     """Every measurement, in one run; returns the results document."""
+    load_trace: list[dict[str, Any]] = []
+    outer = progress
+
+    def progress(message: str) -> None:  # the machine's load at every step goes in the report
+        load_trace.append({"step": message, **machine.load()})
+        outer(message)
+
     rng = random.Random(seed)  # noqa: S311 - a reproducible schedule, not a secret
     started = time.perf_counter()
     defaults = Settings()
@@ -127,6 +134,7 @@ def run_all(
         why = "--no-dashboard" if not with_dashboard else f"not part of the {plan.name} run"
         results["dashboard"] = {"skipped": why}
     results["load_end"] = machine.load()
+    results["load_trace"] = load_trace
     results["finished_at"] = _iso_now()
     results["duration_s"] = time.perf_counter() - started
     results["targets"] = report.evaluate(results)

@@ -90,8 +90,9 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
 
 
 def case(results: Mapping[str, Any], book: str, fsync: bool) -> Mapping[str, Any]:
+    """The e2e case of one book and fsync setting, or {} when the run has none."""
     for c in results.get("e2e") or ():
-        if c.get("book") == book and c.get("fsync") is fsync:
+        if isinstance(c, Mapping) and c.get("book") == book and c.get("fsync") is fsync:
             return c
     return {}
 
@@ -194,6 +195,7 @@ def _machine(results: Mapping[str, Any]) -> list[str]:
          f"{m.get('watchdog')}"),
         ("load avg 1/5/15 min at start", load(ls)),
         ("load avg 1/5/15 min at end", load(le)),
+        ("1-min load avg at each step (min – max)", _trace(results.get("load_trace") or [])),
         ("run", f"{results.get('started_at')} → {results.get('finished_at')}, "
          f"{_num(results.get('duration_s')) or 0:.0f} s, plan `{_get(results, 'plan', 'name')}`"),
     ]  # fmt: skip
@@ -203,6 +205,19 @@ def _machine(results: Mapping[str, Any]) -> list[str]:
          f"{s.get('heartbeat_s')} s, rescan {s.get('rescan_s')} s (production defaults)")
     )  # fmt: skip
     return table(("", ""), rows)
+
+
+def _trace(trace: Sequence[Mapping[str, Any]]) -> str:
+    ones = [t["loadavg"][0] for t in trace if t.get("loadavg")]
+    psi = [
+        t["cpu_pressure_some_avg10_pct"]
+        for t in trace
+        if _num(t.get("cpu_pressure_some_avg10_pct")) is not None
+    ]
+    if not ones:
+        return "–"
+    text = f"{min(ones):.2f} – {max(ones):.2f} over {len(ones)} steps"
+    return text + (f"; CPU pressure {min(psi):.1f} – {max(psi):.1f} %" if psi else "")
 
 
 def _targets(rows: Sequence[Mapping[str, Any]]) -> list[str]:
