@@ -329,10 +329,26 @@ class Daemon:
         changed = sorted(
             f.name for f in dataclasses.fields(new) if getattr(new, f.name) != getattr(old, f.name)
         )
+        if new.publish_dir != old.publish_dir:
+            try:
+                new.publish_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                log.error(
+                    "config_reload_failed",
+                    file=str(old.config_file) if old.config_file else None,
+                    reason=f"out dir {new.publish_dir}: {exc.strerror or exc}",
+                    kept="previous config",
+                )
+                return
         old_paths = input_paths(self.reader)
         self.settings = new
-        self.reader = SourceReader(new)
-        self._fingerprints = {}
+        if (new.state_dir, new.max_input_bytes) != (old.state_dir, old.max_input_bytes) or (
+            input_paths(SourceReader(new)) != old_paths
+        ):
+            # Different files: start afresh. Otherwise keep the reader and with it the last
+            # good content of every source (a reload must not blank an invalid source).
+            self.reader = SourceReader(new)
+            self._fingerprints = {}
         self.batches.debounce_s = new.debounce_ms / 1000.0
         self.batches.rescan_s = new.rescan_s
         if input_paths(self.reader) != old_paths:
@@ -348,6 +364,8 @@ class Daemon:
             "config_reloaded",
             file=str(new.config_file) if new.config_file else None,
             changed=changed,
+            # The /metrics listener is bound once, at start-up.
+            needs_restart=[n for n in changed if n == "metrics_port"],
         )
 
     # -- the loop ----------------------------------------------------------------------------

@@ -329,11 +329,6 @@ def test_reload_applies_a_good_config_and_keeps_the_old_one_on_error(settings: S
             raise nxt
         return nxt
 
-    def hup(fake: ScriptedBatches, _: float) -> frozenset[Path]:
-        assert fake.daemon is not None
-        fake.daemon.request_reload()
-        return frozenset()
-
     daemon, _, publisher, events, _ = play(settings, [hup, hup], reload=reload)
     assert [o.kpis["nav"]["fresh"] for o in publisher.outputs] == [False, True, True]
     reloaded = [e for e in events if e["event"] == "config_reloaded"]
@@ -344,17 +339,44 @@ def test_reload_applies_a_good_config_and_keeps_the_old_one_on_error(settings: S
     assert daemon.settings.nav_fresh_s == 600.0
 
 
+def hup(fake: ScriptedBatches, _: float) -> frozenset[Path]:
+    """Step: SIGHUP arrives."""
+    assert fake.daemon is not None
+    fake.daemon.request_reload()
+    return frozenset()
+
+
+def test_reload_keeps_the_last_good_content_of_an_invalid_source(settings: Settings) -> None:
+    """A reload must not blank data: a torn nav_state keeps its last good NAV across SIGHUP."""
+    nav_state = settings.state_dir / "nav_state.json"
+    write_now(nav_state, nav_doc(1000.0))
+    steps = [write_raw(nav_state, b'{"nav_usd": 12'), hup]
+    _, _, publisher, _, _ = play(settings, steps, reload=lambda: replace(settings, heartbeat_s=9.0))
+    last = publisher.last
+    assert last["nav"]["nav_usd"] == 1000.0
+    assert last["sources"]["nav_state"]["status"] == "invalid"
+
+
+def test_reload_to_an_out_dir_that_cannot_be_created_keeps_the_old_config(
+    settings: Settings, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    daemon, _, publisher, events, _ = play(
+        settings, [hup], reload=lambda: replace(settings, out_dir=blocker / "out")
+    )
+    failed = next(e for e in events if e["event"] == "config_reload_failed")
+    assert failed["reason"].startswith(f"out dir {blocker / 'out'}:")
+    assert daemon.settings.publish_dir == settings.publish_dir
+    assert len(publisher.outputs) == 2  # start, and the reload pass with the old config
+
+
 def test_reload_that_moves_the_state_dir_rewatches_the_new_paths(
     settings: Settings, tmp_path: Path
 ) -> None:
     other = tmp_path / "other_state"
     other.mkdir()
     write_now(other / "nav_state.json", nav_doc(777.0))
-
-    def hup(fake: ScriptedBatches, _: float) -> frozenset[Path]:
-        assert fake.daemon is not None
-        fake.daemon.request_reload()
-        return frozenset()
 
     _, batches, publisher, _, _ = play(
         settings, [hup], reload=lambda: replace(settings, state_dir=other)
