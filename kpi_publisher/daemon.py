@@ -435,6 +435,10 @@ class Daemon:
             rescan_s=s.rescan_s,
             fsync=s.fsync,
         )
+        if not s.state_dir.is_dir():
+            # Not fatal: every source reads as missing, and the directory is watched once it
+            # appears (the executor creates it).
+            log.warning("state_dir_missing", file=str(s.state_dir))
         try:
             self.batches.start()
             try:

@@ -181,6 +181,7 @@ class Watcher:
         self._rescan_reason: str | None = None
         self._rewatch_reason: str | None = None
         self._handler_errors = 0
+        self._watch_failures = 0
         self._handler = _Handler(self)
         self._overflow_hook = _OverflowHook(self)
         self._observer: BaseObserver | None = None
@@ -319,10 +320,17 @@ class Watcher:
         try:
             self._start_observer()
         except OSError as exc:
-            # The rescan keeps covering every input; the next maintenance tries again.
-            log.error("watch_failed", reason=f"{reason}; cannot watch: {exc.strerror or exc}")
-            self._rewatch_reason = reason
+            # No observer now: the rescan keeps covering every input, and the next scheduled
+            # maintenance (every rescan_s, never sooner) tries again.
+            self._watch_failures += 1
+            if self._watch_failures == 1 or self._watch_failures % 30 == 0:
+                log.error(
+                    "watch_failed",
+                    reason=f"{reason}; cannot watch: {exc.strerror or exc}",
+                    attempts=self._watch_failures,
+                )
             return
+        self._watch_failures = 0
         log.warning("rewatch", reason=reason, dirs=sorted(self._watched), polling=self._polling)
 
     def start(self) -> None:
@@ -337,8 +345,9 @@ class Watcher:
         try:
             self._start_observer()
         except OSError as exc:
-            log.error("watch_failed", reason=f"cannot watch: {exc.strerror or exc}")
-            self._rewatch_reason = "start failed"
+            # _dead_reason() sees no observer; the next maintenance tries again.
+            self._watch_failures += 1
+            log.error("watch_failed", reason=f"cannot watch: {exc.strerror or exc}", attempts=1)
         self._next_maintain = self._mono() + self.rescan_s
 
     def stop(self) -> None:
@@ -406,7 +415,7 @@ class Watcher:
         elif reason is not None:
             log.info("rescan", reason=reason)
         # A watched directory that vanished is looked for often, so events resume quickly.
-        fast = bool(self._lost) or self._rewatch_reason is not None
+        fast = bool(self._lost)
         self._next_maintain = now + (min(self.rescan_s, REWATCH_RETRY_S) if fast else self.rescan_s)
 
     # -- the batches ----------------------------------------------------------------------

@@ -325,3 +325,28 @@ def test_state_dir_symlink_re_pointed_is_followed(tmp_path: Path) -> None:
         assert nav in wait_for(w, nav)
     finally:
         w.stop()
+
+
+def test_an_observer_that_cannot_start_is_retried_at_the_rescan_pace(
+    layout: dict[str, Path],
+) -> None:
+    """No busy loop when watching keeps failing; the rescan still reports changes."""
+    attempts = 0
+
+    def refused() -> PollingObserver:
+        nonlocal attempts
+        attempts += 1
+        raise OSError(errno.EACCES, "Permission denied")
+
+    w = Watcher([layout["nav_state"]], debounce_s=0.01, rescan_s=0.1, observer_factory=refused)
+    w.start()
+    try:
+        replace_into(layout["nav_state"], '{"seen": "by rescan"}')
+        assert layout["nav_state"] in wait_for(w, layout["nav_state"])
+        started = time.monotonic()
+        drain(w, quiet_s=0.5)
+        elapsed_s = time.monotonic() - started
+        assert w.observer is None
+        assert attempts <= (elapsed_s + 1.0) / 0.1 + 2  # one try per rescan, not a spin
+    finally:
+        w.stop()
