@@ -15,7 +15,9 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -714,3 +716,66 @@ def test_scaling_doc_lists_every_metric_and_no_other():
     table = set(re.findall(r"^\| `(hedge_kpi_\w+)` \|", doc, flags=re.MULTILINE))
     assert table == exported_names()
     assert set(re.findall(r"\bhedge_kpi_\w+", doc)) <= exported_names()
+
+
+# -- hedge-kpi run: the long-running publisher writes kpis.prom and serves /metrics -------------
+
+
+@pytest.mark.timeout(90)
+def test_run_keeps_kpis_prom_current_and_serves_it_on_loopback(tmp_path: Path):
+    """A real `hedge-kpi run --prom-dir --metrics-port 0`: kpis.prom appears and its publish
+    count grows with the heartbeat, /metrics on 127.0.0.1 serves the same families and
+    series, and SIGTERM ends it with exit 0 and the port closed."""
+    state = write_state(tmp_path, FULL_STATE, FX_CACHE)
+    prom_file = tmp_path / "textfile" / "kpis.prom"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KPI_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kpi_publisher", "run", "--state-dir", str(state),
+         "--out-dir", str(tmp_path / "out"), "--prom-dir", str(prom_file.parent),
+         "--metrics-port", "0", "--host-label", "h-run", "--account-label", "acct",
+         "--heartbeat-s", "0.2", "--no-fsync", "--log-format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        url = None
+        for line in proc.stdout:
+            event = json.loads(line)
+            if event["event"] == "metrics_listening":
+                url = event["url"]
+                break
+        assert url is not None and url.startswith("http://127.0.0.1:")
+        deadline = time.monotonic() + 20
+        publishes = 0.0
+        while publishes < 3 and time.monotonic() < deadline:
+            if prom_file.exists():
+                parsed = series(prom_file.read_text())
+                publishes = value(parsed, "hedge_kpi_publishes_total") or 0.0
+            time.sleep(0.05)
+        assert publishes >= 3, "kpis.prom did not follow the heartbeat"
+        assert value(parsed, "hedge_kpi_nav_usd", host="h-run", account="acct") == 2418.67
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 (loopback http URL)
+            served = series(resp.read().decode())
+        health = {
+            "hedge_kpi_publishes_total",
+            "hedge_kpi_last_publish_timestamp_seconds",
+            "hedge_kpi_last_publish_duration_seconds",
+            "hedge_kpi_generated_timestamp_seconds",
+            "hedge_kpi_nav_age_seconds",
+            "hedge_kpi_source_age_seconds",
+        }  # these move with every heartbeat; the rest must be equal
+        assert set(served) == set(parsed)
+        assert {k: v for k, v in served.items() if k[0] not in health} == {
+            k: v for k, v in parsed.items() if k[0] not in health
+        }
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+    assert sorted(os.listdir(prom_file.parent)) == ["kpis.prom"]
