@@ -8,6 +8,7 @@ stopped (SIGTERM, then SIGKILL) by the caller's `finally`/fixture.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -189,13 +190,20 @@ def validator(name: str) -> jsonschema.protocols.Validator:
     return _VALIDATORS[name]
 
 
+def _no_constant(token: str) -> None:
+    raise AssertionError(f"bare {token} token in published bytes")
+
+
+def strict_loads(raw: bytes) -> Any:
+    """Parse published bytes strictly: UTF-8, no NaN/Infinity tokens (orjson refuses them too)."""
+    json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    return orjson.loads(raw)
+
+
 def assert_valid_outputs(kpis_raw: bytes, positions_raw: bytes) -> tuple[dict, dict]:
     """Both documents parse strictly, carry no NaN/Infinity and validate against their schema."""
-    for raw in (kpis_raw, positions_raw):
-        for token in (b"NaN", b"Infinity"):
-            assert token not in raw, f"{token!r} in published bytes"
-    kpis = orjson.loads(kpis_raw)
-    positions = orjson.loads(positions_raw)
+    kpis = strict_loads(kpis_raw)
+    positions = strict_loads(positions_raw)
     validator("kpis_v7").validate(kpis)
     validator("positions_v7").validate(positions)
     return kpis, positions
