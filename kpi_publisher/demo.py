@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -70,6 +71,20 @@ def commands(
     }
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the demo itself dies (even by SIGKILL).
+
+    A child in its own session is out of reach of the terminal's Ctrl-C, so without this a
+    killed supervisor would leave the three running. Linux only; elsewhere a no-op.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def start(name: str, argv: Sequence[str], log_dir: Path) -> subprocess.Popen[bytes]:
     """Start one child in its own session (process group), output to log_dir/<name>.log."""
     with (log_dir / f"{name}.log").open("ab") as log:
@@ -79,6 +94,7 @@ def start(name: str, argv: Sequence[str], log_dir: Path) -> subprocess.Popen[byt
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
 
 

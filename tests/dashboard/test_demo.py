@@ -6,8 +6,10 @@ import io
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,33 @@ def test_a_busy_port_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> Non
         port = busy.getsockname()[1]
         assert cli.main(["demo", "--port", str(port)]) == cli.ExitCode.USAGE
     assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_children_die_when_the_demo_is_killed(tmp_path: Path) -> None:
+    """SIGKILL to the supervisor (no chance to clean up) still ends its children."""
+    marker = tmp_path / "child"
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from kpi_publisher import demo\n"
+        f"proc = demo.start('executor', {sleeper(marker)!r}, Path({str(tmp_path)!r}))\n"
+        "print(proc.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        while not (marker.exists() and marker.read_text()):
+            threading.Event().wait(0.05)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while alive(child) and time.monotonic() < deadline:
+            threading.Event().wait(0.05)
+        assert not alive(child)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()

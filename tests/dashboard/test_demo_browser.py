@@ -93,6 +93,10 @@ def test_demo_serves_live_numbers_and_stops_cleanly(tmp_path: Path) -> None:
             "stopped dashboard (exit 0), publisher (exit 0), executor (exit 0)" in err.read_text()
         )
     finally:
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
-            demo.wait()
+        if demo.poll() is None:  # a failed assertion: let the demo stop its children first
+            os.kill(demo.pid, signal.SIGTERM)
+            try:
+                demo.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(demo.pid, signal.SIGKILL)
+                demo.wait()
