@@ -771,12 +771,12 @@ def test_embedded_kpi_shape_never_overrides_the_snapshot(shape: str) -> None:
     assert kpis["fees"]["fee_pnl_ratio"] == 0.1
 
 
-# ------------------------------------------------------------------------------------ discrepancies
-# Cases where an earlier reading of the code and the contract text disagreed; each pins the
-# contract's answer.
+# ------------------------------------------------------------------------------------ rule 1 pins
+# Cases where the code once disagreed with the contract text (D1-D3 in the team's discrepancy
+# notes, fixed in 5b6b19e); each pins the contract's answer.
 
 
-def test_discrepancy_usd_value_zero_is_a_value() -> None:
+def test_offexchange_usd_value_zero_is_a_value() -> None:
     """Rule 1: an off-exchange usd_value of 0.0 is a value; a 0 USD slice is dropped."""
     nav = {"nav": 100.0, "aum": {"futures": 100.0, "offexchange": {
         "BTC": {"qty": 2.0, "usd_value": 0.0, "avg_cost": 50.0}}}}
@@ -786,14 +786,14 @@ def test_discrepancy_usd_value_zero_is_a_value() -> None:
     assert aum["unpriced"] == []
 
 
-def test_discrepancy_stored_notional_zero_is_a_value() -> None:
+def test_stored_notional_zero_is_a_value() -> None:
     """Rule 1 + section 5: with no price, a stored notional of 0.0 is published as 0.0."""
     row = build(positions={"items": [{"symbol": "X", "qty": 5.0, "notional": 0.0}]}).positions
     assert row["positions"][0]["notional"] == 0.0
     assert row["positions"][0]["notional_fmt"] == "0.00"
 
 
-def test_discrepancy_futures_slice_is_aum_futures_else_nav() -> None:
+def test_futures_slice_is_aum_futures_else_nav() -> None:
     """Section 4 aum: the Futures slice is aum.futures, else nav_usd."""
     nav_state = {"nav": 100.0, "aum": {"assets": [{"asset": "Futures", "usd": 80.0},
                                                   {"asset": "BTC", "usd": 5.0}]}}
