@@ -6,11 +6,16 @@ auth) in deploy/nginx.
 from __future__ import annotations
 
 import ast
+import base64
+import http.client
 import os
+import shutil
 import socket
+import ssl
 import stat
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -271,3 +276,180 @@ def dashboard_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 def test_real_dashboard_listens_on_loopback_only(dashboard_server: int) -> None:
     """The kernel's socket table: every listener on the dashboard port is 127.0.0.1."""
     assert _listeners(dashboard_server) == {"0100007F"}
+
+
+def test_streamlit_agent_api_is_off(dashboard_server: int) -> None:
+    """Streamlit's HTTP/MCP agent API (another way to drive the app) is not served."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{dashboard_server}/_stcore/agent/interact",
+        data=b"{}",
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)  # noqa: S310
+    assert caught.value.code == 403
+    caught.value.close()
+
+
+# -- deploy/nginx: TLS + basic auth in front of the loopback dashboard ------------------------
+
+NGINX_CONF = REPO / "deploy" / "nginx" / "hedge-kpi.conf"
+NGINX_WRAPPER = """\
+{user}
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log {dir}/access.log;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    include {dir}/hedge-kpi.conf;
+}}
+"""
+
+
+def test_nginx_front_has_tls_basic_auth_websocket_and_loopback_upstream() -> None:
+    """What the front must do, read from the shipped file (runs even where nginx is absent)."""
+    conf = NGINX_CONF.read_text()
+    assert "listen 443 ssl;" in conf
+    assert "ssl_certificate " in conf and "ssl_certificate_key " in conf
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf
+    assert "return 301 https://$host$request_uri;" in conf
+    assert 'auth_basic "hedge:kpi";' in conf and "auth_basic_user_file " in conf
+    assert "server 127.0.0.1:8501;" in conf
+    stream = conf[conf.index("location /_stcore/stream") :]
+    stream = stream[: stream.index("}")]
+    assert "proxy_set_header Upgrade $http_upgrade;" in stream
+    assert "proxy_http_version 1.1;" in stream
+    assert "autoindex" not in conf
+
+
+def _nginx_site(work: Path, http_port: int, https_port: int, upstream_port: int) -> str:
+    """The shipped server blocks, moved to test ports, certificate and password file."""
+    site = NGINX_CONF.read_text()
+    replacements = {
+        "listen 80;": f"listen 127.0.0.1:{http_port};",
+        "listen 443 ssl;": f"listen 127.0.0.1:{https_port} ssl;",
+        "listen [::]:80;": "",
+        "listen [::]:443 ssl;": "",
+        "/etc/ssl/hedge-kpi/fullchain.pem": str(work / "cert.pem"),
+        "/etc/ssl/hedge-kpi/privkey.pem": str(work / "key.pem"),
+        "/etc/nginx/hedge-kpi.htpasswd": str(work / "htpasswd"),
+        "server 127.0.0.1:8501;": f"server 127.0.0.1:{upstream_port};",
+    }
+    for old, new in replacements.items():
+        assert old in site, old
+        site = site.replace(old, new)
+    return site
+
+
+@pytest.fixture
+def nginx_front(dashboard_server: int, tmp_path: Path) -> Iterator[dict[str, object]]:
+    """Real nginx running deploy/nginx/hedge-kpi.conf in front of the real dashboard."""
+    nginx = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
+    )
+    if nginx is None:
+        pytest.skip("nginx is not installed (`make nginx` installs it); static checks still ran")
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: cannot make a test certificate")
+    work = tmp_path
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", work / "key.pem", "-out", work / "cert.pem", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    hashed = subprocess.run(
+        [openssl, "passwd", "-6", "s3cret-desk"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    (work / "htpasswd").write_text(f"desk:{hashed}\n")
+    http_port, https_port = _free_port(), _free_port()
+    (work / "hedge-kpi.conf").write_text(_nginx_site(work, http_port, https_port, dashboard_server))
+    (work / "nginx.conf").write_text(
+        NGINX_WRAPPER.format(dir=work, user="user root;" if os.geteuid() == 0 else "")
+    )
+    check = subprocess.run(
+        [nginx, "-t", "-p", work, "-c", work / "nginx.conf"], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stderr
+    proc = subprocess.Popen(
+        [nginx, "-p", work, "-c", work / "nginx.conf", "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: _listeners(https_port), 10)
+        ctx = ssl.create_default_context(cafile=str(work / "cert.pem"))
+        yield {"http": http_port, "https": https_port, "ctx": ctx}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _get(front: dict[str, object], path: str, auth: str | None = None) -> tuple[int, dict, bytes]:
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1",
+        int(front["https"]),
+        context=front["ctx"],
+        timeout=30,  # type: ignore[arg-type]
+    )
+    headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.timeout(120)
+def test_nginx_front_end_to_end(nginx_front: dict[str, object]) -> None:
+    """Through the shipped config: plain HTTP redirects to HTTPS; the TLS certificate verifies;
+    no login or a wrong password gets 401; the desk login gets the dashboard; the Streamlit
+    websocket upgrades (101) through the proxy; the agent API is closed at the front."""
+    plain = http.client.HTTPConnection("127.0.0.1", int(nginx_front["http"]), timeout=30)  # type: ignore[arg-type]
+    plain.request("GET", "/anything")
+    redirect = plain.getresponse()
+    assert redirect.status == 301
+    assert redirect.getheader("Location", "").startswith("https://")
+    plain.close()
+
+    status, headers, _ = _get(nginx_front, "/")
+    assert status == 401
+    assert headers["WWW-Authenticate"] == 'Basic realm="hedge:kpi"'
+    assert _get(nginx_front, "/", auth="desk:wrong")[0] == 401
+    status, headers, body = _get(nginx_front, "/", auth="desk:s3cret-desk")
+    assert status == 200
+    assert b'<div id="root">' in body
+    assert headers["Strict-Transport-Security"].startswith("max-age=")
+    assert _get(nginx_front, "/_stcore/health")[0] == 200  # local monitor, no login
+    assert _get(nginx_front, "/_stcore/agent/openapi.json", auth="desk:s3cret-desk")[0] == 404
+
+    with socket.create_connection(("127.0.0.1", int(nginx_front["https"])), timeout=30) as raw:
+        ctx: ssl.SSLContext = nginx_front["ctx"]  # type: ignore[assignment]
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            key = base64.b64encode(os.urandom(16)).decode()
+            login = base64.b64encode(b"desk:s3cret-desk").decode()
+            tls.sendall(
+                (
+                    "GET /_stcore/stream HTTP/1.1\r\n"
+                    "Host: kpi.example.internal\r\n"
+                    "Origin: https://kpi.example.internal\r\n"
+                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                    f"Authorization: Basic {login}\r\n\r\n"
+                ).encode()
+            )
+            head = tls.recv(4096).decode("latin-1")
+    assert head.startswith("HTTP/1.1 101 Switching Protocols"), head
