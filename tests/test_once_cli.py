@@ -134,10 +134,11 @@ def test_usage_errors_exit_2_and_publish_nothing(
     (st / "unknown.toml").write_text("nav_fresh_seconds = 30\n")
     (st / "badvalue.toml").write_text('nav_fresh_s = "soon"\n')
     out = tmp_path / "out"
+    before = {p.name: p.read_bytes() for p in st.iterdir()}
     assert once(*USAGE_CASES[name](st, out)) == cli.ExitCode.USAGE == 2
     assert capsys.readouterr().err.strip()  # says why
     assert not out.exists()
-    assert not any(n in OUTPUTS for n in files_in(st))
+    assert {p.name: p.read_bytes() for p in st.iterdir()} == before
 
 
 def test_no_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
