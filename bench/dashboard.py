@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
 PAGE_HAS_TEXT_JS = "(text) => document.body.innerText.includes(text)"
 FIRST_INDEX = 50_000  # fee figures 51,000.00 and up: no other number on the page looks alike
 START_TIMEOUT_S = 60.0
-SAMPLE_TIMEOUT_S = 10.0
+SAMPLE_TIMEOUT_S = 5.0
 
 
 def unavailable() -> str | None:

@@ -32,20 +32,20 @@ class Plan:
 
 FULL = Plan(
     name="full",
-    e2e_realistic_rounds=250,
-    e2e_large_rounds=100,
-    polling_samples=40,
+    e2e_realistic_rounds=200,
+    e2e_large_rounds=80,
+    polling_samples=30,
     polling_interval_s=1.0,
     burst_rate_hz=1000.0,
     burst_duration_s=10.0,
     idle_s=60.0,
     scaling_sizes=(10, 100, 1_000, 10_000),
-    scaling_budget_s=4.0,
+    scaling_budget_s=3.0,
     json_sizes=(10, 100, 1_000, 10_000),
     json_budget_s=2.0,
     profile_reps=300,
     profile_budget_s=3.0,
-    dashboard_samples=20,
+    dashboard_samples=15,
 )
 
 QUICK = Plan(

@@ -302,16 +302,15 @@ def _scaling(results: Mapping[str, Any]) -> list[str]:
             f"{s['n_positions']:,}",
             f"{s['state_bytes'] / 1024:,.0f} KB",
             trio(s.get("read_decode_ms")),
-            trio(s.get("build_ms")),
-            trio(s.get("render_ms")),
             trio(s.get("build_render_ms")),
+            trio(s.get("render_ms")),
             f"{s['build_render_us_per_symbol']:.1f}",
         )
         for s in sc.get("sizes") or ()
     ]
     out = table(
-        ("symbols", "positions", "state", "read + decode all, ms", "build ms", "render ms",
-         "build + render, min / p50 / p99 ms", "µs per symbol (p50)"),
+        ("symbols", "positions", "state", "read + decode all inputs, min / p50 / p99 ms",
+         "build + render, min / p50 / p99 ms", "of which render ms", "µs per symbol (p50)"),
         rows,
     )  # fmt: skip
     slopes = [

@@ -15,7 +15,7 @@ def repeat_ms(
 
     The garbage collector stays on, as in the daemon: its pauses belong in a p99.
     """
-    fn()  # warm-up: imports, caches, first allocations
+    fn()  # warm-up: imports, caches, first allocations (not counted)
     gc.collect()
     samples: list[float] = []
     stop_at = time.perf_counter() + budget_s
