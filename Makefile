@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-long lint bench bench-quick install chromium prom-tools
+.PHONY: demo test test-long lint bench bench-quick install chromium prom-tools nginx
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,8 +33,19 @@ prom-tools:
 	    cp root/usr/bin/promtool root/usr/bin/prometheus-node-exporter $$dest/ ); \
 	  rm -rf $$tmp; test -x $(PROM_TOOLS)/promtool || echo "promtool/node_exporter unavailable: their tests will be skipped"; }
 
+## nginx for the test of the deploy/nginx front: Debian's package unpacked into $(NGINX_DIR),
+## never installed (so no service starts); without apt that test is skipped.
+NGINX_DIR := $(VENV)/nginx-bin
+nginx:
+	@test -x $(NGINX_DIR)/nginx || command -v nginx >/dev/null 2>&1 || { \
+	  mkdir -p $(NGINX_DIR) && dest=$$(cd $(NGINX_DIR) && pwd) && tmp=$$(mktemp -d) && \
+	  ( cd $$tmp && { apt-get download -qq nginx 2>/dev/null || \
+	    { apt-get update -qq && apt-get download -qq nginx; }; } && \
+	    dpkg-deb -x nginx_*.deb root && cp root/usr/sbin/nginx $$dest/ ); \
+	  rm -rf $$tmp; test -x $(NGINX_DIR)/nginx || echo "nginx unavailable: the nginx front test will be skipped"; }
+
 ## Every test: unit, golden, property, real inotify, real supervisord, real headless Chromium.
-test: $(STAMP) chromium prom-tools
+test: $(STAMP) chromium prom-tools nginx
 	$(PY) -m pytest -n 2 --dist loadfile
 
 ## The long fuzzing run (10,000 hypothesis examples per property).

@@ -29,7 +29,7 @@ from kpi_publisher.cli import build_parser
 from kpi_publisher.pipeline import Outputs
 from kpi_publisher.sources import SourceReader
 
-from .helpers import HEDGE_KPI, REPO, Layout, build_bytes, good_docs, wait_for
+from .helpers import BIN, HEDGE_KPI, REPO, Layout, build_bytes, good_docs, wait_for
 
 CODE_DIRS = ("kpi_publisher", "execution", "dashboard")
 BANNED_CALLS = {"eval", "exec", "compile", "__import__", "input"}
@@ -351,11 +351,10 @@ def _nginx_site(work: Path, http_port: int, https_port: int, upstream_port: int)
 @pytest.fixture
 def nginx_front(dashboard_server: int, tmp_path: Path) -> Iterator[dict[str, object]]:
     """Real nginx running deploy/nginx/hedge-kpi.conf in front of the real dashboard."""
-    nginx = shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
-    )
+    candidates = [BIN.parent / "nginx-bin" / "nginx", Path("/usr/sbin/nginx")]
+    nginx = shutil.which("nginx") or next((str(p) for p in candidates if p.exists()), None)
     if nginx is None:
-        pytest.skip("nginx is not installed (`make nginx` installs it); static checks still ran")
+        pytest.skip("nginx is not installed (`make nginx` unpacks it); the static checks still ran")
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl is not installed: cannot make a test certificate")
@@ -375,12 +374,12 @@ def nginx_front(dashboard_server: int, tmp_path: Path) -> Iterator[dict[str, obj
     (work / "nginx.conf").write_text(
         NGINX_WRAPPER.format(dir=work, user="user root;" if os.geteuid() == 0 else "")
     )
-    check = subprocess.run(
-        [nginx, "-t", "-p", work, "-c", work / "nginx.conf"], capture_output=True, text=True
-    )
+    # -e: the error log before the config is read (the compiled-in /var/log/nginx may not exist)
+    base = [nginx, "-p", work, "-e", work / "error.log", "-c", work / "nginx.conf"]
+    check = subprocess.run([*base, "-t"], capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr
     proc = subprocess.Popen(
-        [nginx, "-p", work, "-c", work / "nginx.conf", "-g", "daemon off;"],
+        [*base, "-g", "daemon off;"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
