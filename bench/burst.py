@@ -82,7 +82,7 @@ def run(rate_hz: float, duration_s: float, work: Path, *, fsync: bool = True) ->
     writes: list[float] = []
     reader = _Reader(book.out_dir)
     with daemon.start():
-        time.sleep(0.3)
+        time.sleep(procs.SETTLE_S)  # past start-up: first publish, gc.freeze
         reader.start()
         cpu0, wall0 = daemon.cpu_s(), time.perf_counter()
         start = time.perf_counter()

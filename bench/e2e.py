@@ -163,7 +163,7 @@ def run_case(
             started.append(proc.launch())
         for proc in started:
             proc.wait_ready()
-        time.sleep(0.3)  # let start-up publishes and imports settle
+        time.sleep(procs.SETTLE_S)  # let start-up publishes, imports and gc.freeze settle
         for probe in probes:
             probe.open()
         run_interleaved(probes, n, rng, timeout_s=timeout_s)
