@@ -168,3 +168,81 @@ def test_expected_files_are_what_the_derivation_says() -> None:
         assert _load(GOLDEN / name / "expected_kpis_v7.json") == kpis
         assert _load(GOLDEN / name / "expected_positions_v7.json") == positions
         assert float((GOLDEN / name / "now.txt").read_text()) == now
+
+
+# ------------------------------------------------------------------------------ one bad file
+TORN = b'{"updated_ts": 1762435655.0, "summary": {"count": 3, "quality_co'
+
+
+def _run_case(case_dir: Path, out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    assert _run(case_dir, out) == 0
+    return _load(out / "kpis_v7.json"), _load(out / "positions_v7.json")
+
+
+@pytest.mark.parametrize(
+    ("rel", "source"),
+    [
+        ("logs/state/router_health.json", "router"),  # the router block comes from kpis_v7
+        ("config/offexchange_holdings.json", "holdings"),  # aum.offexchange is used instead
+    ],
+)
+def test_a_torn_unused_input_changes_only_its_source_entry(
+    rel: str,
+    source: str,
+    tmp_path: Path,
+    copy_fixture: Callable[[Path], Path],
+    assert_json_matches: Callable[[Any, Any], None],
+) -> None:
+    """v7_1_flat with one half-written file that feeds no figure: every figure is unchanged,
+    and that source alone reads invalid with the file named in its error."""
+    case_dir = copy_fixture(GOLDEN / "v7_1_flat")
+    (case_dir / rel).write_bytes(TORN)
+    kpis, positions = _run_case(case_dir, tmp_path / "out")
+    status = kpis["sources"].pop(source)
+    assert status["status"] == "invalid"
+    assert Path(rel).name in status["error"]
+    expected = _load(GOLDEN / "v7_1_flat" / "expected_kpis_v7.json")
+    expected["sources"].pop(source)
+    assert_json_matches(expected, kpis)
+    assert_json_matches(_load(GOLDEN / "v7_1_flat" / "expected_positions_v7.json"), positions)
+
+
+def test_a_torn_fx_cache_falls_back_through_the_price_chain(
+    tmp_path: Path, copy_fixture: Callable[[Path], Path]
+) -> None:
+    """No FX cache: no rate (ZAR null, never a default) and XAUT is valued at its avg_cost."""
+    case_dir = copy_fixture(GOLDEN / "v7_1_flat")
+    (case_dir / "logs/cache/coingecko_cache.json").write_bytes(TORN)
+    kpis, _ = _run_case(case_dir, tmp_path / "out")
+    assert kpis["sources"]["fx"]["status"] == "invalid"
+    aum = kpis["aum"]
+    assert (aum["usd_zar"], aum["usd_zar_source"], aum["total_zar"]) == (None, None, None)
+    assert kpis["nav"]["nav_zar"] is None
+    assert {s["label"]: s["zar"] for s in aum["slices"]} == dict.fromkeys(
+        ["Futures", "BTC", "XAUT", "USDC"]
+    )
+    usd = {s["label"]: s["usd"] for s in aum["slices"]}
+    assert usd["BTC"] == pytest.approx(0.035 * 103512.5)  # nav_detail.conversions, unaffected
+    assert usd["XAUT"] == pytest.approx(0.59 * 3692.7)  # no cache price: avg_cost
+    xaut = next(s for s in aum["slices"] if s["label"] == "XAUT")
+    assert xaut["pnl_usd"] == 0.0
+    assert aum["total_usd"] == pytest.approx(3915.68325628 + 0.035 * 103512.5 + 0.59 * 3692.7
+                                             + 2098.96)
+
+
+def test_a_torn_positions_state_falls_back_to_positions_json(
+    tmp_path: Path,
+    copy_fixture: Callable[[Path], Path],
+    assert_json_matches: Callable[[Any, Any], None],
+) -> None:
+    """Rule 7: positions_state.json invalid with no last good content -> positions.json."""
+    case_dir = copy_fixture(GOLDEN / "v7_1_flat")
+    (case_dir / "logs/state/positions_state.json").write_bytes(b'{"updated_at": "2025-11-06T1')
+    kpis, positions = _run_case(case_dir, tmp_path / "out")
+    expected = _load(GOLDEN / "v7_1_flat" / "expected_positions_v7.json")
+    assert positions["source"]["file"] == "positions.json"
+    assert_json_matches(expected["positions"], positions["positions"])
+    assert_json_matches(expected["totals"], positions["totals"])
+    assert_json_matches(
+        _load(GOLDEN / "v7_1_flat" / "expected_kpis_v7.json")["symbols"], kpis["symbols"]
+    )
