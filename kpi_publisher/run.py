@@ -8,6 +8,8 @@ internal crash (having backed off first, see daemon.CrashLog).
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Any
 
 from kpi_publisher import logs
@@ -79,6 +81,8 @@ def cli_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The process entry of `hedge-kpi run`: runs the daemon, then ends the process with its
+    exit code (it does not return after the daemon started)."""
     cli = cli_values(args)
     try:
         settings: Settings = resolve(cli)
@@ -90,6 +94,12 @@ def run(args: argparse.Namespace) -> int:
     daemon = Daemon(settings, reload=lambda: resolve(cli))
     restore = install_signal_thread(daemon)
     try:
-        return daemon.run()
+        code = daemon.run()
     finally:
         restore()
+    # The daemon has stopped its threads and every log line is flushed. Skipping the
+    # interpreter's teardown (module and object finalisation, which took 0.3-0.9 s on a
+    # loaded 2-core host) keeps "exit within 1 s of SIGTERM" true under load.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(code))
