@@ -28,7 +28,11 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 VIEWPORT = {"width": 1500, "height": 1400}
-START_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 120.0
+# The first render loads Plotly's bundle: seconds when idle, far more on a loaded CI box.
+FIRST_LOAD_MS = 120_000
+# A published change must show within this (a functional bound; latency is recorded, not timed).
+CHANGE_MS = 15_000
 
 # JS: {label: value} of every st.metric card on the page.
 CARDS_JS = """() => Object.fromEntries([...document.querySelectorAll('[data-testid="stMetric"]')]
@@ -98,7 +102,7 @@ def chromium_page() -> Iterator[Any]:
         )
         try:
             page = browser.new_page(viewport=VIEWPORT)
-            page.set_default_timeout(30_000)
+            page.set_default_timeout(FIRST_LOAD_MS)
             yield page
         finally:
             browser.close()
@@ -108,16 +112,16 @@ def cards(page: Any) -> dict[str, str]:
     return dict(page.evaluate(CARDS_JS))
 
 
-def wait_card(page: Any, label: str, value: str, timeout_ms: float = 30_000) -> None:
+def wait_card(page: Any, label: str, value: str, timeout_ms: float = FIRST_LOAD_MS) -> None:
     """Wait until the card `label` shows `value` (DOM polled every 10 ms)."""
     page.wait_for_function(CARD_IS_JS, arg=[label, value], polling=10, timeout=timeout_ms)
 
 
-def wait_text(page: Any, text: str, timeout_ms: float = 30_000) -> None:
+def wait_text(page: Any, text: str, timeout_ms: float = FIRST_LOAD_MS) -> None:
     page.wait_for_function(PAGE_HAS_TEXT_JS, arg=text, polling=10, timeout=timeout_ms)
 
 
-def wait_donut(page: Any, slices: int, timeout_ms: float = 30_000) -> None:
+def wait_donut(page: Any, slices: int, timeout_ms: float = FIRST_LOAD_MS) -> None:
     page.wait_for_function(f"() => ({DONUT_SLICES_JS})() === {int(slices)}", timeout=timeout_ms)
 
 

@@ -82,7 +82,7 @@ def test_demo_serves_live_numbers_and_stops_cleanly(tmp_path: Path) -> None:
                 f"(old) => ({NAV_VALUE_JS})() !== old",
                 arg=first,
                 polling=10,
-                timeout=30_000,
+                timeout=browser.FIRST_LOAD_MS,
             )
             page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
         os.kill(demo.pid, signal.SIGTERM)
