@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -200,3 +202,47 @@ def test_positions_table_columns_stay_numeric(out_dir: Path) -> None:
         assert frame[column].dtype == "float64", column
     assert frame["mark"].isna().tolist() == [False, False, True]
     assert frame["pnl_fmt"].tolist() == ["12.34", "-18.00", "–"]
+
+
+def chart_specs(app: AppTest) -> dict[str, dict[str, Any]]:
+    """Plotly figures on the page by panel: "aum" (the pie), "router", "symbols"."""
+    specs = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+    return {_chart_name(s): s for s in specs}
+
+
+def _chart_name(spec: dict[str, Any]) -> str:
+    if spec["data"][0]["type"] == "pie":
+        return "aum"
+    titles = [a["text"] for a in spec["layout"].get("annotations", [])]
+    return "router" if any("Slippage" in t for t in titles) else "symbols"
+
+
+def test_charts_show_the_published_figures(out_dir: Path) -> None:
+    """Donut: one slice per asset; symbols: ATR and DD by symbol; router: q25/q50/q75, fill."""
+    published.publish(out_dir, "full", time.time())
+    specs = chart_specs(run_app())
+    assert sorted(specs) == ["aum", "router", "symbols"]
+    pie = specs["aum"]["data"][0]
+    assert (pie["labels"], pie["values"]) == (
+        ["Futures", "BTC", "XAUT", "USDC"],
+        [10234.5, 4321.0, 1310.3, 500.0],
+    )
+    atr, dd = specs["symbols"]["data"]
+    assert (atr["x"], atr["y"]) == (["BTCUSDT", "ETHUSDT", "SOLUSDT"], [1.31, 0.94, 1.62])
+    assert dd["y"] == [0.55, 0.0, 2.1]
+    slip, fill, fallback = specs["router"]["data"]
+    assert (slip["x"], fill["y"], fallback["y"]) == ([1.5], [62.5], [12.5])
+
+
+def test_panels_without_data_say_so(out_dir: Path) -> None:
+    """No valued asset, no symbols, no router figures: no empty charts, a plain sentence each."""
+    published.publish(out_dir, "nulls", time.time())
+    app = run_app()
+    assert chart_specs(app) == {}
+    captions = [unescape(c.value) for c in app.caption]
+    for sentence in (
+        "AUM: no valued assets",
+        "no per-symbol ATR or drawdown published",
+        "no router figures published",
+    ):
+        assert sentence in captions
