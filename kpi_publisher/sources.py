@@ -157,6 +157,10 @@ class SourceReader:
             result = self._read_file(name, path)
             if result.status == OK:
                 self._good[name] = result
+                broken = [f.error for f in failures if f.status == INVALID]
+                if broken:
+                    # The fallback's data is good, but the operator must see the primary is not.
+                    return replace(result, error=f"{broken[0]}; using {path.name}")
                 return result
             good = self._good.get(name)
             if result.status == INVALID and good is not None:

@@ -36,3 +36,18 @@ def test_statuses_and_ages():
 def test_zero_age_is_ok():
     out = build_sources({"risk": SourceRead("risk", "ok", {"ts": T})}, T, LIMITS)
     assert out["risk"] == {"status": "ok", "age_s": 0.0, "error": None}
+
+
+def test_broken_primary_positions_file_is_named_when_the_fallback_is_used(tmp_path):
+    """positions_state.json invalid, positions.json good: ok, but the error names the primary."""
+    from kpi_publisher.sources import SourceReader
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "positions_state.json").write_bytes(b'{"positions": [')
+    (state / "positions.json").write_bytes(b'{"rows": [{"symbol": "BTCUSDT", "qty": 1}]}')
+    read = SourceReader(Settings(state_dir=state)).read("positions")
+    assert read.status == "ok"
+    assert read.path.name == "positions.json"
+    assert read.error.startswith("positions_state.json: not valid JSON")
+    assert read.error.endswith("; using positions.json")
