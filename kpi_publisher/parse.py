@@ -8,7 +8,7 @@ Every helper takes any JSON value and never raises.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +47,19 @@ def number(value: Any) -> float | None:
             return None
         return out if math.isfinite(out) else None
     return None
+
+
+def finite(value: float | None) -> float | None:
+    """The value when it is a finite float; arithmetic that overflowed reads as missing."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+def total(values: Iterable[float]) -> float | None:
+    """An exact sum (math.fsum); None when it overflows the float range."""
+    try:
+        return finite(math.fsum(values))
+    except OverflowError:
+        return None
 
 
 def mapping(value: Any) -> Mapping[str, Any]:

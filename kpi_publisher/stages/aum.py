@@ -8,11 +8,10 @@ nav_detail.conversions[SYM].price, then the price cache, then its avg_cost.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
-from kpi_publisher.parse import first_number, first_text, get, mapping, number, text
+from kpi_publisher.parse import finite, first_number, first_text, get, mapping, number, text, total
 from kpi_publisher.stages.fx import to_zar
 
 FUTURES = "Futures"
@@ -100,13 +99,13 @@ def _value(symbol: str, entry: Mapping[str, Any], pricer: _Pricer) -> dict[str, 
             usd = 0.0
         elif qty is not None:
             price = pricer.price(symbol, entry)
-            usd = None if price is None else qty * price
+            usd = None if price is None else finite(qty * price)
     if usd is None:
         return None
     pnl = first_number(entry, "pnl", "pnl_usd")
     avg_cost = first_number(entry, "avg_cost")
     if pnl is None and avg_cost is not None and qty is not None:
-        pnl = usd - avg_cost * qty
+        pnl = finite(usd - avg_cost * qty)
     return {"label": symbol, "usd": usd, "qty": qty, "pnl_usd": pnl}
 
 
@@ -168,8 +167,8 @@ def build_aum(
             for k, v in values.items()
             if v is not None
         ]
-        inside = math.fsum(s["usd"] for s in others)
-        if futures is not None and inside <= futures + CENT / 2:
+        inside = total(s["usd"] for s in others)
+        if futures is not None and inside is not None and inside <= futures + CENT / 2:
             futures = futures - inside
 
     slices: list[dict[str, Any]] = []
@@ -183,11 +182,11 @@ def build_aum(
     slices.extend(others)
     for item in slices:
         item["zar"] = to_zar(item["usd"], usd_zar)
-    total = math.fsum(s["usd"] for s in slices) if slices else None
+    total_usd = total(s["usd"] for s in slices) if slices else None
     return {
         "slices": slices,
-        "total_usd": total,
-        "total_zar": to_zar(total, usd_zar),
+        "total_usd": total_usd,
+        "total_zar": to_zar(total_usd, usd_zar),
         "usd_zar": usd_zar,
         "unpriced": sorted(set(unpriced)),
     }

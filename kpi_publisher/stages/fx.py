@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kpi_publisher.parse import first_number
+from kpi_publisher.parse import finite, first_number
 
 RATE_KEYS = ("fx.usd_zar", "usd_zar", "fx_usd_zar", "usd_to_zar")
 
@@ -23,4 +23,4 @@ def resolve_usd_zar(nav_state: Any, nav: Any, fx: Any) -> dict[str, Any]:
 
 
 def to_zar(usd: float | None, usd_zar: float | None) -> float | None:
-    return None if usd is None or usd_zar is None else usd * usd_zar
+    return None if usd is None or usd_zar is None else finite(usd * usd_zar)

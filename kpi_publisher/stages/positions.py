@@ -8,12 +8,11 @@ side; notional is |qty| x mark (else entry); pnl is the stated unrealised PnL, e
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from kpi_publisher.fmt import fmt_money
-from kpi_publisher.parse import first_number, first_text, mapping, number
+from kpi_publisher.parse import finite, first_number, first_text, mapping, total
 
 CONTAINERS = ("rows", "items", "positions")
 SYMBOL_KEYS = ("symbol", "pair", "asset", "underlying")
@@ -69,15 +68,15 @@ def normalize_row(row: Mapping[str, Any]) -> dict[str, Any] | None:
     entry = _price(row, ENTRY_KEYS, qty)
     mark = _price(row, MARK_KEYS, qty)
     if mark is not None:
-        notional: float | None = abs(qty) * mark
+        notional: float | None = finite(abs(qty) * mark)
     elif entry is not None:
-        notional = abs(qty) * entry
+        notional = finite(abs(qty) * entry)
     else:
         stated = first_number(row, *NOTIONAL_KEYS)
         notional = abs(stated) if stated is not None else None
     pnl = first_number(row, *PNL_KEYS)
     if pnl is None and mark is not None and entry is not None:
-        pnl = (mark - entry) * qty
+        pnl = finite((mark - entry) * qty)
     return {
         "symbol": symbol.upper(),
         "side": side,
@@ -114,11 +113,11 @@ def build_positions(
                 "pnl_fmt": fmt_money(row["pnl"]),
             }
         )
-    notionals = [r for r in positions if number(r["notional"]) is not None]
-    gross = math.fsum(r["notional"] for r in notionals)
-    net = math.fsum(r["notional"] if r["side"] == "LONG" else -r["notional"] for r in notionals)
+    notionals = [r for r in positions if r["notional"] is not None]
+    gross = total(r["notional"] for r in notionals)
+    net = total(r["notional"] if r["side"] == "LONG" else -r["notional"] for r in notionals)
     pnls = [r["pnl"] for r in positions if r["pnl"] is not None]
-    pnl_total = math.fsum(pnls) if pnls else None
+    pnl_total = total(pnls) if pnls else None
     return {
         "positions": positions,
         "totals": {

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kpi_publisher.parse import first_number, first_text, get, mapping, text
+from kpi_publisher.parse import finite, first_number, first_text, get, mapping, text
 
 PERCENT = 1.0
 FRACTION = 100.0
@@ -24,11 +24,15 @@ def _is_synthesised(dd_state: Any) -> bool:
     return state is not None and state.isupper()
 
 
+def _scaled(value: float | None, scale: float) -> float | None:
+    return None if value is None else value * scale
+
+
 def _first_scaled(candidates: list[tuple[Any, tuple[str, ...], float]]) -> float | None:
     for obj, keys, scale in candidates:
-        value = first_number(obj, *keys)
+        value = finite(_scaled(first_number(obj, *keys), scale))
         if value is not None:
-            return value * scale
+            return value
     return None
 
 

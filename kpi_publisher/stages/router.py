@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kpi_publisher.parse import (
+    finite,
     first_number,
     first_text,
     get,
@@ -19,6 +20,7 @@ from kpi_publisher.parse import (
     number,
     per_symbol,
     text,
+    total,
 )
 
 FIELD_KEYS: Mapping[str, tuple[str, ...]] = {
@@ -54,7 +56,8 @@ def _fields(block: Any) -> dict[str, float | None]:
 
 
 def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+    summed = total(values) if values else None
+    return None if summed is None else finite(summed / len(values))
 
 
 def _aggregate(router: Any) -> tuple[dict[str, float | None], int]:

@@ -30,10 +30,9 @@ from .helpers import NOW, Layout, assert_valid_outputs, build_bytes, good_docs
 
 # -- values -----------------------------------------------------------------------------------
 
-# Largest magnitude generated. Products of two values near the float limit overflow to inf in
-# the AUM stage (notes/core_discrepancies.md D4, D5; pinned by the xfail tests at the end):
-# set to None for the full float range once those pass.
-WILD_LIMIT: float | None = 1e150
+# Largest magnitude generated (None: the full float range). Arithmetic that overflows reads as
+# missing (pinned by the two overflow tests at the end).
+WILD_LIMIT: float | None = None
 FINITE = st.floats(
     allow_nan=False,
     allow_infinity=False,
@@ -408,7 +407,7 @@ def test_a_torn_file_never_replaces_the_last_good_content_long(
     _last_good_property(source, cut, junk)
 
 
-# -- known defects, pinned (notes/core_discrepancies.md) ------------------------------------------
+# -- overflow, pinned -----------------------------------------------------------------------------
 
 
 def _kpis_for(files: dict[str, Any]) -> dict[str, Any]:
@@ -417,7 +416,6 @@ def _kpis_for(files: dict[str, Any]) -> dict[str, Any]:
     return box
 
 
-@pytest.mark.xfail(strict=True, reason="D4: qty x price overflows to inf, published as null")
 def test_overflowing_holding_value_is_unpriced() -> None:
     """A holding whose value overflows a float is unpriced, not a null slice."""
     kpis = _kpis_for(
@@ -426,7 +424,6 @@ def test_overflowing_holding_value_is_unpriced() -> None:
     assert "BTC" in kpis["aum"]["unpriced"]
 
 
-@pytest.mark.xfail(strict=True, reason="D5: math.fsum raises OverflowError in the AUM stage")
 def test_overflowing_aum_total_does_not_raise() -> None:
     """Two slices near the float limit: the build finishes and publishes valid output."""
     assets = [{"asset": "BTC", "usd": 1.5e308}, {"asset": "ETH", "usd": 1.5e308}]
