@@ -388,18 +388,21 @@ def test_a_torn_file_never_replaces_the_last_good_content(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 10,000 examples: minutes, not seconds
 @SHAPED_GIVEN
 def test_wild_values_in_real_shapes_long(docs: dict[str, Any]) -> None:
     _shaped_property(docs)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 10,000 examples: minutes, not seconds
 @ARBITRARY_GIVEN
 def test_arbitrary_bytes_in_any_input_long(files: dict[str, bytes]) -> None:
     _arbitrary_property(files)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 10,000 examples: minutes, not seconds
 @LAST_GOOD_GIVEN
 def test_a_torn_file_never_replaces_the_last_good_content_long(
     source: str, cut: int, junk: bytes
