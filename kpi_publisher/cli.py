@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     STRICT_INPUTS = 4  # --strict and a source is missing, invalid or stale
     CHECK_STALE = 5  # `check`: a published file is older than allowed
     CHECK_INVALID = 6  # `check`: a published file is missing or fails its schema
+    WORKER_STUCK = 70  # `run`: the publish loop made no progress; exit so supervisord restarts
 
 
 # Modules registering subcommands, in the order `--help` lists them.

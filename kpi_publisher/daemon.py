@@ -132,6 +132,56 @@ class CrashLog:
             self.path.unlink()
 
 
+# -- liveness of the loop -------------------------------------------------------------------------
+
+STUCK_MIN_S = 60.0
+STUCK_HEARTBEATS = 12
+
+
+def stuck_limit_s(heartbeat_s: float) -> float:
+    """Seconds without loop progress after which the loop counts as stuck (>= 60 s)."""
+    return max(STUCK_MIN_S, STUCK_HEARTBEATS * heartbeat_s)
+
+
+class _Liveness:
+    """A thread that ends the process (exit 70) when the loop stops making progress, e.g. a
+    read or fsync hung on a dying disk. supervisord has no liveness check of its own: it
+    would show such a process RUNNING forever; after the exit it restarts it."""
+
+    def __init__(
+        self,
+        progress: Callable[[], float],
+        limit_s: float,
+        exit_fn: Callable[[int], object],
+        monotonic: Callable[[], float],
+    ) -> None:
+        self._progress = progress
+        self._limit_s = limit_s
+        self._exit = exit_fn
+        self._mono = monotonic
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="hedge-kpi-liveness", daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(min(1.0, self._limit_s / 4)):
+            stalled_s = self._mono() - self._progress()
+            if stalled_s > self._limit_s:
+                log.critical(
+                    "worker_stuck",
+                    stalled_s=round(stalled_s, 1),
+                    limit_s=self._limit_s,
+                    exit_code=int(ExitCode.WORKER_STUCK),
+                )
+                self._exit(int(ExitCode.WORKER_STUCK))
+                return
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 # -- the daemon --------------------------------------------------------------------------------
 
 
@@ -158,8 +208,13 @@ class Daemon:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         crash_log: CrashLog | None = None,
+        stuck_after_s: float | None = None,
+        exit_fn: Callable[[int], object] = os._exit,
     ) -> None:
         self.settings = settings
+        self._stuck_after_s = stuck_after_s
+        self._exit_fn = exit_fn
+        self._progress = monotonic()
         self.reader = SourceReader(settings)
         if batches is None:
             from kpi_publisher.watcher import Watcher
@@ -390,7 +445,9 @@ class Daemon:
         self.run_pass("start")
         gc.freeze()  # the start-up objects never need collecting; keeps GC pauses short
         while not self.stop_event.is_set():
+            self._progress = self._mono()
             batch = self.batches.next_batch(self._wait_s())
+            self._progress = self._mono()
             if self.stop_event.is_set():
                 break
             if self.reload_event.is_set():
@@ -439,11 +496,16 @@ class Daemon:
             # Not fatal: every source reads as missing, and the directory is watched once it
             # appears (the executor creates it).
             log.warning("state_dir_missing", file=str(s.state_dir))
+        limit_s = self._stuck_after_s or stuck_limit_s(s.heartbeat_s)
+        liveness = _Liveness(lambda: self._progress, limit_s, self._exit_fn, self._mono)
         try:
             self.batches.start()
+            self._progress = self._mono()
+            liveness.start()
             try:
                 self._loop()
             finally:
+                liveness.stop()
                 self.batches.stop()
         except Exception as exc:
             recent = self.crash_log.record(self._clock())

@@ -476,6 +476,68 @@ def test_a_crash_backs_off_before_exiting_and_a_stop_cuts_the_backoff_short(
     assert results[0][1]["reason"] == "RuntimeError: watcher exploded"
 
 
+def test_a_loop_stuck_in_a_pass_ends_the_process_with_70(settings: Settings) -> None:
+    """A pass that hangs (a read or fsync on a dying disk) is noticed and the process exits
+    70, so supervisord restarts it instead of showing a silent RUNNING forever."""
+    release = threading.Event()
+    exits: list[int] = []
+    exited = threading.Event()
+
+    def hanging_build(sources: Any, now: float, s: Settings) -> Outputs:
+        release.wait(WAIT_S)
+        from kpi_publisher.pipeline import build
+
+        return build(sources, now, s)
+
+    def record_exit(code: int) -> None:
+        exits.append(code)
+        exited.set()
+
+    class Quiet(ScriptedBatches):
+        def next_batch(self, timeout_s: float) -> frozenset[Path]:
+            time.sleep(min(timeout_s, 0.05))
+            return frozenset()
+
+    quiet = Quiet(FakeClock(), [])
+    daemon = Daemon(
+        settings, batches=quiet, publisher=MemoryPublisher(), build=hanging_build,
+        stuck_after_s=0.3, exit_fn=record_exit,
+    )
+    with capture_logs() as events:
+        runner = threading.Thread(target=daemon.run, daemon=True)
+        runner.start()
+        assert exited.wait(WAIT_S), "the stuck loop was not noticed"
+        release.set()
+        daemon.request_stop()
+        runner.join(WAIT_S)
+    assert exits == [70]
+    stuck = next(e for e in events if e["event"] == "worker_stuck")
+    assert stuck["log_level"] == "critical"
+    assert stuck["stalled_s"] >= 0.3
+
+
+def test_a_healthy_loop_is_never_called_stuck(settings: Settings) -> None:
+    """Waiting for events is progress: a quiet daemon is not killed by its own watchdog."""
+    exits: list[int] = []
+
+    class Quiet(ScriptedBatches):
+        def next_batch(self, timeout_s: float) -> frozenset[Path]:
+            time.sleep(0.05)
+            return frozenset()
+
+    daemon = Daemon(
+        settings, batches=Quiet(FakeClock(), []), publisher=MemoryPublisher(),
+        stuck_after_s=0.3, exit_fn=exits.append,
+    )
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    with capture_logs():
+        runner.start()
+        time.sleep(1.2)
+        daemon.request_stop()
+        runner.join(WAIT_S)
+    assert exits == []
+
+
 @pytest.mark.parametrize(("crashes", "wait_s"), [(0, 0.0), (1, 1.0), (3, 4.0), (6, 30.0)])
 def test_crash_backoff_doubles_and_is_capped(crashes: int, wait_s: float) -> None:
     assert crash_backoff_s(crashes) == wait_s
