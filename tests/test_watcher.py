@@ -151,9 +151,9 @@ def test_burst_of_1000_writes_coalesces_into_few_batches(
         if batch := watcher.next_batch(0.2):
             batches.append(batch)
     writer.join()
-    elapsed_s = time.monotonic() - started
     while batch := watcher.next_batch(0.3):
         batches.append(batch)
+    elapsed_s = time.monotonic() - started  # watchdog may still be catching up after the writer
     assert batches, "the burst was not reported at all"
     assert all(b == frozenset({path}) for b in batches)
     # At most one batch per debounce window (plus the leading edge and the tail).
