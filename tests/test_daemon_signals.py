@@ -247,3 +247,35 @@ def test_an_unusable_config_at_start_exits_2_with_the_reason(
     assert proc.popen.wait(WAIT_S) == 2
     event = proc.wait_event(lambda e: e["event"] == "config_invalid")
     assert "debounce_ms" in event["reason"]
+
+
+def test_on_a_terminal_the_log_is_rendered_for_humans(dirs: dict[str, Path]) -> None:
+    """Run by hand on a TTY, the same events come out as console lines, not JSON."""
+    import pty
+
+    leader, follower = pty.openpty()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KPI_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kpi_publisher", "run", *base_args(dirs)],
+        stdout=follower, stderr=follower, env=clean,
+    )
+    os.close(follower)
+    seen = b""
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while b"publish" not in seen and time.monotonic() < deadline:
+            try:
+                seen += os.read(leader, 4096)
+            except OSError:
+                break
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(WAIT_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(WAIT_S)
+        os.close(leader)
+    first = seen.decode().splitlines()[0]
+    assert not first.lstrip().startswith("{")
+    assert "start" in first and "state_dir=" in first
+    assert b"publish" in seen
