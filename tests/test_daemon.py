@@ -576,6 +576,7 @@ class Running:
         self.publisher = Counting()
         self.daemon = Daemon(settings, publisher=self.publisher)
         self.code: int | None = None
+        self.events: list[dict[str, Any]] = []  # captured log events
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -613,7 +614,7 @@ def running(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Runn
     write_now(real.state_dir / "nav_state.json", nav_doc(1000.0))
     r = Running(real)
     with capture_logs() as events:
-        r.events = events  # type: ignore[attr-defined]
+        r.events = events
         r.thread.start()
         assert r.wait_until(lambda: r.publisher.count >= 1), "no start-up publish"
         yield r
@@ -701,6 +702,6 @@ def test_real_dead_observer_is_replaced_and_publishing_resumes(
     write_now(running.settings.state_dir / "nav_state.json", nav_doc(8888.0))
     assert running.wait_nav(8888.0)
     assert watcher.restarts >= 1
-    rewatch = [e for e in running.events if e["event"] == "rewatch"]  # type: ignore[attr-defined]
+    rewatch = [e for e in running.events if e["event"] == "rewatch"]
     assert rewatch and rewatch[0]["reason"] == "observer thread died"
 
