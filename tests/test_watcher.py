@@ -76,6 +76,26 @@ def test_rename_into_place_is_reported(watcher: Watcher, layout: dict[str, Path]
     assert layout["nav_state"] in wait_for(watcher, layout["nav_state"])
 
 
+def test_rename_from_another_directory_is_reported(
+    watcher: Watcher, layout: dict[str, Path], tmp_path: Path
+) -> None:
+    """A temp file written elsewhere and renamed in arrives as "created" only; still a change."""
+    elsewhere = tmp_path / "staging"
+    elsewhere.mkdir()
+    (elsewhere / "nav_state.json").write_text('{"nav_usd": 3}')
+    os.replace(elsewhere / "nav_state.json", layout["nav_state"])
+    assert layout["nav_state"] in wait_for(watcher, layout["nav_state"])
+
+
+def test_deleting_an_input_is_reported(watcher: Watcher, layout: dict[str, Path]) -> None:
+    """A removed input is a change too: its source becomes missing."""
+    replace_into(layout["risk"], "{}")
+    wait_for(watcher, layout["risk"])
+    drain(watcher)
+    layout["risk"].unlink()
+    assert layout["risk"] in wait_for(watcher, layout["risk"])
+
+
 def test_in_place_write_is_reported_on_close_not_on_modify(
     watcher: Watcher, layout: dict[str, Path]
 ) -> None:
