@@ -370,3 +370,26 @@ def test_an_observer_that_cannot_start_is_retried_at_the_rescan_pace(
         assert attempts <= (elapsed_s + 1.0) / 0.1 + 2  # one try per rescan, not a spin
     finally:
         w.stop()
+
+
+def test_batches_iterator_yields_changes_until_stopped(
+    watcher: Watcher, layout: dict[str, Path]
+) -> None:
+    """The generator form: `for batch in watcher.batches(stop)` ends once stop is set."""
+    stop = threading.Event()
+    got: list[frozenset[Path]] = []
+
+    def consume() -> None:
+        got.extend(watcher.batches(stop, timeout_s=0.1))
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    replace_into(layout["nav_state"], "{}")
+    deadline = time.monotonic() + WAIT_S
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    watcher.interrupt()
+    consumer.join(WAIT_S)
+    assert not consumer.is_alive()
+    assert got and got[0] == frozenset({layout["nav_state"]})
