@@ -8,9 +8,6 @@ Neither has a deadline: a 2-core CI box under load must not turn slowness into f
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,24 +36,3 @@ def layout(tmp_path: Path) -> Layout:
     lay = Layout(tmp_path).make()
     lay.write_all(good_docs())
     return lay
-
-
-@pytest.fixture
-def open_layout() -> Iterator[Layout]:
-    """Like `layout`, but in a world-traversable dir so a process run as nobody can use it.
-
-    pytest's own tmp root is 0700 (root only), which would make every unprivileged test fail
-    for the wrong reason.
-    """
-    root = Path(tempfile.mkdtemp(prefix="hedge-kpi-rel-"))
-    try:
-        root.chmod(0o755)
-        lay = Layout(root).make()
-        lay.write_all(good_docs())
-        for d in (lay.root / "logs", lay.state, lay.fx.parent, lay.holdings.parent, lay.out):
-            d.chmod(0o755)
-        for source in ("nav_state", "nav", "risk", "router", "positions", "fx", "holdings"):
-            lay.path(source).chmod(0o644)
-        yield lay
-    finally:
-        shutil.rmtree(root, ignore_errors=True)

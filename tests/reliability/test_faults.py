@@ -2,10 +2,10 @@
 inotify limits, SIGKILL at random points, and a crash loop under a real supervisord.
 
 Process-level tests run the real `hedge-kpi run` and read its structlog JSON lines. Root
-ignores permission bits (CI runs as root), so the permission case runs the daemon as
-nobody with setpriv; disk full uses a private 64 KiB tmpfs inside `unshare -U -r -m`; the
-inotify limits are set inside a private user namespace (`/proc/sys/user/max_inotify_*`), so
-no host setting is touched.
+ignores permission bits (CI runs as root), so the permission cases run the daemon with
+CAP_DAC_OVERRIDE and friends dropped (setpriv); disk full uses a private 64 KiB tmpfs inside
+`unshare -U -r -m`; the inotify limits are set inside a private user namespace
+(`/proc/sys/user/max_inotify_*`), so no host setting is touched.
 """
 
 from __future__ import annotations
@@ -46,8 +46,6 @@ from .helpers import (
     spawn,
     wait_for,
 )
-
-NOBODY = 65534
 
 
 def _works(argv: list[str]) -> bool:
@@ -181,30 +179,38 @@ def test_disk_full_keeps_old_outputs_retries_and_recovers(live_layout: Layout) -
         proc.stop()
 
 
-# -- permissions: run as nobody, because root ignores permission bits --------------------------
+# -- permissions: root ignores permission bits, so drop the capabilities that let it -----------
+
+# CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH let root write anywhere, CAP_FOWNER lets it chmod;
+# without them a root process meets the same permission checks as any user, while still
+# being able to run the checkout wherever CI put it (a 0700 /root would lock nobody out).
+NO_BYPASS = "-dac_override,-dac_read_search,-fowner"
 
 
-def _as_nobody() -> list[str]:
+def _unprivileged() -> list[str]:
+    """A command prefix under which permission bits apply (empty when they already do)."""
     if os.geteuid() != 0:
-        return []  # permission bits already apply to us
+        return []
     if shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv: cannot drop to an unprivileged user")
-    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        pytest.skip("running as root without setpriv: permission bits cannot be made to apply")
+    prefix = ["setpriv", f"--bounding-set={NO_BYPASS}", "--"]
+    if not _works([*prefix, "true"]):
+        pytest.skip("setpriv cannot drop capabilities here")
+    return prefix
 
 
 @pytest.mark.timeout(60)
-def test_unwritable_out_dir_is_logged_retried_and_recovers(open_layout: Layout) -> None:
-    """Out dir read-only for the daemon's user: it keeps running, logs publish_failed
-    (Permission denied) on each attempt, leaves the old files alone, and publishes as soon
-    as the directory is writable again."""
-    layout = open_layout
+def test_unwritable_out_dir_is_logged_retried_and_recovers(live_layout: Layout) -> None:
+    """Out dir read-only for the daemon: it keeps running, logs publish_failed (Permission
+    denied) on each attempt, leaves the old files alone, and publishes as soon as the
+    directory is writable again."""
+    layout = live_layout
     assert subprocess.run([HEDGE_KPI, "once", *layout.cli_args()], timeout=30).returncode == 0
     old = {p.name: p.read_bytes() for p in layout.out.iterdir()}
     layout.out.chmod(0o555)
     _fresh(layout, 20_000.0)
-    layout.path("nav_state").chmod(0o644)
     argv = run_argv(layout, "--heartbeat-s", "0.3", "--retry-ms", "50")
-    proc = spawn([*_as_nobody(), *argv])
+    proc = spawn([*_unprivileged(), *argv])
     try:
         failed = proc.wait_event("publish_failed", 15)
         assert failed["reason"] == "Permission denied"
@@ -221,16 +227,16 @@ def test_unwritable_out_dir_is_logged_retried_and_recovers(open_layout: Layout) 
 
 
 @pytest.mark.timeout(60)
-def test_once_into_an_unwritable_out_dir_exits_3_naming_it(open_layout: Layout) -> None:
-    """`hedge-kpi once` run by a user who cannot write the out dir: exit 3, the reason on
-    stderr, and the old files untouched."""
-    layout = open_layout
+def test_once_into_an_unwritable_out_dir_exits_3_naming_it(live_layout: Layout) -> None:
+    """`hedge-kpi once` that cannot write the out dir: exit 3, the reason on stderr, and the
+    old files untouched."""
+    layout = live_layout
     assert subprocess.run([HEDGE_KPI, "once", *layout.cli_args()], timeout=30).returncode == 0
     old = {p.name: p.read_bytes() for p in layout.out.iterdir()}
     layout.out.chmod(0o555)
     try:
         done = subprocess.run(
-            [*_as_nobody(), HEDGE_KPI, "once", *layout.cli_args()],
+            [*_unprivileged(), HEDGE_KPI, "once", *layout.cli_args()],
             capture_output=True,
             text=True,
             timeout=30,
