@@ -454,9 +454,7 @@ class _NoBatches:
     def set_paths(self, paths: Iterable[Path]) -> None: ...
 
 
-@pytest.mark.parametrize(
-    "kind", ["truncated_in_place", "empty", "not_utf8", "hundred_mb", "fifo", "top_level_array"]
-)
+@pytest.mark.parametrize("kind", list(CORRUPTIONS))
 def test_daemon_logs_one_clear_line_per_bad_file(layout: Layout, kind: str) -> None:
     """One `source_invalid` event naming the file and the reason, not one per retry; the
     published KPIs keep the good NAV."""
