@@ -26,25 +26,29 @@ class ExitCode(IntEnum):
     WORKER_STUCK = 70  # `run`: the publish loop made no progress; exit so supervisord restarts
 
 
-# Modules registering subcommands, in the order `--help` lists them.
-COMMAND_MODULES: tuple[str, ...] = (
-    "kpi_publisher.once",
-    "kpi_publisher.run",
-    "kpi_publisher.check",
-    "execution.demo",
-    "kpi_publisher.demo",
-    "bench.cli",
-)
+# Subcommand -> the module registering it, in the order `--help` lists them. Only the module of
+# the command being run is imported, so `run` starts without the dashboard or benchmark code.
+COMMANDS: dict[str, str] = {
+    "once": "kpi_publisher.once",
+    "run": "kpi_publisher.run",
+    "check": "kpi_publisher.check",
+    "demo-executor": "execution.demo",
+    "demo": "kpi_publisher.demo",
+    "dashboard": "kpi_publisher.demo",
+    "bench": "bench.cli",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with a known `command`, only that command's module is imported."""
     parser = argparse.ArgumentParser(
         prog="hedge-kpi",
         description="Publish kpis_v7.json and positions_v7.json from the executor's state files.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for name in COMMAND_MODULES:
+    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
         importlib.import_module(name).register(subparsers)
     return parser
 
@@ -68,9 +72,10 @@ def add_path_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(args_in[0] if args_in else None)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(args_in)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     return int(args.func(args))

@@ -75,8 +75,8 @@ def input_paths(reader: SourceReader) -> list[Path]:
 
 
 def fingerprint(read: SourceRead) -> tuple[Any, ...]:
-    """What makes a source 'changed' between passes: its status, file, stamp and error."""
-    return (read.status, read.path, read.stamp, read.error)
+    """What makes a source 'changed' between passes: status, file, stamp, error and parse."""
+    return (read.status, read.path, read.stamp, read.error, read.version)
 
 
 def retry_delay_s(failures: int, retry_s: float, cap_s: float) -> float:
@@ -265,9 +265,14 @@ class Daemon:
         )
         self._retry_at = now_mono + delay
 
-    def run_pass(self, reason: str) -> PassResult:
-        """Read every source; publish when something changed, or when forced by `reason`."""
+    def run_pass(self, reason: str, paths: Iterable[Path] = ()) -> PassResult:
+        """Read every source; publish when something changed, or when forced by `reason`.
+
+        `paths` had events: they are re-read even if their stamp looks unchanged (an in-place
+        rewrite of the same size within one mtime tick keeps the stamp).
+        """
         started = time.perf_counter()
+        self.reader.invalidate(paths)
         sources = self.reader.read_all()
         prints = {name: fingerprint(sources[name]) for name in SOURCE_NAMES}
         changed = {n for n in SOURCE_NAMES if prints[n] != self._fingerprints.get(n)}
@@ -457,7 +462,7 @@ class Daemon:
                 continue
             now = self._mono()
             if batch:
-                self.run_pass("change")
+                self.run_pass("change", batch)
             elif now >= self._next_heartbeat:
                 self.run_pass("heartbeat")
             elif self._retry_at is not None and now >= self._retry_at:

@@ -7,6 +7,7 @@ source so that a torn or malformed file never blanks good data (contract rule 7)
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -52,6 +53,7 @@ class SourceRead:
     error: str | None = None
     path: Path | None = None
     stamp: fs.FileStamp | None = None
+    version: int = 0  # bumped on every successful parse: new content even when the stamp is not
 
 
 def source_paths(settings: Settings) -> dict[str, tuple[Path, ...]]:
@@ -115,6 +117,9 @@ class SourceReader:
         self._root = settings.state_dir
         self._last: dict[Path, SourceRead] = {}
         self._good: dict[str, SourceRead] = {}
+        self._versions = itertools.count(1)
+        self._digests: dict[Path, int] = {}
+        self._verify: set[Path] = set()
 
     @property
     def paths(self) -> Mapping[str, tuple[Path, ...]]:
@@ -123,11 +128,16 @@ class SourceReader:
     def _read_file(self, name: str, path: Path) -> SourceRead:
         current = fs.stamp(path)
         cached = self._last.get(path)
-        if cached is not None and current is not None and cached.stamp == current:
+        verify = path in self._verify
+        self._verify.discard(path)
+        if cached is not None and current is not None and cached.stamp == current and not verify:
             return cached
         root = self._root if path.parent == self._root else None
         try:
             raw, file_stamp = fs.read_bytes(path, max_bytes=self._max_bytes, root=root)
+            digest = hash(raw)
+            if cached is not None and cached.stamp == file_stamp and self._digests[path] == digest:
+                return cached  # an event, but the same bytes: nothing new to parse or publish
             data = decode(raw, allow_list=(name == "positions"))
         except FileNotFoundError:
             result = SourceRead(name, MISSING, path=path)
@@ -138,7 +148,10 @@ class SourceReader:
                 name, INVALID, error=f"{path.name}: {exc.strerror or exc}", path=path
             )
         else:
-            result = SourceRead(name, OK, data=data, path=path, stamp=file_stamp)
+            result = SourceRead(
+                name, OK, data=data, path=path, stamp=file_stamp, version=next(self._versions)
+            )
+            self._digests[path] = digest
         # Invalid reads are not cached by stamp: a torn in-place write is retried next pass.
         if result.status == OK:
             self._last[path] = result
@@ -170,10 +183,9 @@ class SourceReader:
         return invalid[0] if invalid else failures[0]
 
     def invalidate(self, paths: Iterable[Path]) -> None:
-        """Forget the cached parse of `paths`: the next read re-reads them even if the stamp
-        looks unchanged (an in-place rewrite of the same size inside one mtime tick)."""
-        for path in paths:
-            self._last.pop(path, None)
+        """Re-read `paths` on the next read even if their stamp looks unchanged (an in-place
+        rewrite of the same size within one mtime tick); unchanged bytes keep the old parse."""
+        self._verify.update(paths)
 
     def read_all(self) -> dict[str, SourceRead]:
         return {name: self.read(name) for name in SOURCE_NAMES}

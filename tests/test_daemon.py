@@ -200,7 +200,13 @@ def test_publishes_once_at_start_before_any_event(settings: Settings) -> None:
     assert publisher.last["nav"]["nav_usd"] == 1000.0
     assert publisher.last["generated_at"] == T0
     assert publishes(events)[0]["changed"] == [
-        "nav_state", "nav", "risk", "router", "positions", "fx", "holdings"
+        "nav_state",
+        "nav",
+        "risk",
+        "router",
+        "positions",
+        "fx",
+        "holdings",
     ]
     assert batches.started and batches.stopped
 
@@ -299,7 +305,10 @@ def test_a_failed_publish_is_logged_with_the_file_and_retried(settings: Settings
     target = str(settings.publish_dir / "kpis_v7.json")
     publisher.fail_with.append(OSError(errno.ENOSPC, "No space left on device", target))
     daemon = Daemon(
-        settings, batches=batches, publisher=publisher, clock=clock.time,
+        settings,
+        batches=batches,
+        publisher=publisher,
+        clock=clock.time,
         monotonic=clock.monotonic,
     )
     batches.daemon = daemon
@@ -307,8 +316,12 @@ def test_a_failed_publish_is_logged_with_the_file_and_retried(settings: Settings
         assert daemon.run() == 0
     failed = [e for e in events if e["event"] == "publish_failed"]
     assert failed == [
-        {"event": "publish_failed", "file": target, "reason": "No space left on device",
-         "log_level": "error"}
+        {
+            "event": "publish_failed",
+            "file": target,
+            "reason": "No space left on device",
+            "log_level": "error",
+        }
     ]
     assert batches.timeouts[0] == pytest.approx(0.1)
     assert [p["reason"] for p in publishes(events)] == ["retry"]
@@ -397,7 +410,10 @@ def test_prom_file_follows_every_publish_with_the_publisher_health(
     publisher = MemoryPublisher()
     publisher.fail_with.append(OSError(errno.EIO, "Input/output error", "kpis_v7.json"))
     daemon = Daemon(
-        with_prom, batches=batches, publisher=publisher, clock=clock.time,
+        with_prom,
+        batches=batches,
+        publisher=publisher,
+        clock=clock.time,
         monotonic=clock.monotonic,
     )
     batches.daemon = daemon
@@ -500,8 +516,12 @@ def test_a_loop_stuck_in_a_pass_ends_the_process_with_70(settings: Settings) -> 
 
     quiet = Quiet(FakeClock(), [])
     daemon = Daemon(
-        settings, batches=quiet, publisher=MemoryPublisher(), build=hanging_build,
-        stuck_after_s=0.3, exit_fn=record_exit,
+        settings,
+        batches=quiet,
+        publisher=MemoryPublisher(),
+        build=hanging_build,
+        stuck_after_s=0.3,
+        exit_fn=record_exit,
     )
     with capture_logs() as events:
         runner = threading.Thread(target=daemon.run, daemon=True)
@@ -526,8 +546,11 @@ def test_a_healthy_loop_is_never_called_stuck(settings: Settings) -> None:
             return frozenset()
 
     daemon = Daemon(
-        settings, batches=Quiet(FakeClock(), []), publisher=MemoryPublisher(),
-        stuck_after_s=0.3, exit_fn=exits.append,
+        settings,
+        batches=Quiet(FakeClock(), []),
+        publisher=MemoryPublisher(),
+        stuck_after_s=0.3,
+        exit_fn=exits.append,
     )
     runner = threading.Thread(target=daemon.run, daemon=True)
     with capture_logs():
@@ -673,9 +696,7 @@ def test_real_truncated_in_place_write_keeps_previous_values_and_marks_invalid(
     assert running.wait_nav(5555.5)
     with path.open("wb") as fh:
         fh.write(orjson.dumps(nav_doc(6666.0))[:7])
-    assert running.wait_until(
-        lambda: running.kpis()["sources"]["nav_state"]["status"] == "invalid"
-    )
+    assert running.wait_until(lambda: running.kpis()["sources"]["nav_state"]["status"] == "invalid")
     kpis = running.kpis()
     assert kpis["nav"]["nav_usd"] == 5555.5
     assert "not valid JSON" in kpis["sources"]["nav_state"]["error"]
@@ -705,3 +726,25 @@ def test_real_dead_observer_is_replaced_and_publishing_resumes(
     rewatch = [e for e in running.events if e["event"] == "rewatch"]
     assert rewatch and rewatch[0]["reason"] == "observer thread died"
 
+
+def test_same_size_rewrite_within_one_mtime_tick_is_published(settings: Settings) -> None:
+    """An in-place rewrite that keeps inode, size and mtime (a coarse timestamp tick) is still
+    read when its path has an event, and its new content is published."""
+    nav_state = settings.state_dir / "nav_state.json"
+    write_raw(nav_state, orjson.dumps(nav_doc(1000.0)))(None, 0.0)  # type: ignore[arg-type]
+    before = os.stat(nav_state)
+
+    def same_stamp_rewrite(_: ScriptedBatches, __: float) -> frozenset[Path]:
+        with open(nav_state, "r+b") as fh:  # in place: same inode
+            fh.write(orjson.dumps(nav_doc(2000.0)))
+        os.utime(nav_state, ns=(before.st_atime_ns, before.st_mtime_ns))
+        after = os.stat(nav_state)
+        assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+            before.st_ino,
+            before.st_size,
+            before.st_mtime_ns,
+        )
+        return frozenset({nav_state})
+
+    _, _, publisher, _, _ = play(settings, [same_stamp_rewrite])
+    assert [o.kpis["nav"]["nav_usd"] for o in publisher.outputs] == [1000.0, 2000.0]
