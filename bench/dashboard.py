@@ -4,7 +4,9 @@ The daemon publishes a realistic book; the overview (`dashboard/app.py`, served 
 production settings of `dashboard.serve`) is open in Debian's chromium. One sample: at a
 random phase of the dashboard's refresh timer, replace the risk snapshot with a new fee
 figure, note when `kpis_v7.json` carries it (raw inotify), then poll the DOM every 10 ms
-until the formatted figure appears. Reported: input -> visible and publish -> visible.
+until the formatted figure appears. Reported: input -> visible and publish -> visible; the
+first two changes after the page loads are warm-up (first renders of every panel), shown
+apart and not counted.
 Skipped (with the reason) when the dashboard, Streamlit, Playwright or chromium is missing.
 """
 
@@ -36,8 +38,9 @@ CHROMIUM_ARGS = [
 ]
 PAGE_HAS_TEXT_JS = "(text) => document.body.innerText.includes(text)"
 FIRST_INDEX = 50_000  # fee figures 51,000.00 and up: no other number on the page looks alike
+WARMUP_SAMPLES = 2  # the first changes after page load also pay for first renders: not counted
 START_TIMEOUT_S = 60.0
-SAMPLE_TIMEOUT_S = 5.0
+SAMPLE_TIMEOUT_S = 10.0  # a change not visible by then is a miss (reported)
 
 
 def unavailable() -> str | None:
@@ -83,6 +86,7 @@ def run(n: int, work: Path, rng: random.Random) -> dict[str, Any]:
     base_url = serve.url(port)
     input_ms: list[float] = []
     publish_ms: list[float] = []
+    warmup_ms: list[float] = []
     misses = 0
     log = open(work / "dashboard-streamlit.log", "ab")  # noqa: SIM115 - closed below
     server = None
@@ -105,7 +109,7 @@ def run(n: int, work: Path, rng: random.Random) -> dict[str, Any]:
                     PAGE_HAS_TEXT_JS, arg=fmt_money(marker_value(0)), polling=50,
                     timeout=START_TIMEOUT_S * 1000,
                 )  # fmt: skip
-                for k in range(1, n + 1):
+                for k in range(1, n + WARMUP_SAMPLES + 1):
                     index = FIRST_INDEX + k
                     text = fmt_money(marker_value(index))
                     time.sleep(rng.uniform(0.0, settings.REFRESH_S))
@@ -114,15 +118,19 @@ def run(n: int, work: Path, rng: random.Random) -> dict[str, Any]:
                     t0 = time.perf_counter()
                     os.replace(tmp, book.marker_path)
                     published = _wait_published(ino, book.out_dir, index, SAMPLE_TIMEOUT_S)
+                    warmup = k <= WARMUP_SAMPLES
+                    timeout_s = START_TIMEOUT_S if warmup else SAMPLE_TIMEOUT_S
                     try:
                         page.wait_for_function(
-                            PAGE_HAS_TEXT_JS, arg=text, polling=10,
-                            timeout=SAMPLE_TIMEOUT_S * 1000,
-                        )  # fmt: skip
+                            PAGE_HAS_TEXT_JS, arg=text, polling=10, timeout=timeout_s * 1000
+                        )
                     except Exception:  # Playwright's TimeoutError: this sample is a miss
-                        misses += 1
+                        misses += 0 if warmup else 1
                         continue
                     t1 = time.perf_counter()
+                    if warmup:
+                        warmup_ms.append((t1 - t0) * 1000.0)
+                        continue
                     input_ms.append((t1 - t0) * 1000.0)
                     if published is not None:
                         publish_ms.append((t1 - published) * 1000.0)
@@ -143,5 +151,6 @@ def run(n: int, work: Path, rng: random.Random) -> dict[str, Any]:
         "input_to_visible_ms": summary(input_ms),
         "publish_to_visible_ms": summary(publish_ms),
         "misses": misses,
+        "warmup_ms": [round(x, 2) for x in warmup_ms],
         "samples_ms": [round(x, 2) for x in input_ms],
     }

@@ -385,7 +385,7 @@ def _dashboard(results: Mapping[str, Any]) -> list[str]:
     d = results.get("dashboard") or {}
     if "skipped" in d:
         return [f"Skipped: {d['skipped']}."]
-    return table(
+    out = table(
         ("dashboard refresh (run_every)", "input rename → visible, min / p50 / p99 / max ms",
          "publish → visible, min / p50 / p99 ms", "samples"),
         [(f"{d.get('refresh_s')} s",
@@ -393,6 +393,8 @@ def _dashboard(results: Mapping[str, Any]) -> list[str]:
           trio(d.get("publish_to_visible_ms")),
           f"{_get(d, 'input_to_visible_ms', 'n')} ({d.get('misses')} missed)")],
     )  # fmt: skip
+    warmup = ", ".join(f"{ms(x)} ms" for x in d.get("warmup_ms") or []) or "none"
+    return [*out, "", f"Warm-up changes right after the page loaded (not counted): {warmup}."]
 
 
 def _profile(results: Mapping[str, Any]) -> list[str]:
