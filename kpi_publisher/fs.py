@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,12 +123,8 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(target: Path, data: bytes, *, fsync: bool = True, mode: int = OUTPUT_MODE) -> None:
-    """Replace `target` with `data` so that a reader sees the old or the new file, never a part.
-
-    The temp file is created exclusively (O_EXCL) in the target's directory. On any error the
-    temp file is removed and the exception propagates; the old target is untouched.
-    """
+def _write_temp(target: Path, data: bytes, *, fsync: bool, mode: int) -> Path:
+    """An exclusive (O_EXCL) temp file beside `target` holding `data`; removed on failure."""
     tmp = temp_name(target)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
@@ -141,13 +138,47 @@ def write_atomic(target: Path, data: bytes, *, fsync: bool = True, mode: int = O
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    return tmp
+
+
+def write_atomic_many(
+    files: Sequence[tuple[Path, bytes]], *, fsync: bool = True, mode: int = OUTPUT_MODE
+) -> None:
+    """Replace each target with its data, in order, each atomically (old or new, never a part).
+
+    All temp files are written (and fsynced) before the first rename, so a failure while
+    writing leaves every target untouched; the directories are fsynced once at the end.
+    Temp files are removed on any failure and the exception propagates.
+    """
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for target, data in files:
+            temps.append((_write_temp(target, data, fsync=fsync, mode=mode), target))
+        while temps:
+            tmp, target = temps[0]
+            os.replace(tmp, target)
+            temps.pop(0)
+    except BaseException:
+        for tmp, _ in temps:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
     if fsync:
-        fsync_dir(target.parent)
+        for directory in dict.fromkeys(target.parent for target, _ in files):
+            fsync_dir(directory)
+
+
+def write_atomic(target: Path, data: bytes, *, fsync: bool = True, mode: int = OUTPUT_MODE) -> None:
+    """Replace `target` with `data` so that a reader sees the old or the new file, never a part.
+
+    The temp file is created exclusively (O_EXCL) in the target's directory. On any error the
+    temp file is removed and the exception propagates; the old target is untouched.
+    """
+    write_atomic_many([(target, data)], fsync=fsync, mode=mode)
 
 
 def sweep_stale_temps(directory: Path, targets: tuple[str, ...]) -> list[Path]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 EMPTY: Mapping[str, Any] = {}
@@ -28,7 +29,10 @@ MS_THRESHOLD = 1e12  # epoch values above this are milliseconds
 
 def number(value: Any) -> float | None:
     """A finite float, or None when the value is missing in the contract's sense."""
-    if isinstance(value, bool) or value is None:
+    kind = type(value)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if value is None or kind is bool:
         return None
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -62,16 +66,26 @@ def total(values: Iterable[float]) -> float | None:
         return None
 
 
+def is_object(value: Any) -> bool:
+    """True for a JSON object (a dict, the common case, checked first because it is cheap)."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def mapping(value: Any) -> Mapping[str, Any]:
     """The value if it is an object, else an empty one (a list in place of an object is missing)."""
-    return value if isinstance(value, Mapping) else EMPTY
+    return value if is_object(value) else EMPTY
+
+
+@lru_cache(maxsize=4096)
+def _keys(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
 
 
 def get(obj: Any, path: str) -> Any:
     """Follow a dotted key path through nested objects; None when any step is absent."""
     current = obj
-    for key in path.split("."):
-        if not isinstance(current, Mapping):
+    for key in _keys(path):
+        if not is_object(current):
             return None
         current = current.get(key)
         if current is None:
@@ -85,6 +99,28 @@ def first_number(obj: Any, *paths: str) -> float | None:
         out = number(get(obj, path))
         if out is not None:
             return out
+    return None
+
+
+def key_number(obj: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:
+    """The first plain key (no dots) of `obj` holding a valid number: the hot path for rows."""
+    for key in keys:
+        value = obj.get(key)
+        if value is not None:
+            out = number(value)
+            if out is not None:
+                return out
+    return None
+
+
+def key_text(obj: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    """The first plain key of `obj` holding a non-empty string."""
+    for key in keys:
+        value = obj.get(key)
+        if type(value) is str:
+            stripped = value.strip()
+            if stripped:
+                return stripped
     return None
 
 
@@ -159,29 +195,38 @@ def iso_utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _symbol_key(value: Any) -> str | None:
+    if type(value) is not str:
+        return None
+    stripped = value.strip()
+    return stripped.upper() if stripped else None
+
+
 def per_symbol(value: Any) -> dict[str, Mapping[str, Any]]:
     """Per-symbol data as {SYMBOL: entry}, from a list of objects with `symbol` or a dict by symbol.
 
     Symbols are upper-cased; the first entry for a symbol wins; non-object entries are skipped.
+    This runs over whole universes (10,000 symbols), hence the inlined checks.
     """
     out: dict[str, Mapping[str, Any]] = {}
-    if isinstance(value, list):
+    if type(value) is list:
         for entry in value:
-            if isinstance(entry, Mapping):
-                symbol = text(entry.get("symbol"))
-                if symbol is not None:
-                    out.setdefault(symbol.upper(), entry)
-    elif isinstance(value, Mapping):
+            if type(entry) is dict or is_object(entry):
+                symbol = _symbol_key(entry.get("symbol"))
+                if symbol is not None and symbol not in out:
+                    out[symbol] = entry
+    elif is_object(value):
         for key, entry in value.items():
-            if isinstance(entry, Mapping) and isinstance(key, str) and key.strip():
-                symbol = text(entry.get("symbol")) or key
-                out.setdefault(symbol.strip().upper(), entry)
+            if type(entry) is dict or is_object(entry):
+                symbol = _symbol_key(entry.get("symbol")) or _symbol_key(key)
+                if symbol is not None and symbol not in out:
+                    out[symbol] = entry
     return out
 
 
 def has_valid(obj: Any, numbers: tuple[str, ...] = (), labels: tuple[str, ...] = ()) -> bool:
     """True when `obj` has a valid number under `numbers` or a label under `labels`."""
-    if not isinstance(obj, Mapping) or not obj:
+    if not is_object(obj) or not obj:
         return False
     return any(number(obj.get(k)) is not None for k in numbers) or any(
         text(obj.get(k)) is not None for k in labels

@@ -13,6 +13,12 @@ POSITIONS_FILE = "positions_v7.json"
 
 
 def publish(outputs: Outputs, out_dir: Path, *, fsync: bool = True) -> None:
-    """Replace both published files; on error the old files stay intact and OSError propagates."""
-    fs.write_atomic(out_dir / POSITIONS_FILE, render(outputs.positions), fsync=fsync)
-    fs.write_atomic(out_dir / KPIS_FILE, render(outputs.kpis), fsync=fsync)
+    """Replace both published files (one directory fsync for the pair); on error the old files
+    stay intact, no temp file is left, and OSError propagates."""
+    fs.write_atomic_many(
+        [
+            (out_dir / POSITIONS_FILE, render(outputs.positions)),
+            (out_dir / KPIS_FILE, render(outputs.kpis)),
+        ],
+        fsync=fsync,
+    )

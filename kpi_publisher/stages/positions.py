@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kpi_publisher.fmt import fmt_money
-from kpi_publisher.parse import finite, first_number, first_text, mapping, total
+from kpi_publisher.parse import finite, key_number, key_text, mapping, total
 
 CONTAINERS = ("rows", "items", "positions")
 SYMBOL_KEYS = ("symbol", "pair", "asset", "underlying")
@@ -50,7 +50,7 @@ def raw_rows(doc: Any) -> list[Mapping[str, Any]]:
 
 def _price(row: Mapping[str, Any], keys: tuple[str, ...], qty: float) -> float | None:
     """A price; 0 on a row with non-zero qty is the real system's "unknown" and reads as missing."""
-    value = first_number(row, *keys)
+    value = key_number(row, keys)
     if value is not None and value <= 0 and qty != 0:
         return None
     return value
@@ -58,11 +58,11 @@ def _price(row: Mapping[str, Any], keys: tuple[str, ...], qty: float) -> float |
 
 def normalize_row(row: Mapping[str, Any]) -> dict[str, Any] | None:
     """One normalised row, or None for rows to drop (no symbol, or |qty| below 1e-12)."""
-    symbol = first_text(row, *SYMBOL_KEYS)
-    qty = first_number(row, *QTY_KEYS)
+    symbol = key_text(row, SYMBOL_KEYS)
+    qty = key_number(row, QTY_KEYS)
     if symbol is None or qty is None or abs(qty) < MIN_QTY:
         return None
-    stated_side = (first_text(row, *SIDE_KEYS) or "").upper()
+    stated_side = (key_text(row, SIDE_KEYS) or "").upper()
     side = SIDES.get(stated_side) or ("LONG" if qty > 0 else "SHORT")
     qty = abs(qty) if side == "LONG" else -abs(qty)
     entry = _price(row, ENTRY_KEYS, qty)
@@ -72,9 +72,9 @@ def normalize_row(row: Mapping[str, Any]) -> dict[str, Any] | None:
     elif entry is not None:
         notional = finite(abs(qty) * entry)
     else:
-        stated = first_number(row, *NOTIONAL_KEYS)
+        stated = key_number(row, NOTIONAL_KEYS)
         notional = abs(stated) if stated is not None else None
-    pnl = first_number(row, *PNL_KEYS)
+    pnl = key_number(row, PNL_KEYS)
     if pnl is None and mark is not None and entry is not None:
         pnl = finite((mark - entry) * qty)
     return {
@@ -85,7 +85,7 @@ def normalize_row(row: Mapping[str, Any]) -> dict[str, Any] | None:
         "mark_price": mark,
         "notional": notional,
         "pnl": pnl,
-        "leverage": first_number(row, "leverage"),
+        "leverage": key_number(row, ("leverage",)),
     }
 
 

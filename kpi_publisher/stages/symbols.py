@@ -10,37 +10,57 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kpi_publisher.parse import first_number, first_text, get, mapping, per_symbol
+from kpi_publisher.parse import get, mapping, number, per_symbol, text
 from kpi_publisher.stages.risk import dd_label
 
 SOURCE_PATHS = ("symbols", "atr.symbols", "kpis_v7.atr.symbols", "kpis_v7.symbols")
 FIELDS = ("atr_ratio", "atr_regime", "dd_state", "dd_today_pct")
 
 
+def _first(*values: float | None) -> float | None:
+    return next((v for v in values if v is not None), None)
+
+
 def _read_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The four fields of one entry, flat keys first, then the health entry's nested blocks."""
+    vol = mapping(entry.get("vol"))
+    health = mapping(entry.get("risk"))
     dd_state = dd_label(entry.get("dd_state"))
-    if dd_state is None:
-        dd_state = dd_label(get(entry, "risk.dd_state"))
     return {
-        "atr_ratio": first_number(entry, "atr_ratio", "ratio", "vol.atr_ratio"),
-        "atr_regime": first_text(entry, "atr_regime", "vol.atr_regime"),
-        "dd_state": dd_state,
-        "dd_today_pct": first_number(entry, "dd_today_pct", "risk.dd_today_pct"),
+        "atr_ratio": _first(
+            number(entry.get("atr_ratio")), number(entry.get("ratio")), number(vol.get("atr_ratio"))
+        ),
+        "atr_regime": text(entry.get("atr_regime")) or text(vol.get("atr_regime")),
+        "dd_state": dd_state if dd_state is not None else dd_label(health.get("dd_state")),
+        "dd_today_pct": _first(
+            number(entry.get("dd_today_pct")), number(health.get("dd_today_pct"))
+        ),
     }
 
 
 def build_symbols(risk: Any, open_symbols: Iterable[str], cap: int) -> dict[str, dict[str, Any]]:
-    """{SYMBOL: {atr_ratio, atr_regime, dd_state, dd_today_pct}}: open positions first, capped."""
+    """{SYMBOL: {atr_ratio, atr_regime, dd_state, dd_today_pct}}: open positions first, capped.
+
+    Only the symbols that make the cut are read field by field, so a 10,000-symbol universe
+    costs one pass to index it and a sort of its names.
+    """
     risk = mapping(risk)
-    merged: dict[str, dict[str, Any]] = {}
-    for path in SOURCE_PATHS:
-        for symbol, entry in per_symbol(get(risk, path)).items():
-            values = _read_entry(entry)
-            current = merged.setdefault(symbol, dict.fromkeys(FIELDS))
-            for field, value in values.items():
-                if current[field] is None and value is not None:
-                    current[field] = value
-    known = {s: v for s, v in merged.items() if any(x is not None for x in v.values())}
-    held = [s for s in dict.fromkeys(open_symbols) if s in known]
-    rest = sorted(s for s in known if s not in set(held))
-    return {s: known[s] for s in (held + rest)[: max(0, cap)]}
+    sources = [per_symbol(get(risk, path)) for path in SOURCE_PATHS]
+    out: dict[str, dict[str, Any]] = {}
+    held = list(dict.fromkeys(open_symbols))
+    held_set = set(held)
+    universe = sorted({s for source in sources for s in source} - held_set)
+    for symbol in held + universe:
+        if len(out) >= cap:
+            break
+        merged: dict[str, Any] = dict.fromkeys(FIELDS)
+        for source in sources:
+            entry = source.get(symbol)
+            if entry is None:
+                continue
+            for field, value in _read_entry(entry).items():
+                if merged[field] is None and value is not None:
+                    merged[field] = value
+        if any(v is not None for v in merged.values()):
+            out[symbol] = merged
+    return out
