@@ -52,15 +52,22 @@ def _virt() -> str:
         return "unknown"
 
 
-def load() -> dict[str, Any]:
-    """1/5/15-minute load averages and the CPU pressure stall share (PSI, 10 s avg, percent)."""
-    out: dict[str, Any] = {"loadavg": list(os.getloadavg())}
+def _pressure(resource: str) -> float | None:
+    """PSI "some" avg10 of cpu or io: percent of the last 10 s that a task waited for it."""
     try:
-        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
-        out["cpu_pressure_some_avg10_pct"] = float(first.split()[1].split("=")[1])
+        first = Path(f"/proc/pressure/{resource}").read_text().splitlines()[0]
+        return float(first.split()[1].split("=")[1])
     except (OSError, IndexError, ValueError):
-        out["cpu_pressure_some_avg10_pct"] = None
-    return out
+        return None
+
+
+def load() -> dict[str, Any]:
+    """1/5/15-minute load averages and the CPU and I/O pressure stall shares (PSI, percent)."""
+    return {
+        "loadavg": list(os.getloadavg()),
+        "cpu_pressure_some_avg10_pct": _pressure("cpu"),
+        "io_pressure_some_avg10_pct": _pressure("io"),
+    }
 
 
 def describe(work: Path) -> dict[str, Any]:

@@ -184,8 +184,11 @@ def _machine(results: Mapping[str, Any]) -> list[str]:
     def load(x: Mapping[str, Any]) -> str:
         avg = x.get("loadavg") or []
         psi = x.get("cpu_pressure_some_avg10_pct")
+        io = x.get("io_pressure_some_avg10_pct")
         text = " / ".join(f"{v:.2f}" for v in avg) if avg else "–"
-        return text + ("" if psi is None else f" (CPU pressure {psi:.1f} %)")
+        text += "" if psi is None else f" (CPU pressure {psi:.1f} %"
+        text += "" if io is None else f", I/O pressure {io:.1f} %"
+        return text + ("" if psi is None else ")")
 
     rows = [
         ("CPU", f"{m.get('cpu')} × {m.get('cores')} ({m.get('environment')})"),
@@ -195,7 +198,7 @@ def _machine(results: Mapping[str, Any]) -> list[str]:
          f"{m.get('watchdog')}"),
         ("load avg 1/5/15 min at start", load(ls)),
         ("load avg 1/5/15 min at end", load(le)),
-        ("1-min load avg at each step (min – max)", _trace(results.get("load_trace") or [])),
+        ("1-min load avg and pressure at each step (min – max)", _trace(results.get("load_trace") or [])),
         ("run", f"{results.get('started_at')} → {results.get('finished_at')}, "
          f"{_num(results.get('duration_s')) or 0:.0f} s, plan `{_get(results, 'plan', 'name')}`"),
     ]  # fmt: skip
@@ -209,15 +212,16 @@ def _machine(results: Mapping[str, Any]) -> list[str]:
 
 def _trace(trace: Sequence[Mapping[str, Any]]) -> str:
     ones = [t["loadavg"][0] for t in trace if t.get("loadavg")]
-    psi = [
-        t["cpu_pressure_some_avg10_pct"]
-        for t in trace
-        if _num(t.get("cpu_pressure_some_avg10_pct")) is not None
-    ]
+
+    def span(key: str) -> list[float]:
+        return [t[key] for t in trace if _num(t.get(key)) is not None]
+
+    psi, io = span("cpu_pressure_some_avg10_pct"), span("io_pressure_some_avg10_pct")
     if not ones:
         return "–"
     text = f"{min(ones):.2f} – {max(ones):.2f} over {len(ones)} steps"
-    return text + (f"; CPU pressure {min(psi):.1f} – {max(psi):.1f} %" if psi else "")
+    text += f"; CPU pressure {min(psi):.1f} – {max(psi):.1f} %" if psi else ""
+    return text + (f"; I/O pressure {min(io):.1f} – {max(io):.1f} %" if io else "")
 
 
 def _targets(rows: Sequence[Mapping[str, Any]]) -> list[str]:
