@@ -198,7 +198,8 @@ def _machine(results: Mapping[str, Any]) -> list[str]:
          f"{m.get('watchdog')}"),
         ("load avg 1/5/15 min at start", load(ls)),
         ("load avg 1/5/15 min at end", load(le)),
-        ("1-min load avg and pressure at each step (min – max)", _trace(results.get("load_trace") or [])),
+        ("1-min load avg and pressure at each step (min – max)",
+         _trace(results.get("load_trace") or [])),
         ("run", f"{results.get('started_at')} → {results.get('finished_at')}, "
          f"{_num(results.get('duration_s')) or 0:.0f} s, plan `{_get(results, 'plan', 'name')}`"),
     ]  # fmt: skip
