@@ -74,7 +74,9 @@ class _Reader(threading.Thread):
         return self.publishes[-1][1] if self.publishes else -1
 
 
-def run(rate_hz: float, duration_s: float, work: Path, *, fsync: bool = True) -> dict[str, Any]:
+def run(
+    rate_hz: float, duration_s: float, work: Path, *, fsync: bool = True, settle_s: float = 1.0
+) -> dict[str, Any]:
     """One burst against a daemon over a realistic book; times in ms, CPU in % of one core."""
     book = write_book(work / "burst", REALISTIC)
     daemon = procs.daemon(book.state_dir, book.out_dir, work / "burst-daemon.log", fsync=fsync)
@@ -82,7 +84,7 @@ def run(rate_hz: float, duration_s: float, work: Path, *, fsync: bool = True) ->
     writes: list[float] = []
     reader = _Reader(book.out_dir)
     with daemon.start():
-        time.sleep(procs.SETTLE_S)  # past start-up: first publish, gc.freeze
+        time.sleep(settle_s)  # past start-up: first publish, gc.freeze
         reader.start()
         cpu0, wall0 = daemon.cpu_s(), time.perf_counter()
         start = time.perf_counter()

@@ -84,11 +84,10 @@ def run_all(
 ) -> dict[str, Any]:
     """Every measurement, in one run; returns the results document."""
     load_trace: list[dict[str, Any]] = []
-    outer = progress
 
-    def progress(message: str) -> None:  # the machine's load at every step goes in the report
+    def step(message: str) -> None:  # the machine's load at every step goes in the report
         load_trace.append({"step": message, **machine.load()})
-        outer(message)
+        progress(message)
 
     rng = random.Random(seed)  # noqa: S311 - a reproducible schedule, not a secret
     started = time.perf_counter()
@@ -106,29 +105,36 @@ def run_all(
             "fsync_default": defaults.fsync,
         },
     }
-    progress(f"idle: daemon started, measuring {plan.idle_s:g} s in the background")
+    step(f"idle: daemon started, measuring {plan.idle_s:g} s in the background")
     idle_probe = idle.IdleProbe(work, plan.idle_s).start()
     try:
         # Start-up (imports, first publish, gc.freeze) is over by the time these are done.
         results["scaling"] = scaling.run(
-            plan.scaling_sizes, work, plan.scaling_budget_s, progress=progress
+            plan.scaling_sizes, work, plan.scaling_budget_s, progress=step
         )
-        results["json"] = jsoncmp.run(plan.json_sizes, work, plan.json_budget_s, progress=progress)
-        progress("profile: one realistic build")
+        results["json"] = jsoncmp.run(plan.json_sizes, work, plan.json_budget_s, progress=step)
+        step("profile: one realistic build")
         results["profile"] = profile.run(work, plan.profile_reps, plan.profile_budget_s)
         idle_probe.begin()
         results["e2e"] = e2e.run(
-            plan.e2e_realistic_rounds, plan.e2e_large_rounds, work, rng, progress=progress
+            plan.e2e_realistic_rounds,
+            plan.e2e_large_rounds,
+            work,
+            rng,
+            progress=step,
+            settle_s=plan.settle_s,
         )
     finally:
-        progress(f"idle: waiting {idle_probe.remaining_s():.0f} s more")
+        step(f"idle: waiting {idle_probe.remaining_s():.0f} s more")
         results["idle"] = idle_probe.finish()
-    progress(f"polling baseline: {plan.polling_samples} samples")
+    step(f"polling baseline: {plan.polling_samples} samples")
     results["polling"] = polling.measure(plan.polling_samples, plan.polling_interval_s, work, rng)
-    progress(f"burst: {plan.burst_rate_hz:g} writes/s for {plan.burst_duration_s:g} s")
-    results["burst"] = burst.run(plan.burst_rate_hz, plan.burst_duration_s, work)
+    step(f"burst: {plan.burst_rate_hz:g} writes/s for {plan.burst_duration_s:g} s")
+    results["burst"] = burst.run(
+        plan.burst_rate_hz, plan.burst_duration_s, work, settle_s=plan.settle_s
+    )
     if with_dashboard and plan.dashboard_samples > 0:
-        progress(f"dashboard: {plan.dashboard_samples} samples in headless Chromium")
+        step(f"dashboard: {plan.dashboard_samples} samples in headless Chromium")
         results["dashboard"] = dashboard.run(plan.dashboard_samples, work, rng)
     else:
         why = "--no-dashboard" if not with_dashboard else f"not part of the {plan.name} run"

@@ -136,7 +136,13 @@ def _rounded(samples: Sequence[float]) -> list[float]:
 
 
 def run_case(
-    spec: BookSpec, fsync: bool, n: int, work: Path, rng: random.Random, timeout_s: float
+    spec: BookSpec,
+    fsync: bool,
+    n: int,
+    work: Path,
+    rng: random.Random,
+    timeout_s: float,
+    settle_s: float = 1.0,
 ) -> dict[str, Any]:
     """The daemon and both floors on three copies of one book, sampled interleaved."""
     tag = f"{spec.name}-{'fsync' if fsync else 'nofsync'}"
@@ -163,7 +169,7 @@ def run_case(
             started.append(proc.launch())
         for proc in started:
             proc.wait_ready()
-        time.sleep(procs.SETTLE_S)  # let start-up publishes, imports and gc.freeze settle
+        time.sleep(settle_s)  # let start-up publishes, imports and gc.freeze settle
         for probe in probes:
             probe.open()
         run_interleaved(probes, n, rng, timeout_s=timeout_s)
@@ -206,11 +212,12 @@ def run(
     rng: random.Random,
     *,
     progress: Callable[[str], None],
+    settle_s: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Every case: realistic and large book, fsync on and off."""
     cases: list[dict[str, Any]] = []
     for spec, n, timeout_s in ((REALISTIC, n_realistic, 2.0), (LARGE, n_large, 5.0)):
         for fsync in (True, False):
             progress(f"e2e {spec.name} fsync={'on' if fsync else 'off'}: {n} rounds")
-            cases.append(run_case(spec, fsync, n, work, rng, timeout_s))
+            cases.append(run_case(spec, fsync, n, work, rng, timeout_s, settle_s))
     return cases

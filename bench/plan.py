@@ -25,6 +25,7 @@ class Plan:
     profile_reps: int
     profile_budget_s: float
     dashboard_samples: int  # 0: skip the browser measurement
+    settle_s: float = 1.0  # after a publisher's first publish, before measuring it
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,6 +65,7 @@ QUICK = Plan(
     profile_reps=20,
     profile_budget_s=0.3,
     dashboard_samples=0,
+    settle_s=0.3,
 )
 
 # For the smoke test: every code path, the smallest sizes.
@@ -83,6 +85,7 @@ TINY = Plan(
     profile_reps=2,
     profile_budget_s=0.05,
     dashboard_samples=0,
+    settle_s=0.2,
 )
 
 PLANS = {p.name: p for p in (FULL, QUICK, TINY)}

@@ -23,7 +23,6 @@ import orjson
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
-SETTLE_S = 1.0  # after the first publish, before measuring: start-up work is not the subject
 
 
 def clean_env() -> dict[str, str]:
