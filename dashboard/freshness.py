@@ -11,16 +11,9 @@ from typing import Any
 
 from dashboard.data import MISSING, OK, Published
 from kpi_publisher import fmt, parse
+from kpi_publisher.sources import SOURCE_NAMES
 
-SOURCE_ORDER: tuple[str, ...] = (
-    "nav_state",
-    "nav",
-    "risk",
-    "router",
-    "positions",
-    "fx",
-    "holdings",
-)
+SOURCE_ORDER: tuple[str, ...] = SOURCE_NAMES
 BAD_SOURCE_STATUSES: frozenset[str] = frozenset({"stale", "invalid", "missing"})
 PUBLISHER_DOWN = "publisher down"
 

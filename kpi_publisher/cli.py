@@ -53,6 +53,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# The Settings fields that `add_path_options` fills (None = not given on the command line).
+PATH_OPTION_FIELDS: tuple[str, ...] = (
+    "state_dir",
+    "out_dir",
+    "fx_path",
+    "holdings_path",
+    "config_file",
+    "prom_dir",
+    "host_label",
+    "account_label",
+)
+
+
 def add_path_options(parser: argparse.ArgumentParser) -> None:
     """The input/output path options shared by `once`, `run` and `check`."""
     parser.add_argument("--state-dir", dest="state_dir", help="executor state dir (logs/state)")

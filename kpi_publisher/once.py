@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from kpi_publisher import pipeline, prom
-from kpi_publisher.cli import ExitCode, add_path_options
+from kpi_publisher.cli import PATH_OPTION_FIELDS, ExitCode, add_path_options
 from kpi_publisher.config import ConfigError, Settings, resolve
 from kpi_publisher.fmt import fmt_money
 from kpi_publisher.publish import KPIS_FILE, POSITIONS_FILE, publish
@@ -36,22 +36,7 @@ def register(subparsers: Any) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from the parsed path options (and --no-fsync), over env and config file."""
-    return resolve(
-        {
-            k: getattr(args, k, None)
-            for k in (
-                "state_dir",
-                "out_dir",
-                "fx_path",
-                "holdings_path",
-                "config_file",
-                "prom_dir",
-                "host_label",
-                "account_label",
-                "fsync",
-            )
-        }
-    )
+    return resolve({k: getattr(args, k, None) for k in (*PATH_OPTION_FIELDS, "fsync")})
 
 
 def summary(outputs: pipeline.Outputs, out_dir: str, duration_ms: float) -> str:

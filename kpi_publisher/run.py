@@ -13,20 +13,13 @@ import sys
 from typing import Any
 
 from kpi_publisher import logs
-from kpi_publisher.cli import ExitCode, add_path_options
+from kpi_publisher.cli import PATH_OPTION_FIELDS, ExitCode, add_path_options
 from kpi_publisher.config import ConfigError, Settings, resolve
 from kpi_publisher.daemon import Daemon, install_signal_thread
 
 # The command-line names of the settings `run` accepts (None = not given on the CLI).
 CLI_FIELDS: tuple[str, ...] = (
-    "state_dir",
-    "out_dir",
-    "fx_path",
-    "holdings_path",
-    "config_file",
-    "prom_dir",
-    "host_label",
-    "account_label",
+    *PATH_OPTION_FIELDS,
     "metrics_port",
     "debounce_ms",
     "heartbeat_s",
