@@ -54,6 +54,7 @@ def build_symbols(risk: Any, open_symbols: Iterable[str], cap: int) -> dict[str,
         if len(out) >= cap:
             break
         merged: dict[str, Any] = dict.fromkeys(FIELDS)
+        missing = len(FIELDS)
         for source in sources:
             entry = source.get(symbol)
             if entry is None:
@@ -61,6 +62,9 @@ def build_symbols(risk: Any, open_symbols: Iterable[str], cap: int) -> dict[str,
             for field, value in _read_entry(entry).items():
                 if merged[field] is None and value is not None:
                     merged[field] = value
+                    missing -= 1
+            if not missing:
+                break  # later sources only fill gaps; there are none
         if any(v is not None for v in merged.values()):
             out[symbol] = merged
     return out
