@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-from bench.notes import NOTES
+from bench.facts import facts, render
+from bench.notes import GENERAL, NOTES
 
 MD_NAME = "BENCHMARKS.md"
 PNG_NAME = "benchmarks.png"
@@ -117,7 +118,8 @@ def _row(
         measured = missing
     else:
         met = value < limit if strict else value <= limit
-        measured = (f"{value:.3g} {unit}" if unit != "×" else f"{value:.2f}×") + (
+        shown = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+        measured = (f"{shown} {unit}" if unit != "×" else f"{value:.2f}×") + (
             f" ({detail})" if detail else ""
         )
     return {"id": tid, "target": target, "value": value, "limit": limit, "unit": unit,
@@ -441,17 +443,19 @@ def _profile(results: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _findings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def _findings(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per target: verdict, what was changed, why it is (not) met; figures from this run."""
+    figures = facts(results)
     out: list[str] = []
     for r in rows:
-        note = NOTES.get(r["id"])
-        if r["met"] is False or note:
-            head = f"- **{r['target']}**: {verdict(r['met'])}, {r['measured']}."
-            out.append(head + (f" {note}" if note else " No change recorded yet."))
-    general = NOTES.get("general")
-    if general:
-        out += ["", general]
-    return out or ["Every target was met; nothing had to change."]
+        note = NOTES.get(r["id"], {})
+        why = note.get("missed" if r["met"] is False else "met", "")
+        parts = [note.get("changed", ""), why]
+        if r["met"] is False and not why:
+            parts.append("No explanation recorded.")
+        text = " ".join(render(p, figures) for p in parts if p)
+        out.append(f"- **{r['target']}**: {verdict(r['met'])}, {r['measured']}. {text}".rstrip())
+    return [*out, "", render(GENERAL, figures)]
 
 
 METHOD = """\
@@ -514,7 +518,7 @@ def markdown(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> s
         _json(results),
         SECTIONS[9], _dashboard(results),
         SECTIONS[10], _profile(results),
-        SECTIONS[11], _findings(rows),
+        SECTIONS[11], _findings(results, rows),
         SECTIONS[12], METHOD,
     ]  # fmt: skip
     lines: list[str] = []
