@@ -152,3 +152,22 @@ def test_quick_run_never_writes_into_docs() -> None:
 def test_bench_is_a_hedge_kpi_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     assert hedge_kpi(["bench", "--help"]) == 0
     assert "--quick" in capsys.readouterr().out
+
+
+def test_every_figure_named_in_the_notes_exists() -> None:
+    """A misspelt {figure} in a note would silently print a dash in the report."""
+    import string
+
+    from bench.facts import facts
+    from bench.notes import GENERAL, NOTES
+
+    known = set(facts({}))
+    templates = [GENERAL, *(text for note in NOTES.values() for text in note.values())]
+    named = {
+        field
+        for template in templates
+        for _literal, field, _spec, _conv in string.Formatter().parse(template)
+        if field
+    }
+    assert named <= known
+    assert set(NOTES) == set(report.TARGET_IDS)
