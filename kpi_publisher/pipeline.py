@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kpi_publisher.config import Settings
-from kpi_publisher.parse import age_s, iso_utc
+from kpi_publisher.parse import iso_utc
 from kpi_publisher.sources import SourceRead
 from kpi_publisher.stages import aum, fees, fx, nav, positions, risk, router, status, symbols
 
@@ -86,4 +86,4 @@ def build(sources: Mapping[str, SourceRead], now: float, settings: Settings) -> 
     return Outputs(kpis=kpis, positions=positions_doc)
 
 
-__all__ = ["SCHEMA_VERSION", "Outputs", "age_s", "build"]
+__all__ = ["SCHEMA_VERSION", "Outputs", "build"]
