@@ -11,7 +11,8 @@ NOTES: dict[str, dict[str, str]] = {
     "e2e_p50": {
         "changed": "Changed: the publisher now writes and fsyncs both temp files, then renames "
         "positions, then kpis, and fsyncs the directory once (63cc65b): kpis_v7.json is visible "
-        "one fsync earlier. The build got dict fast paths and cached key paths (63cc65b).",
+        "one fsync earlier. The build got dict fast paths and cached key paths (63cc65b) and the "
+        "symbol map stops reading later sources once an entry is complete (9a8e948).",
         "missed": "Why not: with fsync on, publishing the two files alone costs {publish_fsync_p50}"
         " ms (p50, in process), about the floor's whole rename → visible time ({floor_on_p50} "
         "ms: one file, no parsing). On top come reading the changed 20 KB input "
@@ -79,12 +80,13 @@ NOTES: dict[str, dict[str, str]] = {
     },
     "build_10k": {
         "changed": "Changed: the symbol map reads only the symbols that make the cut and the "
-        "quadratic `set(held)` is gone (63cc65b): 10,000 symbols went from 1.2-4 s to "
-        "{build_10k_p50} ms. Reading and decoding those 8.8 MB of inputs takes {read_10k_p50} ms "
-        "more, at start-up only (a change re-reads one file).",
+        "quadratic `set(held)` is gone (63cc65b), and it stops reading later sources once an "
+        "entry is complete (9a8e948): 10,000 symbols went from 1.2-4 s to {build_10k_p50} ms. "
+        "Reading and decoding those 8.8 MB of inputs takes {read_10k_p50} ms more, at start-up "
+        "only (a change re-reads one file).",
         "missed": "Why not: the remaining time is indexing 4 × 10,000 per-symbol entries and "
         "normalising 2,000 position rows (~10-20 µs each); it measured 42-67 ms across today's "
-        "runs, so it sits at the limit and the load decides.",
+        "runs before 9a8e948, so it sits at the limit and the load decides.",
         "met": "",
     },
     "dashboard": {
@@ -98,7 +100,8 @@ NOTES: dict[str, dict[str, str]] = {
 GENERAL = (
     "Changes made while benchmarking, by owner: the lead's faster core (63cc65b: dict fast "
     "paths and cached key paths in the tolerant reader, the symbol map reading only what makes "
-    "the cut, one directory fsync per publish) and the daemon owner's watcher fix (6bf74eb: no "
+    "the cut, one directory fsync per publish; 9a8e948: no reading past a complete symbol "
+    "entry) and the daemon owner's watcher fix (6bf74eb: no "
     "0.5 s move-pairing delay). Proposed and measured, not applied at the time of this run: "
     "refreshing the watcher's rescan stamps when a batch is taken, and raising the GC "
     "thresholds after start-up."
