@@ -217,16 +217,21 @@ def atr_block(w: World) -> dict[str, Any]:
     }
 
 
-def flat_kpis(w: World, era: str) -> dict[str, Any]:
-    """The executor's flat KPI payload (shape A of 4.7), embedded in the risk snapshot."""
-    _check_era(era)
-    rs = portfolio_router_stats(w)
-    fee_pnl = {
+def fee_pnl_block(w: World) -> dict[str, Any]:
+    """The `fee_pnl` block both the flat KPI payload and the risk snapshot carry."""
+    return {
         "fee_pnl_ratio": None if w.fee_pnl_ratio is None else _r(w.fee_pnl_ratio, 6),
         "fees": _r(w.fees_usd, 6),
         "pnl": _r(w.gross_pnl_usd, 6),
         "window_days": w.window_days,
     }
+
+
+def flat_kpis(w: World, era: str) -> dict[str, Any]:
+    """The executor's flat KPI payload (shape A of 4.7), embedded in the risk snapshot."""
+    _check_era(era)
+    rs = portfolio_router_stats(w)
+    fee_pnl = fee_pnl_block(w)
     atr = atr_block(w)
     doc: dict[str, Any] = {
         "ts": w.now,
@@ -328,12 +333,7 @@ def _synth_state(dd_pct: float) -> str:
 def risk_doc(w: World, era: str, kpis: Mapping[str, Any] | None) -> dict[str, Any]:
     """`logs/state/risk_snapshot.json` (4.4); `kpis` is the last flat payload, if any yet."""
     _check_era(era)
-    fee_pnl = {
-        "fee_pnl_ratio": None if w.fee_pnl_ratio is None else _r(w.fee_pnl_ratio, 6),
-        "fees": _r(w.fees_usd, 6),
-        "pnl": _r(w.gross_pnl_usd, 6),
-        "window_days": w.window_days,
-    }
+    fee_pnl = fee_pnl_block(w)
     atr = atr_block(w)
     doc: dict[str, Any] = {
         "updated_ts": w.now,
