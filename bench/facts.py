@@ -71,6 +71,7 @@ def facts(results: Mapping[str, Any]) -> Facts:
         "publish_nofsync_p50": _get(prof, "wall_ms", "publish_both_no_fsync", "median"),
         "build_p50": _get(prof, "wall_ms", "build", "median"),
         "read_changed_p50": _get(prof, "daemon_pass_ms", "read_changed", "median"),
+        "build_pass_p50": _get(prof, "daemon_pass_ms", "build", "median"),
         "pass_inproc_p50": _get(prof, "daemon_pass_ms", "total", "median"),
         "slow_max": max(slow) if slow else None,
         "slow_min": min(slow) if slow else None,
@@ -93,6 +94,8 @@ def facts(results: Mapping[str, Any]) -> Facts:
         "dash_refresh": _get(results, "dashboard", "refresh_s"),
     }
     out = Facts({k: _fmt(v) for k, v in values.items()})
+    refresh = _get(results, "dashboard", "refresh_s")
+    out["dash_refresh"] = f"{refresh:g}" if isinstance(refresh, (int, float)) else "–"
     out["slow_count"] = str(len(slow))
     out["samples"] = str(n or 0)
     return out

@@ -74,7 +74,9 @@ def ms(x: Any) -> str:
 
 def times(x: Any) -> str:
     v = _num(x)
-    return "–" if v is None else f"{v:.2f}×"
+    if v is None:
+        return "–"
+    return f"{v:,.0f}×" if v >= 100 else f"{v:.2f}×"
 
 
 def trio(s: Mapping[str, Any] | None) -> str:
