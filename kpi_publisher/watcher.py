@@ -426,6 +426,10 @@ class Watcher:
             self._pending.clear()
         if batch:
             self._last_batch = now
+            for path in batch:
+                # The events told us: the next rescan looks only for what events missed. The
+                # daemon reads after this, so it reads at least the version stamped here.
+                self._stamps[path] = fs.stamp(path)
         return batch
 
     def next_batch(self, timeout_s: float) -> frozenset[Path]:

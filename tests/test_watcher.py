@@ -393,3 +393,26 @@ def test_batches_iterator_yields_changes_until_stopped(
     consumer.join(WAIT_S)
     assert not consumer.is_alive()
     assert got and got[0] == frozenset({layout["nav_state"]})
+
+
+def test_rescan_does_not_re_report_what_events_already_delivered(tmp_path: Path) -> None:
+    """A change taken from the events is not found again by the next periodic rescan (a
+    spurious batch would open a debounce window that delays the next real change)."""
+    target = tmp_path / "nav_state.json"
+    target.write_bytes(b"{}")
+    watcher = Watcher([target], debounce_s=0.01, rescan_s=60.0)
+    watcher.start()
+    try:
+        tmp = tmp_path / ".nav_state.json.tmp"
+        tmp.write_bytes(b'{"nav": 1}')
+        os.replace(tmp, target)
+        batch: frozenset[Path] = frozenset()
+        deadline = time.monotonic() + 10.0
+        while target not in batch and time.monotonic() < deadline:
+            batch = watcher.next_batch(0.5)
+        assert target in batch
+        assert watcher.rescan() == set()
+        target.write_bytes(b'{"nav": 22}')  # a change no event has delivered yet
+        assert watcher.rescan() == {target}
+    finally:
+        watcher.stop()
