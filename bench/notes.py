@@ -24,15 +24,15 @@ NOTES: dict[str, dict[str, str]] = {
     },
     "e2e_p99": {
         "changed": "Changed: watchdog's 0.5 s hold-back of MOVED_FROM events (move pairing) is "
-        "off in the watcher (6bf74eb); under load it delayed renames into place by up to 0.5 s.",
-        "missed": "Why not: the daemon's own pass has p99 {real_pass_p99} ms, but {slow_count} of "
-        "{samples} samples took {slow_min}-{slow_max} ms, none more than the 50 ms debounce plus "
-        "one pass: the "
-        "watcher's periodic rescan compares stamps with the previous rescan, not with what the "
-        "events already delivered, so every 2 s it re-reports a change and opens a debounce "
-        "window; a real change inside that window waits for it. A three-line fix (refresh the "
-        "stamps of the paths a batch hands out) was proposed to the daemon's owner; in an "
-        "in-process A/B it cut the changes delayed over 10 ms from 35 to 12 of 171.",
+        "off in the watcher (6bf74eb); under load it delayed renames into place by up to 0.5 s. "
+        "The watcher's periodic rescan now refreshes the stamps of the paths a batch hands out "
+        "(d55a649), so it no longer re-reports a change the events delivered and opens a "
+        "debounce window that a real change then waits in (before: 4-7 of 200 samples at "
+        "24-52 ms; an in-process A/B cut changes delayed over 10 ms from 35 to 12 of 171).",
+        "missed": "Why not: the daemon's own pass has p99 {real_pass_p99} ms; {slow_count} of "
+        "{samples} samples took {slow_min}-{slow_max} ms. With fsync off the p99 is "
+        "{real_off_p99} ms: each publish fsyncs two files and the directory on a shared virtio "
+        "disk, and one that meets a journal commit waits for it.",
         "met": "",
     },
     "floor_ratio": {
@@ -49,13 +49,12 @@ NOTES: dict[str, dict[str, str]] = {
         "quadratic `set(held)` inside a loop is gone (63cc65b). The large build went from "
         "~50-80 ms to {large_build_p50} ms.",
         "missed": "Why not: the daemon pass is p50 {large_pass_p50} / p99 {large_pass_p99} ms, "
-        "mostly reading and decoding the 656 KB snapshot while the previous documents are alive "
-        "(the cyclic GC scans them); raising the GC thresholds after `gc.freeze()` halved that "
-        "read's p99 in an in-process A/B (64 -> 32 ms under load; proposed to the daemon's "
-        "owner). p99 of 80 samples is their maximum.",
-        "met": "Met with little margin: p99 of 80 samples is their maximum, and the pass is "
-        "mostly reading and decoding the 656 KB snapshot; raising the GC thresholds after "
-        "`gc.freeze()` (proposed to the daemon's owner) halved that read's p99 in an A/B.",
+        "mostly reading and decoding the 656 KB snapshot. The daemon now raises the young GC "
+        "generation's threshold after `gc.freeze()` (d55a649), which halved that read's p99 in "
+        "an in-process A/B (64 -> 32 ms under load). p99 of 80 samples is their maximum.",
+        "met": "Met: p99 of 80 samples is their maximum, and the pass is mostly reading and "
+        "decoding the 656 KB snapshot; the daemon raises the young GC generation's threshold "
+        "after `gc.freeze()` (d55a649), which halved that read's p99 in an A/B.",
     },
     "burst_lag": {
         "changed": "Changed: the move-pairing hold-back above (it added up to 0.5 s per rename "
@@ -64,8 +63,7 @@ NOTES: dict[str, dict[str, str]] = {
         "{burst_bound} + 10 ms. The bound has 10 ms for the pass, and under a burst each pass "
         "pays an fsync that must also flush the writer's dirty data ({burst_rate} writes/s of "
         "20 KB); in back-to-back 5 s bursts under load the worst lag was 111 ms with fsync off "
-        "and 181-485 ms with fsync on. Spurious rescan batches (see p99) also restart the "
-        "debounce window.",
+        "and 181-485 ms with fsync on.",
         "met": "",
     },
     "idle_cpu": {
@@ -103,7 +101,6 @@ GENERAL = (
     "paths and cached key paths in the tolerant reader, the symbol map reading only what makes "
     "the cut, one directory fsync per publish; 9a8e948: no reading past a complete symbol "
     "entry) and the daemon owner's watcher fix (6bf74eb: no "
-    "0.5 s move-pairing delay). Proposed and measured, not applied at the time of this run: "
-    "refreshing the watcher's rescan stamps when a batch is taken, and raising the GC "
-    "thresholds after start-up."
+    "0.5 s move-pairing delay); then, from the benchmark's proposals (d55a649), the watcher's "
+    "rescan stamps refreshed when a batch is taken and the GC thresholds raised after start-up."
 )
