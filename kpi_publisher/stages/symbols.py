@@ -7,7 +7,8 @@ first and then nested as in execution-health entries (vol.atr_ratio, risk.dd_tod
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import heapq
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from kpi_publisher.parse import get, mapping, number, per_symbol, text
@@ -38,6 +39,17 @@ def _read_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _in_order(held: list[str], rest: set[str], cap: int) -> Iterator[str]:
+    """Held symbols, then the rest by name; only the first `cap` names are sorted up front
+    (a 10,000-symbol universe rarely needs more), the remainder only if some had no value."""
+    yield from held
+    first = heapq.nsmallest(cap, rest)
+    yield from first
+    if len(first) < len(rest):
+        taken = set(first)
+        yield from sorted(s for s in rest if s not in taken)
+
+
 def build_symbols(risk: Any, open_symbols: Iterable[str], cap: int) -> dict[str, dict[str, Any]]:
     """{SYMBOL: {atr_ratio, atr_regime, dd_state, dd_today_pct}}: open positions first, capped.
 
@@ -48,9 +60,8 @@ def build_symbols(risk: Any, open_symbols: Iterable[str], cap: int) -> dict[str,
     sources = [per_symbol(get(risk, path)) for path in SOURCE_PATHS]
     out: dict[str, dict[str, Any]] = {}
     held = list(dict.fromkeys(open_symbols))
-    held_set = set(held)
-    universe = sorted({s for source in sources for s in source} - held_set)
-    for symbol in held + universe:
+    rest = set().union(*sources) - set(held)
+    for symbol in _in_order(held, rest, cap):
         if len(out) >= cap:
             break
         merged: dict[str, Any] = dict.fromkeys(FIELDS)
