@@ -8,10 +8,12 @@ reported as the log-log slope of build time between sizes: 1.0 is linear.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from bench.stats import summary
 from bench.timing import repeat_ms
 from kpi_publisher import pipeline
 from kpi_publisher.config import Settings, resolve
+from kpi_publisher.daemon import GC_GEN0_THRESHOLD
 from kpi_publisher.render import render
 from kpi_publisher.sources import SourceReader
 
@@ -33,6 +36,21 @@ def slope(n1: float, t1: float | None, n2: float, t2: float | None) -> float | N
     if not t1 or not t2 or n1 == n2:
         return None
     return math.log(t2 / t1) / math.log(n2 / n1)
+
+
+@contextlib.contextmanager
+def daemon_gc() -> Iterator[None]:
+    """Run with the garbage collector set up as `hedge-kpi run` sets it (long-lived inputs
+    frozen, a raised young-generation threshold), so a build is timed as the daemon runs it."""
+    previous = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+        gc.unfreeze()
 
 
 def measure_size(n_symbols: int, work: Path, budget_s: float) -> dict[str, Any]:
@@ -65,7 +83,8 @@ def measure_size(n_symbols: int, work: Path, budget_s: float) -> dict[str, Any]:
         "positions_bytes": len(render(outputs.positions)),
     }
     for name, fn in timed.items():
-        samples = repeat_ms(fn, budget_s=budget_s / len(timed), min_reps=3)
+        with daemon_gc():
+            samples = repeat_ms(fn, budget_s=budget_s / len(timed), min_reps=3)
         result[name + "_ms"] = summary(samples)
     median = result["build_render_ms"]["median"]
     result["build_render_us_per_symbol"] = 1000.0 * median / n_symbols
