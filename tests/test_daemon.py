@@ -163,12 +163,15 @@ def nav_doc(nav_usd: float, ts: float = T0) -> dict[str, Any]:
 
 
 def play(
-    settings: Settings, steps: Iterable[Step], **kwargs: Any
+    settings: Settings,
+    steps: Iterable[Step],
+    publisher: MemoryPublisher | None = None,
+    **kwargs: Any,
 ) -> tuple[Daemon, ScriptedBatches, MemoryPublisher, list[dict[str, Any]], int]:
     """Run a daemon against a script; returns it, the fakes, the captured log events, the code."""
     clock = FakeClock()
     batches = ScriptedBatches(clock, steps)
-    publisher = MemoryPublisher()
+    publisher = publisher if publisher is not None else MemoryPublisher()
     kwargs.setdefault("crash_log", CrashLog(settings.publish_dir.parent / "crashes.json"))
     daemon = Daemon(
         settings,
@@ -299,21 +302,11 @@ def test_retry_delay_doubles_up_to_the_heartbeat(failures: int, delay_s: float) 
 def test_a_failed_publish_is_logged_with_the_file_and_retried(settings: Settings) -> None:
     """ENOSPC while publishing: the error names the file and reason; the retry publishes."""
     write_now(settings.state_dir / "nav_state.json", nav_doc(1000.0))
-    clock = FakeClock()
-    batches = ScriptedBatches(clock, [idle()])
     publisher = MemoryPublisher()
     target = str(settings.publish_dir / "kpis_v7.json")
     publisher.fail_with.append(OSError(errno.ENOSPC, "No space left on device", target))
-    daemon = Daemon(
-        settings,
-        batches=batches,
-        publisher=publisher,
-        clock=clock.time,
-        monotonic=clock.monotonic,
-    )
-    batches.daemon = daemon
-    with capture_logs() as events:
-        assert daemon.run() == 0
+    _, batches, _, events, code = play(settings, [idle()], publisher)
+    assert code == 0
     failed = [e for e in events if e["event"] == "publish_failed"]
     assert failed == [
         {

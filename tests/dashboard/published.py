@@ -18,6 +18,19 @@ from kpi_publisher import fs
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BOOKS = ("full", "nulls", "zeros", "stale")
+# What the overview cards show for the "full" book, formatted by kpi_publisher.fmt.
+FULL_CARDS = {
+    "NAV (USD)": "10,234.50",
+    "NAV (ZAR)": "189,338.25",
+    "AUM (USD)": "16,365.80",
+    "AUM (ZAR)": "302,767.30",
+    "Drawdown": "1.14%",
+    "ATR ratio": "1.27",
+    "Router fill / fallback": "62.5% / 12.5%",
+    "Slippage q50": "1.50 bps",
+    "Fee / PnL": "18.5%",
+    "DD state": "cautious",
+}
 
 
 def load(book: str, name: str) -> dict[str, Any]:

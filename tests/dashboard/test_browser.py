@@ -17,18 +17,7 @@ from tests.dashboard import browser, published
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
-FULL_CARDS = {
-    "NAV (USD)": "10,234.50",
-    "NAV (ZAR)": "189,338.25",
-    "AUM (USD)": "16,365.80",
-    "AUM (ZAR)": "302,767.30",
-    "Drawdown": "1.14%",
-    "ATR ratio": "1.27",
-    "Router fill / fallback": "62.5% / 12.5%",
-    "Slippage q50": "1.50 bps",
-    "Fee / PnL": "18.5%",
-    "DD state": "cautious",
-}
+FULL_CARDS = published.FULL_CARDS
 NEW_NAVS = (12345.67, 12345.68, 9999.0, 0.0, 1.0, 250000.0, 7.77, 10234.5)
 
 
