@@ -70,7 +70,7 @@ def main() -> None:
     try:
         config = settings.resolve(sys.argv[1:], os.environ)
     except ConfigError as exc:
-        st.error(f"dashboard settings: {exc}")
+        st.error(md_escape(f"dashboard settings: {exc}"))
         st.stop()
     st.caption(md_escape(f"reading {config.out_dir}"))
     overview(_store(str(config.out_dir), config.max_bytes), config)

@@ -1,7 +1,9 @@
 """Plotly figures: the AUM donut, the per-symbol risk view and the router chart. Pure builders.
 
 Every figure is built from published values only; a missing value is left out of the drawing
-and named in the hover text by the missing marker, never drawn as zero.
+and named in the hover text by the missing marker, never drawn as zero. Every published string
+that reaches a figure (asset and symbol labels, regimes, dd states) goes through `_label`, so
+Plotly draws it as written and never reads it as markup.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from dashboard.text import plotly_escape
 from kpi_publisher import fmt, parse
 
 ROUTER_SYMBOL_KEYS: tuple[str, ...] = (
@@ -23,12 +26,17 @@ ROUTER_SYMBOL_KEYS: tuple[str, ...] = (
 )
 
 
+def _label(value: Any) -> str:
+    """A published string as Plotly text: shown as written, never as a tag, link or entity."""
+    return plotly_escape(str(value))
+
+
 def aum_donut(slices: Sequence[Mapping[str, Any]]) -> go.Figure:
     """One donut slice per asset with a positive USD value; USD in the label, ZAR in the tooltip."""
     drawn = [s for s in slices if (parse.number(s.get("usd")) or 0.0) > 0.0]
     figure = go.Figure(
         go.Pie(
-            labels=[str(s["label"]) for s in drawn],
+            labels=[_label(s["label"]) for s in drawn],
             values=[parse.number(s.get("usd")) for s in drawn],
             hovertext=[slice_hover(s) for s in drawn],
             hole=0.55,
@@ -81,10 +89,11 @@ def symbol_risk_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure | None:
     figure = make_subplots(rows=1, cols=2, subplot_titles=("ATR ratio", "Drawdown today (%)"))
     figure.add_trace(
         go.Bar(
-            x=[r["symbol"] for r in atr],
+            x=[_label(r["symbol"]) for r in atr],
             y=[r["atr_ratio"] for r in atr],
             text=[
-                f"{fmt.fmt_number(r['atr_ratio'])} {r['atr_regime'] or fmt.MISSING}" for r in atr
+                _label(f"{fmt.fmt_number(r['atr_ratio'])} {r['atr_regime'] or fmt.MISSING}")
+                for r in atr
             ],
             name="ATR ratio",
         ),
@@ -93,9 +102,12 @@ def symbol_risk_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure | None:
     )
     figure.add_trace(
         go.Bar(
-            x=[r["symbol"] for r in dd],
+            x=[_label(r["symbol"]) for r in dd],
             y=[r["dd_today_pct"] for r in dd],
-            text=[f"{fmt.fmt_pct(r['dd_today_pct'])} {r['dd_state'] or fmt.MISSING}" for r in dd],
+            text=[
+                _label(f"{fmt.fmt_pct(r['dd_today_pct'])} {r['dd_state'] or fmt.MISSING}")
+                for r in dd
+            ],
             name="DD today %",
         ),
         row=1,
@@ -108,15 +120,21 @@ def symbol_risk_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure | None:
 def router_rows(kpis: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Router figures per symbol where the published document carries them, else one "all" row.
 
-    The published schema aggregates the router over symbols; per-symbol figures are used when a
-    `router.per_symbol` or per-symbol entries in `symbols` carry them.
+    The publisher's per-symbol router numbers (`router.symbols`) give one row per symbol; older
+    documents without them fall back to a `router.per_symbol` or router figures in `symbols`.
     """
     router = parse.mapping(kpis.get("router"))
-    per_symbol = parse.mapping(router.get("per_symbol")) or {
-        sym: entry
-        for sym, entry in parse.mapping(kpis.get("symbols")).items()
-        if any(parse.number(parse.mapping(entry).get(k)) is not None for k in ROUTER_SYMBOL_KEYS)
-    }
+    per_symbol = (
+        parse.mapping(router.get("symbols"))
+        or parse.mapping(router.get("per_symbol"))
+        or {
+            sym: entry
+            for sym, entry in parse.mapping(kpis.get("symbols")).items()
+            if any(
+                parse.number(parse.mapping(entry).get(k)) is not None for k in ROUTER_SYMBOL_KEYS
+            )
+        }
+    )
     sources = dict(per_symbol) if per_symbol else {"all symbols": router}
     rows = []
     for label, raw in sources.items():
@@ -142,7 +160,7 @@ def router_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure | None:
     figure.add_trace(
         go.Scatter(
             x=[r["slip_q50_bps"] for r in slip],
-            y=[r["label"] for r in slip],
+            y=[_label(r["label"]) for r in slip],
             mode="markers",
             marker={"size": 12},
             name="q50",
@@ -166,7 +184,7 @@ def router_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure | None:
         have = [r for r in rows if r[key] is not None]
         figure.add_trace(
             go.Bar(
-                x=[r["label"] for r in have],
+                x=[_label(r["label"]) for r in have],
                 y=[r[key] * 100.0 for r in have],
                 name=name,
                 text=[fmt.fmt_ratio_pct(r[key]) for r in have],

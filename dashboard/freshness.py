@@ -1,6 +1,9 @@
 """Freshness badges: which published file or input source the operator should not trust.
 
-Pure: the published reads, the clock and the heartbeat come in as values.
+Pure: the published reads, the clock and the heartbeat come in as values. The green "all
+sources ok" is earned, never a default: a document of an unknown schema_version, a `sources`
+block that is absent, empty, short of a source or carries an entry or status this dashboard
+does not know, and a build time beyond the clock-skew allowance, each get a badge.
 """
 
 from __future__ import annotations
@@ -10,12 +13,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from dashboard.data import MISSING, OK, Published
-from kpi_publisher import fmt, parse
-from kpi_publisher.sources import SOURCE_NAMES
+from kpi_publisher import fmt, parse, schemas
+from kpi_publisher.check import CLOCK_SKEW_S
+from kpi_publisher.sources import SOURCE_NAMES, expected_absent
 
 SOURCE_ORDER: tuple[str, ...] = SOURCE_NAMES
 BAD_SOURCE_STATUSES: frozenset[str] = frozenset({"stale", "invalid", "missing"})
+SOURCE_STATUSES: frozenset[str] = BAD_SOURCE_STATUSES | {"ok"}
+# Sources every version of the contract lists in `sources`; one absent is "not reported".
+# Sources added later (optional ones) are badged only when a document lists them.
+CORE_SOURCES: frozenset[str] = frozenset(
+    {"nav_state", "nav", "risk", "router", "positions", "fx", "holdings"}
+)
 PUBLISHER_DOWN = "publisher down"
+SOURCES_MISSING = "sources missing"
+SOURCES_EMPTY = "sources empty"
+DETAIL_CHARS = 200  # a published string quoted in a badge's detail is cut to this length
 
 
 @dataclass(frozen=True)
@@ -27,10 +40,34 @@ class Badge:
     detail: str = ""
 
 
+def known_schema_versions(file_name: str) -> frozenset[int]:
+    """The schema_versions the dashboard reads for a published file: 1 and the shipped schema's.
+
+    Later versions only add fields; the cards read fields every version has.
+    """
+    schema = schemas.load(file_name.removesuffix(".json"))
+    current = parse.mapping(parse.mapping(schema.get("properties")).get("schema_version"))
+    version = current.get("const")
+    return frozenset({1, version}) if type(version) is int else frozenset({1})
+
+
+def _cut(text: str) -> str:
+    """A published string in a badge's detail (plain text), cut to DETAIL_CHARS."""
+    return text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 1] + "…"
+
+
+def _quote(value: Any) -> str:
+    return _cut(repr(value))
+
+
 def publish_age_s(kpis: Mapping[str, Any] | None, now: float) -> float | None:
-    """Seconds since kpis_v7.json was generated (0 for a future stamp); None when unknown."""
+    """Seconds since kpis_v7.json was generated; None when unknown.
+
+    A stamp up to CLOCK_SKEW_S ahead of the clock is skew (age 0); one further ahead is not a
+    valid timestamp (contract rule 2) and gives None, like no stamp at all.
+    """
     generated_at = parse.number(kpis.get("generated_at")) if kpis is not None else None
-    if generated_at is None:
+    if generated_at is None or generated_at - now > CLOCK_SKEW_S:
         return None
     return max(0.0, now - generated_at)
 
@@ -52,6 +89,12 @@ def publisher_badge(kpis: Published, now: float, down_after_s: float) -> Badge |
         return None
     age_s = publish_age_s(kpis.doc, now)
     if age_s is None:
+        generated_at = parse.number(kpis.doc.get("generated_at"))
+        if generated_at is not None:
+            ahead = fmt.fmt_age(generated_at - now)
+            skew = fmt.fmt_age(CLOCK_SKEW_S)
+            detail = f"kpis_v7.json generated_at is {ahead} ahead of this clock (over {skew})"
+            return Badge(PUBLISHER_DOWN, "error", detail)
         return Badge(PUBLISHER_DOWN, "error", "kpis_v7.json has no valid generated_at")
     if age_s > down_after_s:
         return Badge(
@@ -62,25 +105,71 @@ def publisher_badge(kpis: Published, now: float, down_after_s: float) -> Badge |
     return None
 
 
+def schema_badge(read: Published) -> Badge | None:
+    """A badge for a document whose schema_version this dashboard does not know."""
+    if read.doc is None:
+        return None
+    version = read.doc.get("schema_version")
+    known_versions = known_schema_versions(read.name)
+    if type(version) is int and version in known_versions:
+        return None
+    expected = " or ".join(str(v) for v in sorted(known_versions))
+    return Badge(
+        f"{read.name} schema_version unknown",
+        "error",
+        f"schema_version {_quote(version)}, this dashboard reads {expected}: "
+        "fields may not mean what the cards say",
+    )
+
+
 def source_badges(kpis: Mapping[str, Any] | None) -> list[Badge]:
-    """One badge per input source the publisher marked stale, invalid or missing."""
-    sources = parse.mapping(kpis.get("sources")) if kpis is not None else {}
-    names = [n for n in SOURCE_ORDER if n in sources]
-    names += sorted(n for n in sources if n not in SOURCE_ORDER)
+    """One badge per input source that is not plainly ok.
+
+    A source the publisher marked stale, invalid or missing; a source of the contract's list
+    that is not reported; an entry that is not an object or whose status is not one of the
+    contract's. No `sources` object at all, or an empty one, is one badge of its own.
+    """
+    if kpis is None:
+        return []
+    raw_sources = kpis.get("sources")
+    if not parse.is_object(raw_sources):
+        detail = "kpis_v7.json has no sources object: input health unknown"
+        if raw_sources is not None:
+            detail = f"kpis_v7.json sources is {type(raw_sources).__name__}: input health unknown"
+        return [Badge(SOURCES_MISSING, "error", detail)]
+    sources = parse.mapping(raw_sources)
+    if not sources:
+        return [Badge(SOURCES_EMPTY, "error", "kpis_v7.json lists no sources: health unknown")]
+    names = list(SOURCE_ORDER)
+    names += sorted(str(n) for n in sources if n not in SOURCE_ORDER)
     badges: list[Badge] = []
     for name in names:
-        entry = parse.mapping(sources.get(name))
-        status = parse.text(entry.get("status"))
-        if status is None or status.lower() not in BAD_SOURCE_STATUSES:
+        if name not in sources:
+            if name not in CORE_SOURCES:
+                continue
+            badges.append(Badge(f"{name} not reported", "error", "absent from kpis_v7.json"))
             continue
-        status = status.lower()
+        raw_entry = sources.get(name)
+        if not parse.is_object(raw_entry):
+            detail = f"entry is {type(raw_entry).__name__}, not an object: {_quote(raw_entry)}"
+            badges.append(Badge(f"{name} unreadable", "error", detail))
+            continue
+        entry = parse.mapping(raw_entry)
+        raw_status = entry.get("status")
+        status = raw_status.strip().lower() if isinstance(raw_status, str) else None
+        if status not in SOURCE_STATUSES:
+            detail = f"status {_quote(raw_status)} is not ok, stale, invalid or missing"
+            badges.append(Badge(f"{name} status unknown", "error", detail))
+            continue
+        if status == OK or expected_absent(name, status):
+            continue  # an older executor era never writes it: not an alarm
         detail_parts = []
         age_s = parse.number(entry.get("age_s"))
         if age_s is not None:
             detail_parts.append(f"age {fmt.fmt_age(age_s)}")
         error = parse.text(entry.get("error"))
         if error is not None:
-            detail_parts.append(error)
+            detail_parts.append(_cut(error))
         level = "warning" if status == "stale" else "error"
         badges.append(Badge(f"{name} {status}", level, "; ".join(detail_parts)))
     return badges
@@ -93,6 +182,8 @@ def badges(kpis: Published, positions: Published, now: float, down_after_s: floa
         publisher_badge(kpis, now, down_after_s),
         file_badge(kpis),
         file_badge(positions),
+        schema_badge(kpis),
+        schema_badge(positions),
     ):
         if badge is not None:
             out.append(badge)

@@ -1,7 +1,9 @@
-"""The overview cards: NAV, AUM, drawdown, ATR, router, slippage, fee/PnL, dd_state.
+"""The overview cards: NAV, AUM, drawdown, ATR, router, slippage, fee/PnL, dd_state, exposure, VaR.
 
 `overview_cards` is pure (a published kpis_v7 document in, card texts out); `render_cards` is
 the only Streamlit call. Card labels are fixed: tests and operators find a card by its label.
+Values and captions carry published strings (dd_state, regimes, asset names) and Streamlit
+renders both as Markdown, so both are escaped.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ CARDS_PER_ROW = 5
 
 @dataclass(frozen=True)
 class Card:
-    """`value` is the big figure, `caption` the line under it (units, age, range)."""
+    """`value` is the big figure, `caption` the line under it (units, age, range); `alert`
+    draws the caption in red (a limit breached)."""
 
     label: str
     value: str
     caption: str
+    alert: bool = False
 
 
 def _text(value: Any) -> str:
@@ -88,7 +92,32 @@ def risk_cards(kpis: Mapping[str, Any]) -> list[Card]:
             f"{fmt.fmt_money(fees.get('pnl_usd'))} USD{window_text}",
         ),
         Card("DD state", _text(risk.get("dd_state")), "drawdown state"),
+        exposure_card(risk),
+        var_card(risk),
     ]
+
+
+def exposure_card(risk: Mapping[str, Any]) -> Card:
+    """Gross / net position notional in percent of NAV."""
+    gross = fmt.fmt_pct(risk.get("gross_exposure_pct"))
+    net = fmt.fmt_pct(risk.get("net_exposure_pct"))
+    return Card("Exposure", f"{gross} / {net}", "gross / net of NAV")
+
+
+def var_card(risk: Mapping[str, Any]) -> Card:
+    """Portfolio VaR in percent of NAV against the executor's limit; red when above it."""
+    var_pct = parse.number(risk.get("var_pct"))
+    limit = parse.number(risk.get("var_limit_pct"))
+    confidence = parse.number(risk.get("var_confidence"))
+    conf_text = fmt.MISSING if confidence is None else fmt.fmt_ratio_pct(confidence, 0)
+    breached = var_pct is not None and limit is not None and var_pct > limit
+    caption = (
+        f"limit {fmt.fmt_pct(limit)} · {conf_text} conf · worst CVaR "
+        f"{fmt.fmt_pct(risk.get('cvar_pct'))}"
+    )
+    return Card(
+        "VaR", fmt.fmt_pct(var_pct), ("over limit · " if breached else "") + caption, breached
+    )
 
 
 def overview_cards(kpis: Mapping[str, Any] | None) -> list[Card]:
@@ -103,5 +132,6 @@ def render_cards(cards: Sequence[Card]) -> None:
         row = cards[start : start + CARDS_PER_ROW]
         for column, card in zip(st.columns(CARDS_PER_ROW), row, strict=False):
             with column:
-                st.metric(card.label, card.value, border=True)
-                st.caption(md_escape(card.caption))
+                st.metric(card.label, md_escape(card.value), border=True)
+                caption = md_escape(card.caption)
+                st.caption(f":red[{caption}]" if card.alert else caption)

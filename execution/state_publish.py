@@ -32,14 +32,15 @@ def build_outputs(
     nav: Any = None,
     fx: Any = None,
     holdings: Any = None,
+    risk_advanced: Any = None,
     settings: Settings | None = None,
 ) -> Outputs:
     """Both published documents for snapshots held in memory (None = that source is missing).
 
     `nav_snapshot` is the nav_state.json document, `nav` the nav.json one, `risk_snapshot`
     risk_snapshot.json, `router_state` router_health.json, `positions` positions_state.json
-    (or positions.json), `fx` the price/FX cache and `holdings` the off-exchange config.
-    `now_ts` is the build time in epoch seconds.
+    (or positions.json), `fx` the price/FX cache, `holdings` the off-exchange config and
+    `risk_advanced` risk_advanced.json (VaR/CVaR). `now_ts` is the build time in epoch seconds.
     """
     sources = from_values(
         {
@@ -50,6 +51,7 @@ def build_outputs(
             "positions": positions,
             "fx": fx,
             "holdings": holdings,
+            "risk_advanced": risk_advanced,
         }
     )
     return build(sources, float(now_ts), settings if settings is not None else Settings())
@@ -65,6 +67,7 @@ def build_kpis_v7(
     nav: Any = None,
     fx: Any = None,
     holdings: Any = None,
+    risk_advanced: Any = None,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """The kpis_v7 document the publisher would write for these inputs at `now_ts` (epoch s)."""
@@ -77,6 +80,7 @@ def build_kpis_v7(
         nav=nav,
         fx=fx,
         holdings=holdings,
+        risk_advanced=risk_advanced,
         settings=settings,
     ).kpis
 
@@ -86,10 +90,17 @@ def build_positions_v7(
     positions: Any,
     risk_snapshot: Any = None,
     *,
+    nav_snapshot: Any = None,
+    nav: Any = None,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """The positions_v7 document the publisher would write for these inputs at `now_ts`."""
-    return build_outputs(now_ts, None, risk_snapshot, None, positions, settings=settings).positions
+    """The positions_v7 document the publisher would write for these inputs at `now_ts`.
+
+    The NAV files are needed only for the totals' exposure in percent of NAV.
+    """
+    return build_outputs(
+        now_ts, nav_snapshot, risk_snapshot, None, positions, nav=nav, settings=settings
+    ).positions
 
 
 def render_state(doc: Mapping[str, Any] | list[Any]) -> bytes:

@@ -1,16 +1,20 @@
 """`hedge-kpi check`: are the published files valid and fresh? For monitoring and supervisor
 event listeners.
 
-Each published file is parsed and validated against its JSON Schema; `kpis_v7.json` must also
-be younger than `--max-age-s` (default: three heartbeats, the dashboard's "publisher down"
-rule). Exit 0 when all is well, 6 (CHECK_INVALID) when a file is missing, unparseable or fails
-its schema, else 5 (CHECK_STALE) when a file is too old. One structlog line per file, then a
-summary line `check`.
+Each published file is read with the inputs' defensive reader (regular files only, never
+blocking on a FIFO, under the size cap), parsed and validated against its JSON Schema; each
+must also be younger than `--max-age-s` (default: three heartbeats, the dashboard's "publisher
+down" rule) and not stamped more than CLOCK_SKEW_S ahead of the clock. Exit 0 when all is well,
+6 (CHECK_INVALID) when a file is missing, unreadable, unparseable or fails its schema, or when
+kpis_v7.json reports every state-dir source `missing` (a publisher reading the wrong state dir),
+else 5 (CHECK_STALE) when a file is too old or from the future. One structlog line per file,
+then a summary line `check`.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,14 +23,21 @@ from typing import Any
 
 import orjson
 
-from kpi_publisher import logs, schemas
+from kpi_publisher import fs, logs, schemas
 from kpi_publisher.cli import ExitCode, add_path_options
 from kpi_publisher.config import ConfigError, resolve
-from kpi_publisher.parse import number
+from kpi_publisher.parse import MAX_FUTURE_S, number
 from kpi_publisher.publish import KPIS_FILE, POSITIONS_FILE
+from kpi_publisher.sources import STATE_FILES
 
 FILES: Mapping[str, str] = {KPIS_FILE: "kpis_v7", POSITIONS_FILE: "positions_v7"}
 HEARTBEATS_BEFORE_STALE = 3
+# A generated_at up to this far ahead of the clock is clock skew (age 0); further ahead it is
+# not a valid timestamp (contract rule 2), so the file is not fresh.
+CLOCK_SKEW_S = MAX_FUTURE_S
+ALL_MISSING = (
+    "every state-dir source is missing: the publisher reads nothing (is its --state-dir right?)"
+)
 
 VALID = "ok"
 STALE = "stale"
@@ -61,29 +72,60 @@ def check_document(raw: bytes, schema_name: str) -> tuple[Any, str | None]:
     return doc, None
 
 
-def check_file(path: Path, schema_name: str, now: float, max_age_s: float) -> FileCheck:
-    """Validate one published file and judge its freshness at `now` (epoch seconds)."""
+def _all_sources_missing(doc: Any) -> bool:
+    """True when every source that lives in the state dir is reported `missing`.
+
+    That is what a publisher pointed at a wrong (mistyped, empty) state dir publishes, even
+    when the FX cache or the holdings file, configured by their own paths, are found.
+    """
+    sources = doc.get("sources") if isinstance(doc, dict) else None
+    if not isinstance(sources, dict):
+        return False
+    listed = [sources[name] for name in STATE_FILES if name in sources]
+    return bool(listed) and all(
+        isinstance(e, dict) and e.get("status") == "missing" for e in listed
+    )
+
+
+def check_file(
+    path: Path, schema_name: str, now: float, max_age_s: float, *, max_bytes: int
+) -> FileCheck:
+    """Validate one published file and judge its freshness at `now` (epoch seconds).
+
+    The file is read with `fs.read_bytes`: a FIFO, a device or a directory at the path is
+    refused without blocking, and a file over `max_bytes` is refused without being read.
+    """
     try:
-        raw = path.read_bytes()
+        raw, _ = fs.read_bytes(path, max_bytes=max_bytes)
     except FileNotFoundError:
         return FileCheck(path.name, INVALID, error="missing")
+    except fs.ReadError as exc:
+        return FileCheck(path.name, INVALID, error=f"cannot read: {exc.reason}")
     except OSError as exc:
         return FileCheck(path.name, INVALID, error=f"cannot read: {exc.strerror or exc}")
     doc, error = check_document(raw, schema_name)
     generated = number(doc.get("generated_at")) if isinstance(doc, dict) else None
-    age = None if generated is None else max(0.0, now - generated)
+    ahead = None if generated is None else generated - now
+    age = None if ahead is None or ahead > CLOCK_SKEW_S else max(0.0, -ahead)
     not_ok = None
     if isinstance(doc, dict) and isinstance(doc.get("sources"), dict):
         not_ok = {
-            str(name): str(entry.get("status"))
+            str(name): str(entry.get("status") if isinstance(entry, dict) else entry)
             for name, entry in doc["sources"].items()
-            if isinstance(entry, dict) and entry.get("status") != "ok"
+            if not isinstance(entry, dict) or entry.get("status") != "ok"
         }
+    if error is None and schema_name == FILES[KPIS_FILE] and _all_sources_missing(doc):
+        error = ALL_MISSING
     if error is not None:
         return FileCheck(path.name, INVALID, age, error, not_ok)
-    if age is None or age > max_age_s:
-        why = "no generated_at" if age is None else f"{age:.1f} s old, limit {max_age_s:.1f} s"
-        return FileCheck(path.name, STALE, age, why, not_ok)
+    if age is None:
+        if ahead is None:
+            why = "no generated_at"
+        else:
+            why = f"generated_at {ahead:.1f} s ahead of the clock (skew limit {CLOCK_SKEW_S:.0f} s)"
+        return FileCheck(path.name, STALE, None, why, not_ok)
+    if age > max_age_s:
+        return FileCheck(path.name, STALE, age, f"{age:.1f} s old, limit {max_age_s:.1f} s", not_ok)
     return FileCheck(path.name, VALID, age, None, not_ok)
 
 
@@ -97,20 +139,42 @@ def exit_code(results: list[FileCheck]) -> ExitCode:
     return ExitCode.OK
 
 
+def _finite(text: str) -> float:
+    """argparse type: a finite float (nan and inf are usage errors, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+    return value
+
+
+def _max_age(text: str) -> float:
+    """argparse type: a finite number of seconds >= 0 (0: only a publish stamped now is fresh)."""
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "check",
         help="validate the published files and their freshness (exit 5 stale, 6 invalid)",
         description="Validate kpis_v7.json and positions_v7.json against their schemas and "
-        "report how old they are. Exit 0 ok, 5 stale, 6 missing or invalid, 2 bad config.",
+        "report how old they are. Exit 0 ok; 5 stale (older than --max-age-s, or generated_at "
+        f"more than {CLOCK_SKEW_S:.0f} s in the future); 6 missing, unreadable (a FIFO or other "
+        "non-regular file, over the size cap) or invalid, or kpis_v7.json reports every state-dir "
+        "source missing (a publisher pointed at the wrong state dir); 2 bad arguments or config.",
     )
     add_path_options(parser)
     parser.add_argument(
         "--max-age-s",
-        type=float,
-        help="oldest acceptable generated_at, seconds (default: 3 heartbeats)",
+        type=_max_age,
+        help="oldest acceptable generated_at, seconds >= 0 (default: 3 heartbeats)",
     )
-    parser.add_argument("--now", type=float, help="judge freshness at this epoch (default: now)")
+    parser.add_argument("--now", type=_finite, help="judge freshness at this epoch (default: now)")
     parser.add_argument("--log-format", choices=("auto", "json", "console"))
     parser.set_defaults(func=run_check)
 
@@ -127,10 +191,14 @@ def run_check(args: argparse.Namespace) -> int:
         log.error("config_invalid", reason=str(exc))
         return ExitCode.USAGE
     logs.configure(settings.log_format)
-    max_age_s = args.max_age_s or HEARTBEATS_BEFORE_STALE * settings.heartbeat_s
+    max_age_s = (
+        HEARTBEATS_BEFORE_STALE * settings.heartbeat_s if args.max_age_s is None else args.max_age_s
+    )
     now = args.now if args.now is not None else time.time()
     results = [
-        check_file(settings.publish_dir / name, schema, now, max_age_s)
+        check_file(
+            settings.publish_dir / name, schema, now, max_age_s, max_bytes=settings.max_input_bytes
+        )
         for name, schema in FILES.items()
     ]
     for r in results:

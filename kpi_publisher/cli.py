@@ -7,10 +7,15 @@ A subcommand module exposes `register(subparsers) -> None`, which adds its parse
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import math
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -53,6 +58,23 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# Epoch seconds are below this (contract rule 2: larger values are ms, µs or ns).
+EPOCH_S_LIMIT = 1e11
+
+
+def epoch_seconds(text: str) -> float:
+    """argparse type of `--now`: a finite epoch in seconds, 0 <= t < 1e11 (else exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of epoch seconds: {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value < EPOCH_S_LIMIT):
+        raise argparse.ArgumentTypeError(
+            f"must be epoch seconds, finite, >= 0 and < {EPOCH_S_LIMIT:g}, got {text!r}"
+        )
+    return value
+
+
 # The Settings fields that `add_path_options` fills (None = not given on the command line).
 PATH_OPTION_FIELDS: tuple[str, ...] = (
     "state_dir",
@@ -84,8 +106,56 @@ def add_path_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# Held from the first moment of `run` until its signal thread takes them (daemon.py).
+RUN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def hold_run_signals() -> None:
+    """Block stop and reload signals before `run` imports anything heavy: one that arrives in
+    the first moments stays pending until the daemon's signal thread takes it (SIGTERM then
+    ends the daemon with 0, SIGHUP reloads) instead of killing a half-started process."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, RUN_SIGNALS)
+
+
+class QuietStdout:
+    """sys.stdout for a command run as a process: a line that cannot be written (a pipe whose
+    reader exited, as in `| head -1`; a full disk) is dropped, and the descriptor is pointed
+    at /dev/null so the interpreter's final flush cannot fail either. The command's exit
+    code is then its own, never 1 or 120 from a BrokenPipeError."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _silence(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except (OSError, ValueError):
+            self._silence()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            self._silence()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:  # the process entry (`hedge-kpi ...`, `python -m kpi_publisher ...`)
+        if args_in[:1] == ["run"]:
+            hold_run_signals()
+        if sys.stdout is not None:
+            sys.stdout = QuietStdout(sys.stdout)
     parser = build_parser(args_in[0] if args_in else None)
     try:
         args = parser.parse_args(args_in)

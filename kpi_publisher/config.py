@@ -6,14 +6,19 @@ Every other module receives a `Settings`; nothing reads the environment on its o
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Seconds after which a source counts as stale (contract 4, `sources`); None = never.
+from kpi_publisher import fs
+
+# Seconds after which a source counts as stale (contract 4, `sources`); None = never. One entry
+# per source (sources.SOURCE_NAMES): the [stale_s] table accepts exactly these names.
 DEFAULT_STALE_S: Mapping[str, float | None] = {
     "nav_state": 90.0,
     "nav": 90.0,
@@ -22,6 +27,7 @@ DEFAULT_STALE_S: Mapping[str, float | None] = {
     "positions": 300.0,
     "fx": 3600.0,
     "holdings": None,
+    "risk_advanced": 300.0,
 }
 
 
@@ -77,71 +83,256 @@ class Settings:
 
 
 _PATH_FIELDS = {"state_dir", "out_dir", "fx_path", "holdings_path", "prom_dir", "config_file"}
-_FLOAT_FIELDS = {
-    "nav_fresh_s",
-    "debounce_ms",
-    "heartbeat_s",
-    "rescan_s",
-    "retry_ms",
-}
 _INT_FIELDS = {"symbols_cap", "max_input_bytes", "metrics_port"}
 _BOOL_FIELDS = {"fsync"}
 _STR_FIELDS = {"host_label", "account_label", "log_format"}
+LOG_FORMATS = ("auto", "json", "console")
 FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Settings))
+# A config file names its own location only on the command line or in KPI_CONFIG_FILE.
+FILE_KEYS = FIELD_NAMES - {"config_file"}
+NEVER = "never"
+# A config file is a few hundred bytes; a larger one is not a config file.
+CONFIG_MAX_BYTES = 1024 * 1024
+YEAR_S = 365 * 24 * 3600.0
 
 
-def _coerce(name: str, value: Any) -> Any:
+@dataclass(frozen=True)
+class Range:
+    """The usable values of a numeric setting, in its own unit; `low_open`: low itself is not."""
+
+    low: float
+    high: float
+    unit: str
+    low_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        return above and value <= self.high
+
+    def __str__(self) -> str:
+        low = f"> {plain(self.low)}" if self.low_open else f">= {plain(self.low)}"
+        return f"{low} and <= {plain(self.high)} {self.unit}"
+
+
+def plain(value: float) -> str:
+    """A range edge as the README writes it: 0.001, 3600, 31536000 (no exponent)."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:g}"
+
+
+# The documented range of every numeric setting (README, settings table).
+RANGES: Mapping[str, Range] = {
+    "debounce_ms": Range(0, 10_000, "ms"),
+    "heartbeat_s": Range(0.001, 3600, "s"),
+    "rescan_s": Range(0.1, 3600, "s"),
+    "retry_ms": Range(1, 60_000, "ms"),
+    "nav_fresh_s": Range(0, YEAR_S, "s", low_open=True),
+    "symbols_cap": Range(1, 100_000, "symbols"),
+    "max_input_bytes": Range(1024, 1024**3, "bytes"),
+    "metrics_port": Range(0, 65_535, "(0 = any free port)"),
+}
+STALE_RANGE = Range(0, YEAR_S, "s", low_open=True)  # each [stale_s] limit, or "never"
+
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_TOML_TYPES = {
+    str: "a string",
+    list: "an array",
+    dict: "a table",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a float",
+}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a value came from, so an error names it: the command line, KPI_*, or a file.
+
+    Values from a file already have their TOML type (a number must be a number); values from
+    the command line or the environment may be text, parsed here.
+    """
+
+    kind: str  # "option" | "environment" | "file"
+    file: Path | None = None
+
+    @property
+    def typed(self) -> bool:
+        return self.kind == "file"
+
+    def where(self, name: str) -> str:
+        if self.kind == "file":
+            return f"config file {self.file}"
+        if self.kind == "environment":
+            return f"environment KPI_{name.upper()}"
+        return f"option --{name.replace('_', '-')}"
+
+
+CLI = Origin("option")
+ENV = Origin("environment")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _bad(origin: Origin, name: str, problem: str, value: Any) -> ConfigError:
+    return ConfigError(f"{origin.where(name)}: {name} {problem}, got {_shown(value)}")
+
+
+def _type_name(value: Any) -> str:
+    return _TOML_TYPES.get(type(value), f"a {type(value).__name__}")
+
+
+def _number(name: str, value: Any, origin: Origin, limits: Range) -> float:
+    """A finite float within `limits`; bools, text in a file, nan and inf are refused."""
+    if isinstance(value, bool):
+        raise _bad(origin, name, "must be a number, not a boolean", value)
+    if isinstance(value, int):
+        if value not in limits:  # int against float compares exactly, never overflows
+            raise _bad(origin, name, f"must be {limits}", value)
+        return float(value)
+    if isinstance(value, float):
+        out = value
+    elif isinstance(value, str) and not origin.typed:
+        text = value.strip()
+        if _DECIMAL.fullmatch(text):
+            out = float(text)
+        else:
+            try:
+                out = float(text)
+            except ValueError:
+                out = 0.0
+            if math.isfinite(out):  # words, "1_0", "0x10", other digits: not a number here
+                raise _bad(origin, name, "must be a number", value)
+    else:
+        raise _bad(origin, name, f"must be a number, not {_type_name(value)}", value)
+    if not math.isfinite(out):
+        raise _bad(origin, name, "must be a finite number", value)
+    if out not in limits:
+        raise _bad(origin, name, f"must be {limits}", value)
+    return out
+
+
+def _integer(name: str, value: Any, origin: Origin, limits: Range) -> int:
+    out = _number(name, value, origin, limits)
+    if not out.is_integer():
+        raise _bad(origin, name, "must be a whole number", value)
+    return int(out)
+
+
+def _text(name: str, value: Any, origin: Origin) -> str:
+    """A string usable in a path, a label or a log line: no NUL, valid Unicode (paths from the
+    environment may carry undecodable bytes as surrogate escapes: those stay usable)."""
+    if isinstance(value, os.PathLike) and not origin.typed:
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise _bad(origin, name, f"must be a string, not {_type_name(value)}", value)
+    if "\x00" in value:
+        raise _bad(origin, name, "must not contain a NUL character", value)
+    return value
+
+
+def _stale_limits(value: Any, origin: Origin) -> dict[str, float | None]:
+    """The [stale_s] table over the defaults: each limit a positive number of seconds or
+    "never" (0, false and nan are errors, never a silent "never stale")."""
+    if not isinstance(value, Mapping):
+        raise _bad(origin, "stale_s", 'must be a table of source = seconds or "never"', value)
+    unknown = sorted(str(k) for k in value if k not in DEFAULT_STALE_S)
+    if unknown:
+        raise ConfigError(
+            f"{origin.where('stale_s')}: unknown sources under stale_s: {', '.join(unknown)} "
+            f"(known: {', '.join(DEFAULT_STALE_S)})"
+        )
+    merged: dict[str, float | None] = dict(DEFAULT_STALE_S)
+    for key, limit in value.items():
+        if limit is None or (isinstance(limit, str) and limit == NEVER):
+            merged[key] = None
+        else:
+            merged[key] = _number(f"stale_s.{key}", limit, origin, STALE_RANGE)
+    return merged
+
+
+def _coerce(name: str, value: Any, origin: Origin = CLI) -> Any:
+    """`value` of setting `name` from `origin`, as Settings holds it; ConfigError if unusable."""
     if value is None:
         return None
-    try:
-        if name in _PATH_FIELDS:
-            return Path(os.path.expanduser(str(value))).absolute()
-        if name in _FLOAT_FIELDS:
-            out = float(value)
-            if not out > 0:
-                raise ConfigError(f"{name} must be > 0, got {value!r}")
-            return out
+    if name in _PATH_FIELDS:
+        text = _text(name, value, origin)
+        if not text.strip():
+            raise _bad(origin, name, "must not be empty", value)
+        try:
+            return Path(os.path.expanduser(text)).absolute()
+        except OSError as exc:  # a relative path while the working directory is gone
+            raise _bad(origin, name, f"cannot be made absolute ({exc.strerror})", value) from exc
+    if name in RANGES:
         if name in _INT_FIELDS:
-            if isinstance(value, bool):
-                raise ConfigError(f"{name} must be an integer, got {value!r}")
-            return int(value)
-        if name in _BOOL_FIELDS:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
+            return _integer(name, value, origin, RANGES[name])
+        return _number(name, value, origin, RANGES[name])
+    if name in _BOOL_FIELDS:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and not origin.typed:
+            text = value.strip().lower()
             if text in {"1", "true", "yes", "on"}:
                 return True
             if text in {"0", "false", "no", "off"}:
                 return False
-            raise ConfigError(f"{name} must be a boolean, got {value!r}")
-        if name in _STR_FIELDS:
-            return str(value)
-        if name == "stale_s":
-            if not isinstance(value, Mapping):
-                raise ConfigError("stale_s must be a table of source -> seconds")
-            merged: dict[str, float | None] = dict(DEFAULT_STALE_S)
-            for key, limit in value.items():
-                merged[str(key)] = None if limit in (None, 0, "never") else float(limit)
-            return merged
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name}: cannot use {value!r} ({exc})") from exc
-    raise ConfigError(f"unknown setting {name!r}")
+        raise _bad(origin, name, "must be a boolean", value)
+    if name in _STR_FIELDS:
+        text = _text(name, value, origin)
+        if name == "log_format" and text not in LOG_FORMATS:
+            raise _bad(origin, name, "must be auto, json or console", value)
+        if name != "log_format" and not text.isprintable():
+            raise _bad(origin, name, "must be printable text", value)
+        return text
+    if name == "stale_s":
+        return _stale_limits(value, origin)
+    raise ConfigError(f"{origin.where(name)}: unknown setting {name!r}")
+
+
+def _read_config(path: Path) -> str:
+    """The text of the config file, read like any input: never blocks on a FIFO, size-capped."""
+    try:
+        raw, _ = fs.read_bytes(path, max_bytes=CONFIG_MAX_BYTES)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path}: not found") from exc
+    except fs.ReadError as exc:
+        raise ConfigError(f"config file {path}: {exc.reason}") from exc
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # e.g. a NUL in the path
+        raise ConfigError(f"config file {path}: cannot read: {exc}") from exc
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"config file {path}: not UTF-8 (byte 0x{raw[exc.start]:02x} on line {line})"
+        ) from exc
 
 
 def load_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML config file; keys are Settings field names (a `[kpi]` table also works)."""
+    """Read a TOML config file; keys are Settings field names, at top level or all under a
+    `[kpi]` table. Any failure to read, decode or parse it, and any unknown key, is a
+    ConfigError naming the file and the reason."""
+    text = _read_config(path)
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"config file {path}: {exc.strerror or exc}") from exc
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path}: {exc}") from exc
-    if isinstance(data.get("kpi"), dict):
+        raise ConfigError(f"config file {path}: not valid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"config file {path}: not valid TOML: nested too deeply") from exc
+    if "kpi" in data:
+        if not isinstance(data["kpi"], dict):
+            raise ConfigError(f"config file {path}: kpi must be a table ([kpi])")
+        beside = sorted(k for k in data if k != "kpi")
+        if beside:
+            raise ConfigError(
+                f"config file {path}: keys beside the [kpi] table: {', '.join(beside)} "
+                "(put every setting under [kpi], or use no [kpi] table)"
+            )
         data = data["kpi"]
-    unknown = sorted(set(data) - FIELD_NAMES)
+    unknown = sorted(set(data) - FILE_KEYS)
     if unknown:
         raise ConfigError(f"config file {path}: unknown settings {', '.join(unknown)}")
     return data
@@ -161,19 +352,27 @@ def resolve(
     cli: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Merge CLI values (None = not given) over KPI_* env over the TOML file over defaults."""
+    """Merge CLI values (None = not given) over KPI_* env over the TOML file over defaults.
+
+    Every value is validated whatever its origin; ConfigError (naming the origin and the
+    reason) is the only exception an unusable setting or config file raises.
+    """
     cli = {k: v for k, v in (cli or {}).items() if v is not None and k in FIELD_NAMES}
     env = from_env(os.environ if environ is None else environ)
-    config_file = cli.get("config_file") or env.get("config_file")
-    layers: list[Mapping[str, Any]] = []
-    if config_file:
-        layers.append(load_toml(Path(os.path.expanduser(str(config_file)))))
-    layers.extend([env, cli])
+    layers: list[tuple[Origin, Mapping[str, Any]]] = []
+    if cli.get("config_file"):
+        config_file = _coerce("config_file", cli["config_file"], CLI)
+    elif env.get("config_file"):
+        config_file = _coerce("config_file", env["config_file"], ENV)
+    else:
+        config_file = None
+    if config_file is not None:
+        layers.append((Origin("file", config_file), load_toml(config_file)))
+    layers.extend([(ENV, env), (CLI, cli)])
     merged: dict[str, Any] = {}
-    for layer in layers:
+    for origin, layer in layers:
         for name, value in layer.items():
-            merged[name] = _coerce(name, value)
-    if merged.get("log_format", "auto") not in {"auto", "json", "console"}:
-        raise ConfigError("log_format must be auto, json or console")
-    merged.setdefault("state_dir", Path("logs/state").absolute())
+            merged[name] = _coerce(name, value, origin)
+    if "state_dir" not in merged:
+        merged["state_dir"] = _coerce("state_dir", "logs/state", CLI)
     return Settings(**merged)

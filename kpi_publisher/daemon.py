@@ -7,6 +7,13 @@ the heartbeat is due (so ages and staleness stay current), after a config reload
 a failed publish. A source that read as invalid (torn in-place write, malformed file) is
 re-read shortly (`retry_ms`, doubling up to the heartbeat).
 
+The published files are watched too: an event on one whose (inode, mtime, size) is not what
+our last publish renamed into place is another writer's (the executor writes its own
+`kpis_v7.json` into the state dir), and is overwritten by a publish at once.
+
+Ages never run backwards with the wall clock: a source's age is at least the monotonic time
+since this process last saw its content change (`apply_age_floors`).
+
 The seams are values: the batch source (the real `Watcher`, or a scripted fake), the
 publisher, the build function, the clocks and the config reloader.
 """
@@ -35,7 +42,16 @@ from kpi_publisher.cli import ExitCode
 from kpi_publisher.config import ConfigError, Settings
 from kpi_publisher.metrics_server import MetricsServer, MetricsUnavailable
 from kpi_publisher.pipeline import Outputs
-from kpi_publisher.sources import INVALID, OK, OUTPUT_FILES, SOURCE_NAMES, SourceRead, SourceReader
+from kpi_publisher.sources import (
+    INVALID,
+    MISSING,
+    OK,
+    OUTPUT_FILES,
+    SOURCE_NAMES,
+    SourceRead,
+    SourceReader,
+    expected_absent,
+)
 
 log = structlog.get_logger("hedge-kpi.daemon")
 
@@ -43,6 +59,11 @@ PROM_FILES: tuple[str, ...] = (prom.PROM_FILE,)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 GC_GEN0_THRESHOLD = 50_000
 RELOAD_SIGNALS = (signal.SIGHUP,)
+STALE = "stale"
+FOREIGN_LOG_EVERY_S = 600.0  # at most one foreign_writer line per output file per 10 minutes
+STATE_DIR_LOG_EVERY_S = 60.0  # state_dir_missing is repeated this often while it is missing
+STATE_DIR_POLL_S = 1.0  # how often a missing state dir is looked for
+PUBLISH_REMINDER_S = 60.0  # publish_still_failing is logged this often during a failure streak
 
 
 class BatchSource(Protocol):
@@ -75,6 +96,58 @@ def input_paths(reader: SourceReader) -> list[Path]:
     return [p for paths in reader.paths.values() for p in paths]
 
 
+def output_paths(settings: Settings) -> list[Path]:
+    """The published files (watched for writes that are not ours)."""
+    return [settings.publish_dir / name for name in OUTPUT_FILES]
+
+
+def inside(path: Path, directory: Path) -> bool:
+    """True when `path` is `directory` or lies below it (lexically, on absolute paths)."""
+    p, d = Path(os.path.abspath(path)), Path(os.path.abspath(directory))
+    return p == d or d in p.parents
+
+
+def apply_age_floors(outputs: Outputs, floors: Mapping[str, float], settings: Settings) -> Outputs:
+    """Raise every published age to at least its source's floor (seconds), in place.
+
+    A floor is the monotonic time since the daemon last saw that source's content change, so
+    a wall clock stepped back cannot make old data look new. A raised age re-decides what
+    depends on it: `nav.fresh`, and `ok` -> `stale` past the source's stale limit. A null age
+    (no timestamp, or one too far ahead) stays null: it is already not fresh.
+    """
+
+    def floored(age: Any, source: Any) -> Any:
+        floor = floors.get(source) if isinstance(source, str) else None
+        if floor is None or not isinstance(age, (int, float)) or isinstance(age, bool):
+            return age
+        return round(max(float(age), floor), 3)
+
+    def restatus(entry: dict[str, Any], source: str) -> None:
+        age = entry.get("age_s")
+        limit = settings.stale_limit_s(source)
+        stale = isinstance(age, float) and limit is not None and age > limit
+        if entry.get("status") == OK and stale:
+            entry["status"] = STALE
+
+    kpis, positions_doc = outputs.kpis, outputs.positions
+    nav = kpis.get("nav")
+    if isinstance(nav, dict) and isinstance(nav.get("age_s"), (int, float)):
+        nav["age_s"] = floored(nav["age_s"], nav.get("source"))
+        if isinstance(nav.get("fresh"), bool):
+            nav["fresh"] = nav["fresh"] and nav["age_s"] <= settings.nav_fresh_s
+    statuses = kpis.get("sources")
+    if isinstance(statuses, dict):
+        for name, entry in statuses.items():
+            if isinstance(entry, dict) and "age_s" in entry:
+                entry["age_s"] = floored(entry["age_s"], name)
+                restatus(entry, name)
+    pos_source = positions_doc.get("source")
+    if isinstance(pos_source, dict) and "age_s" in pos_source:
+        pos_source["age_s"] = floored(pos_source["age_s"], "positions")
+        restatus(pos_source, "positions")
+    return outputs
+
+
 def fingerprint(read: SourceRead) -> tuple[Any, ...]:
     """What makes a source 'changed' between passes: status, file, stamp, error and parse."""
     return (read.status, read.path, read.stamp, read.error, read.version)
@@ -98,34 +171,103 @@ def crash_backoff_s(recent_crashes: int, cap_s: float = CRASH_BACKOFF_CAP_S) -> 
     return float(min(cap_s, 2.0 ** (recent_crashes - 1)))
 
 
-def default_crash_file(publish_dir: Path) -> Path:
-    """Where crash times are kept: /tmp, never the state dir (the contract forbids it)."""
+RUNTIME_DIR_ENV = "KPI_RUNTIME_DIR"
+RUNTIME_DIR_NAME = "hedge-kpi"
+CRASH_FILE_MAX_BYTES = 64 * 1024
+
+
+def runtime_dir_candidates(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """Private places for the crash log, best first: $KPI_RUNTIME_DIR, then
+    $XDG_STATE_HOME/hedge-kpi, ~/.local/state/hedge-kpi, and <temp dir>/hedge-kpi-<uid>."""
+    env = os.environ if environ is None else environ
+    found: list[Path] = []
+    if env.get(RUNTIME_DIR_ENV):
+        found.append(Path(env[RUNTIME_DIR_ENV]))
+    xdg = env.get("XDG_STATE_HOME", "")
+    if os.path.isabs(xdg):
+        found.append(Path(xdg) / RUNTIME_DIR_NAME)
+    home = env.get("HOME", "")
+    if os.path.isabs(home) and home != "/":
+        found.append(Path(home) / ".local" / "state" / RUNTIME_DIR_NAME)
+    found.append(Path(tempfile.gettempdir()) / f"{RUNTIME_DIR_NAME}-{os.geteuid()}")
+    return found
+
+
+def runtime_dir(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The first candidate that is (or can be made) private: ours, 0700, not a symlink.
+
+    A candidate that cannot be created or is not ours is skipped with a warning; None when
+    none is usable (the crash log then counts this process's crash only)."""
+    for candidate in runtime_dir_candidates(environ):
+        try:
+            candidate.parent.mkdir(parents=True, exist_ok=True)
+            return fs.private_dir(candidate)
+        except OSError as exc:
+            log.warning(
+                "runtime_dir_unusable", file=str(candidate), reason=exc.strerror or str(exc)
+            )
+    return None
+
+
+def default_crash_file(publish_dir: Path, environ: Mapping[str, str] | None = None) -> Path:
+    """Where crash times are kept: a private per-user directory (see `runtime_dir`), never the
+    state dir (the contract forbids it) nor a predictable name in a world-writable one."""
     digest = hashlib.sha1(str(publish_dir).encode(), usedforsecurity=False).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"hedge-kpi-{digest}.crashes.json"
+    directory = runtime_dir(environ) or runtime_dir_candidates(environ)[-1]
+    return directory / f"crashes-{digest}.json"
 
 
 @dataclass
 class CrashLog:
     """Recent crash times (epoch s) in a small JSON file, so a crash loop under supervisord
-    (which restarts a process that ran past `startsecs` at once, forever) slows down."""
+    (which restarts a process that ran past `startsecs` at once, forever) slows down.
+
+    The file's directory is verified private before each use and the file is read with the
+    inputs' defensive reader (a FIFO never blocks, size capped, no symlink out of the
+    directory). Nothing here ever raises: an unusable file only loses earlier crashes."""
 
     path: Path
     window_s: float = CRASH_WINDOW_S
 
+    def _private(self) -> bool:
+        try:
+            fs.private_dir(self.path.parent)
+        except Exception as exc:  # any failure here must not stop the daemon
+            log.warning(
+                "crash_log_unusable",
+                file=str(self.path),
+                reason=f"directory not private: {getattr(exc, 'strerror', None) or exc}",
+            )
+            return False
+        return True
+
     def _load(self) -> list[float]:
         try:
-            data = orjson.loads(self.path.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
+            raw, _ = fs.read_bytes(self.path, max_bytes=CRASH_FILE_MAX_BYTES, root=self.path.parent)
+            data = orjson.loads(raw)
+            if not isinstance(data, list):
+                return []
+            times = [float(t) for t in data if isinstance(t, (int, float))]
+        except FileNotFoundError:
             return []
-        if not isinstance(data, list):
+        except Exception as exc:  # any failure here must not stop the daemon
+            log.warning(
+                "crash_log_unreadable", file=str(self.path), reason=f"{type(exc).__name__}: {exc}"
+            )
             return []
-        return [float(t) for t in data if isinstance(t, (int, float))]
+        return [t for t in times if t == t and abs(t) != float("inf")]
 
     def record(self, now: float) -> int:
         """Add a crash at `now`; returns how many crashes fall within the window."""
+        if not self._private():
+            return 1  # this crash alone: nothing is read from or written to that place
         recent = [t for t in self._load() if now - self.window_s <= t <= now] + [now]
-        with contextlib.suppress(OSError):
+        try:
             fs.write_atomic(self.path, orjson.dumps(recent), fsync=False)
+        except Exception as exc:  # counted for this crash all the same
+            log.warning(
+                "crash_log_unwritable", file=str(self.path), reason=f"{type(exc).__name__}: {exc}"
+            )
         return len(recent)
 
     def clear(self) -> None:
@@ -164,8 +306,25 @@ class _Liveness:
         self._thread = threading.Thread(target=self._watch, name="hedge-kpi-liveness", daemon=True)
 
     def _watch(self) -> None:
-        while not self._stop.wait(min(1.0, self._limit_s / 4)):
-            stalled_s = self._mono() - self._progress()
+        interval = min(1.0, self._limit_s / 4)
+        mark = self._progress()
+        frozen_s = 0.0  # seconds the whole process was stopped since the mark last moved
+        while True:
+            before = self._mono()
+            if self._stop.wait(interval):
+                return
+            now = self._mono()
+            progress = self._progress()
+            if progress != mark:
+                mark, frozen_s = progress, 0.0
+            # A sleep that overshot by more than its own length: this thread was not
+            # scheduled at all (SIGSTOP, docker pause, a host freeze). The loop was frozen
+            # for as long; that time is no evidence against it.
+            late_s = now - before - interval
+            if late_s > interval:
+                frozen_s += late_s
+                log.warning("process_resumed", frozen_s=round(late_s, 1))
+            stalled_s = now - progress - frozen_s
             if stalled_s > self._limit_s:
                 log.critical(
                     "worker_stuck",
@@ -225,6 +384,7 @@ class Daemon:
                 debounce_s=settings.debounce_ms / 1000.0,
                 rescan_s=settings.rescan_s,
                 monotonic=monotonic,
+                outputs=output_paths(settings),
             )
         self.batches = batches
         self._publisher = publisher
@@ -242,8 +402,24 @@ class Daemon:
         self._unpublished: set[str] = set()
         self._dirty = True  # publish on the first pass whatever the inputs
         self._invalid_passes = 0
-        self._retry_at: float | None = None
+        self._source_retry_at: float | None = None
         self._next_heartbeat = 0.0
+        # Publish failures: the streak's length, its start, the next retry and reminder.
+        self._publish_failures = 0
+        self._failing_since = 0.0
+        self._publish_retry_at: float | None = None
+        self._next_reminder = 0.0
+        # Per source: the fingerprint of its content and when (monotonic) it last changed.
+        self._content: dict[str, tuple[Any, ...]] = {}
+        self._content_changed: dict[str, float] = {}
+        # Our outputs: the stamp of what we last renamed into place; foreign_writer log times.
+        self._own_stamps: dict[Path, fs.FileStamp | None] = {}
+        self._foreign_logged: dict[Path, float] = {}
+        self._foreign_unlogged: dict[Path, int] = {}
+        # The state dir: missing since (monotonic), next state_dir_missing line.
+        self._state_missing_since: float | None = None
+        self._next_state_log = 0.0
+        self._out_dir_ready = False
 
     # -- control (any thread; these only set Events) -----------------------------------
 
@@ -259,12 +435,95 @@ class Daemon:
 
     # -- one pass -------------------------------------------------------------------------
 
+    @property
+    def _retry_at(self) -> float | None:
+        """The earliest re-read of an invalid source or retry of a failed publish."""
+        due = [t for t in (self._source_retry_at, self._publish_retry_at) if t is not None]
+        return min(due) if due else None
+
     def _schedule_retry(self, now_mono: float) -> None:
         self._invalid_passes += 1
         delay = retry_delay_s(
             self._invalid_passes, self.settings.retry_ms / 1000.0, self.settings.heartbeat_s
         )
-        self._retry_at = now_mono + delay
+        self._source_retry_at = now_mono + delay
+
+    # -- the state dir and our own outputs ------------------------------------------------
+
+    def _state_dir_present(self) -> bool:
+        """True when the state dir exists; while it does not, says so now and then.
+
+        `run` never creates the state dir (a mistyped path must not become an empty tree),
+        nor an out dir inside it: publishing there waits for the executor to create it."""
+        s = self.settings
+        now = self._mono()
+        if s.state_dir.is_dir():
+            if self._state_missing_since is not None:
+                log.info(
+                    "state_dir_found",
+                    file=str(s.state_dir),
+                    missing_s=round(now - self._state_missing_since, 1),
+                )
+                self._state_missing_since = None
+            return True
+        if self._state_missing_since is None:
+            self._state_missing_since = now
+            self._next_state_log = now
+        if now >= self._next_state_log:
+            log.warning(
+                "state_dir_missing",
+                file=str(s.state_dir),
+                missing_s=round(now - self._state_missing_since, 1),
+                out_dir=str(s.publish_dir),
+                waiting="publishing waits for it"
+                if inside(s.publish_dir, s.state_dir)
+                else "publishing every source as missing",
+            )
+            self._next_state_log = now + STATE_DIR_LOG_EVERY_S
+        return False
+
+    def _record_own_outputs(self) -> None:
+        """Remember the stamp of each output we just renamed into place."""
+        self._own_stamps = {p: fs.stamp(p) for p in output_paths(self.settings)}
+
+    def _foreign_outputs(self, paths: Iterable[Path]) -> list[Path]:
+        """Outputs among `paths` whose current file is not the one we last published (written
+        or removed by someone else); each is logged as foreign_writer at most every 10 min."""
+        foreign: list[Path] = []
+        now = self._mono()
+        for path in paths:
+            if path not in self._own_stamps or fs.stamp(path) == self._own_stamps[path]:
+                continue  # ours (or nothing published yet): no feedback loop on our renames
+            if not path.parent.is_dir():
+                continue  # the whole out dir went away: the publish retry deals with that
+            foreign.append(path)
+            last = self._foreign_logged.get(path)
+            if last is not None and now - last < FOREIGN_LOG_EVERY_S:
+                self._foreign_unlogged[path] = self._foreign_unlogged.get(path, 0) + 1
+                continue
+            self._foreign_logged[path] = now
+            log.warning(
+                "foreign_writer",
+                file=str(path),
+                change="removed" if not path.exists() else "written",
+                action="overwritten by a publish now",
+                unlogged_since_last=self._foreign_unlogged.pop(path, 0),
+            )
+        return foreign
+
+    def _content_floors(self, sources: Mapping[str, SourceRead]) -> dict[str, float]:
+        """Per source, the monotonic seconds since its content last changed (a new parse, a
+        different file, or appearing / disappearing)."""
+        now = self._mono()
+        floors: dict[str, float] = {}
+        for name in SOURCE_NAMES:
+            read = sources[name]
+            content = (id(self.reader), read.status == MISSING, read.path, read.version)
+            if content != self._content.get(name):
+                self._content[name] = content
+                self._content_changed[name] = now
+            floors[name] = max(0.0, now - self._content_changed[name])
+        return floors
 
     def run_pass(self, reason: str, paths: Iterable[Path] = ()) -> PassResult:
         """Read every source; publish when something changed, or when forced by `reason`.
@@ -273,12 +532,34 @@ class Daemon:
         rewrite of the same size within one mtime tick keeps the stamp).
         """
         started = time.perf_counter()
+        if not self._state_dir_present() and inside(
+            self.settings.publish_dir, self.settings.state_dir
+        ):
+            # Nowhere to publish without creating the state dir: look again soon. The first
+            # pass after it appears publishes. (A separate out dir gets every source as
+            # `missing`, which `check` reports.)
+            self._dirty = True
+            self._source_retry_at = self._mono() + min(STATE_DIR_POLL_S, self.settings.heartbeat_s)
+            self._next_heartbeat = self._mono() + self.settings.heartbeat_s
+            return PassResult(published=False)
+        if not self._out_dir_ready:
+            try:
+                self._prepare_out_dir()
+            except OSError as exc:
+                self._log_publish_failure(
+                    str(exc.filename or self.settings.publish_dir), exc.strerror or str(exc)
+                )
+                return self._failed("publish")
         self.reader.invalidate(paths)
         sources = self.reader.read_all()
         prints = {name: fingerprint(sources[name]) for name in SOURCE_NAMES}
         changed = {n for n in SOURCE_NAMES if prints[n] != self._fingerprints.get(n)}
         self._fingerprints = prints
         self._unpublished |= changed
+        for read in (sources[n] for n in sorted(changed) if sources[n].dropped_count):
+            extra = {"keys": list(read.dropped), "count": read.dropped_count}
+            log.warning("source_value_dropped", source=read.name, file=str(read.path), **extra)
+        floors = self._content_floors(sources)
         invalid = [n for n in SOURCE_NAMES if sources[n].status == INVALID]
         if invalid:
             for name in sorted(changed & set(invalid)):
@@ -293,34 +574,44 @@ class Daemon:
             self._schedule_retry(self._mono())
         else:
             self._invalid_passes = 0
-            self._retry_at = None
-        forced = self._dirty or reason in ("start", "heartbeat", "reload")
+            self._source_retry_at = None
+        forced = self._dirty or reason in ("start", "heartbeat", "reload", "foreign_writer")
         if not self._unpublished and not forced:
             return PassResult(published=False)
         out_dir = self.settings.publish_dir
         try:
-            outputs = self._build(sources, self._clock(), self.settings)
+            outputs = apply_age_floors(
+                self._build(sources, self._clock(), self.settings), floors, self.settings
+            )
         except Exception as exc:  # a stage bug must not take the publisher down
             log.exception("build_failed", reason=f"{type(exc).__name__}: {exc}")
             return self._failed("build")
         try:
             self._publisher(outputs, out_dir, fsync=self.settings.fsync)
         except OSError as exc:
-            if not out_dir.is_dir():
-                # The out dir went away (e.g. it is the state dir, deleted and recreated): it is
-                # ours to create, and the retry then publishes into it.
+            if not out_dir.is_dir() and not inside(out_dir, self.settings.state_dir):
+                # A separate out dir went away: it is ours to create, and the retry then
+                # publishes into it. One inside the state dir waits for the executor.
                 with contextlib.suppress(OSError):
                     out_dir.mkdir(parents=True, exist_ok=True)
-            log.error(
-                "publish_failed",
-                file=str(exc.filename or out_dir),
-                reason=exc.strerror or str(exc),
-            )
+            self._log_publish_failure(str(exc.filename or out_dir), exc.strerror or str(exc))
             return self._failed("publish")
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            log.exception("publish_failed", file=str(out_dir), reason=reason)
+            if self._publish_failures == 0:
+                log.exception("publish_failed", file=str(out_dir), reason=reason)
+            else:
+                self._log_publish_failure(str(out_dir), reason)
             return self._failed("publish")
+        self._record_own_outputs()
+        if self._publish_failures:
+            log.info(
+                "publish_recovered",
+                failures=self._publish_failures,
+                failing_s=round(self._mono() - self._failing_since, 1),
+            )
+        self._publish_failures = 0
+        self._publish_retry_at = None
         self.health = self.health.published(
             duration_s=time.perf_counter() - started, ts=self._clock()
         )
@@ -334,7 +625,9 @@ class Daemon:
         not_ok = {
             str(name): str(entry.get("status"))
             for name, entry in statuses.items()
-            if isinstance(entry, dict) and entry.get("status") != OK
+            if isinstance(entry, dict)
+            and entry.get("status") != OK
+            and not expected_absent(str(name), entry.get("status"))
         }
         log.info(
             "publish",
@@ -361,32 +654,75 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.update(outputs, self.health)
 
+    def _log_publish_failure(self, file: str, reason: str) -> None:
+        """One publish_failed line per failure streak, then a reminder every minute."""
+        now = self._mono()
+        if self._publish_failures == 0:
+            self._failing_since = now
+            self._next_reminder = now + PUBLISH_REMINDER_S
+            log.error("publish_failed", file=file, reason=reason)
+        elif now >= self._next_reminder:
+            self._next_reminder = now + PUBLISH_REMINDER_S
+            log.error(
+                "publish_still_failing",
+                file=file,
+                reason=reason,
+                failures=self._publish_failures + 1,
+                failing_s=round(now - self._failing_since, 1),
+            )
+
     def _failed(self, kind: str) -> PassResult:
         self.health = self.health.failed(kind)
         if self.metrics is not None:
             self.metrics.update(None, self.health)
         self._dirty = True
-        # A failing publish is retried on the retry schedule, not hammered by the heartbeat.
-        self._next_heartbeat = self._mono() + self.settings.heartbeat_s
-        self._schedule_retry(self._mono())
+        # A failing publish is retried on its own schedule, doubling from retry_ms up to the
+        # heartbeat, not hammered by the heartbeat or by the invalid-source re-reads.
+        self._publish_failures += 1
+        now = self._mono()
+        self._next_heartbeat = now + self.settings.heartbeat_s
+        self._publish_retry_at = now + retry_delay_s(
+            self._publish_failures, self.settings.retry_ms / 1000.0, self.settings.heartbeat_s
+        )
         return PassResult(published=False)
 
     # -- reload -----------------------------------------------------------------------------
 
     def _apply_reload(self) -> None:
+        """SIGHUP: switch to freshly resolved Settings, or keep the running ones and log why.
+
+        Any exception, not only ConfigError, keeps the running config: a reload must never
+        end the process (supervisord marks a program that keeps dying FATAL).
+        """
         if self._reload is None:
             return
         old = self.settings
         try:
             new = self._reload()
-        except ConfigError as exc:
-            log.error(
-                "config_reload_failed",
-                file=str(old.config_file) if old.config_file else None,
-                reason=str(exc),
-                kept="previous config",
-            )
+        except Exception as exc:
+            self._reload_failed(old, exc)
             return
+        saved = (self.reader, self._fingerprints, self.batches.debounce_s, self.batches.rescan_s)
+        try:
+            self._switch_settings(old, new)
+        except Exception as exc:
+            self.settings = old
+            self.reader, self._fingerprints, self.batches.debounce_s, self.batches.rescan_s = saved
+            with contextlib.suppress(Exception):
+                self.batches.set_paths(input_paths(self.reader))
+            self._reload_failed(old, exc)
+
+    @staticmethod
+    def _reload_failed(old: Settings, exc: Exception) -> None:
+        reason = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+        log.error(
+            "config_reload_failed",
+            file=str(old.config_file) if old.config_file else None,
+            reason=reason,
+            kept="previous config",
+        )
+
+    def _switch_settings(self, old: Settings, new: Settings) -> None:
         changed = sorted(
             f.name for f in dataclasses.fields(new) if getattr(new, f.name) != getattr(old, f.name)
         )
@@ -435,6 +771,11 @@ class Daemon:
         """Create the out dir and remove temp files a killed publisher left there."""
         out_dir = self.settings.publish_dir
         out_dir.mkdir(parents=True, exist_ok=True)
+        set_outputs = getattr(self.batches, "set_outputs", None)
+        if callable(set_outputs):  # watch the outputs for foreign writes (the real Watcher)
+            set_outputs(output_paths(self.settings))
+        self._own_stamps = {}
+        self._out_dir_ready = True
         removed = fs.sweep_stale_temps(out_dir, OUTPUT_FILES)
         if self.settings.prom_dir is not None:
             removed += fs.sweep_stale_temps(self.settings.prom_dir, PROM_FILES)
@@ -465,8 +806,14 @@ class Daemon:
                 self.run_pass("reload")
                 continue
             now = self._mono()
-            if batch:
-                self.run_pass("change", batch)
+            outputs = set(output_paths(self.settings))
+            changes = batch - outputs
+            if batch & outputs and self._foreign_outputs(sorted(batch & outputs)):
+                self.run_pass("foreign_writer", changes)
+            elif changes:
+                self.run_pass("change", changes)
+            elif batch:
+                continue  # only our own renames
             elif now >= self._next_heartbeat:
                 self.run_pass("heartbeat")
             elif self._retry_at is not None and now >= self._retry_at:
@@ -475,13 +822,15 @@ class Daemon:
     def run(self) -> int:
         """Run until `request_stop()`; returns an ExitCode."""
         s = self.settings
-        try:
-            self._prepare_out_dir()
-        except OSError as exc:
-            log.error(
-                "out_dir_unwritable", file=str(s.publish_dir), reason=exc.strerror or str(exc)
-            )
-            return ExitCode.OUT_DIR_UNWRITABLE
+        if s.state_dir.is_dir() or not inside(s.publish_dir, s.state_dir):
+            try:
+                self._prepare_out_dir()
+            except OSError as exc:
+                log.error(
+                    "out_dir_unwritable", file=str(s.publish_dir), reason=exc.strerror or str(exc)
+                )
+                return ExitCode.OUT_DIR_UNWRITABLE
+        # else: the out dir is (inside) the missing state dir: prepared once that appears.
         gc_threshold = gc.get_threshold()
         self.metrics = MetricsServer.from_settings(s)
         if self.metrics is not None:
@@ -502,10 +851,8 @@ class Daemon:
             rescan_s=s.rescan_s,
             fsync=s.fsync,
         )
-        if not s.state_dir.is_dir():
-            # Not fatal: every source reads as missing, and the directory is watched once it
-            # appears (the executor creates it).
-            log.warning("state_dir_missing", file=str(s.state_dir))
+        # A missing state dir is not fatal: state_dir_missing is logged now and every minute,
+        # and the directory is watched and published from once it appears (run_pass).
         limit_s = self._stuck_after_s or stuck_limit_s(s.heartbeat_s)
         liveness = _Liveness(lambda: self._progress, limit_s, self._exit_fn, self._mono)
         try:

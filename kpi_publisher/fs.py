@@ -1,9 +1,11 @@
 """The filesystem edges: one defensive reader and one atomic writer.
 
 Reading follows stat -> read -> fstat: bytes are accepted only when the file did not change
-while we read it (an in-place writer can truncate under us). Writing goes through an
-exclusive temp file in the target directory, fchmod 0644, optional fsync, `os.replace`, and
-an fsync of the directory; the temp file is removed on any failure.
+while we read it (an in-place writer can truncate under us). A file of the state dir is opened
+relative to a descriptor of that directory without following symlinks; a symlink is followed
+only to a file inside it, judged on the opened descriptor (no check-then-open window).
+Writing goes through an exclusive temp file in the target directory, fchmod 0644, optional
+fsync, `os.replace`, and an fsync of the directory; the temp file is removed on any failure.
 """
 
 from __future__ import annotations
@@ -50,14 +52,103 @@ def stamp(path: Path) -> FileStamp | None:
         return None
 
 
-def _check_symlink(path: Path, root: Path | None) -> None:
-    """Refuse a symlink whose target leaves `root` (contract rule 6)."""
-    if root is None:
-        return
-    target = Path(os.path.realpath(path))
-    real_root = Path(os.path.realpath(root))
-    if target != real_root and real_root not in target.parents:
+# O_NONBLOCK: a FIFO planted where a file belongs must never block the reader. O_NOCTTY: a
+# terminal device must never become the process's controlling terminal.
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_O_PATH = getattr(os, "O_PATH", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DELETED = " (deleted)"
+
+
+def _fd_path(fd: int) -> str | None:
+    """The kernel's path of an open descriptor (/proc/self/fd), or None where there is no /proc."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+
+
+def _inside(target: str, real_root: str) -> bool:
+    return os.path.commonpath([target, real_root]) == real_root and target != real_root
+
+
+def _check_opened(fd: int, path: Path, real_root: str) -> None:
+    """Refuse the open descriptor `fd` unless it is a file inside `real_root` (contract rule 6).
+
+    The check is on what was opened, never on the path before opening: swapping a symlink
+    between an inside and an outside file cannot get an outside file past it.
+    """
+    st = os.fstat(fd)
+    target = _fd_path(fd)
+    if target is None:
+        # No /proc: the opened file must be the very file (device, inode) that the path's
+        # real location inside the root names now.
+        target = os.path.realpath(path)
+        try:
+            named = os.stat(target, follow_symlinks=False)
+        except OSError:
+            named = None
+        if named is None or (named.st_dev, named.st_ino) != (st.st_dev, st.st_ino):
+            raise ReadError("file changed while being read (symlink re-pointed while opening)")
+    elif st.st_nlink == 0 or target.endswith(_DELETED):
+        raise ReadError("file changed while being read (replaced while opening)")
+    if not _inside(target, real_root):
         raise ReadError(f"symlink leaves {real_root} (points at {target}); not followed")
+
+
+def _open_symlink(name: str, dir_fd: int, path: Path, real_root: str) -> int:
+    """Open the file a symlink names, relative to `dir_fd`, only when it is inside the root.
+
+    With O_PATH the link is resolved without opening the file (no FIFO or device is ever
+    opened): the resolved descriptor is checked, then that same inode is reopened for reading
+    through /proc/self/fd, so no path is resolved twice. Elsewhere the file is opened and the
+    opened descriptor checked.
+    """
+    if _O_PATH:
+        pfd = os.open(name, _O_PATH | getattr(os, "O_CLOEXEC", 0), dir_fd=dir_fd)
+        try:
+            _check_opened(pfd, path, real_root)
+            if not stat.S_ISREG(os.fstat(pfd).st_mode):
+                raise ReadError("not a regular file")
+            try:
+                return os.open(f"/proc/self/fd/{pfd}", _READ_FLAGS)
+            except FileNotFoundError:
+                pass  # no /proc: open by name below and check the descriptor
+        finally:
+            os.close(pfd)
+    fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+    try:
+        _check_opened(fd, path, real_root)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_beneath(path: Path, root: Path) -> int:
+    """Open `path` for reading only if what is opened lies inside `root`.
+
+    The root directory is opened once and the name opened relative to that descriptor
+    without following a symlink; a symlink (allowed while it stays inside the root) is then
+    resolved and checked on the opened descriptor, never by a look at the path beforehand.
+    """
+    dir_fd = os.open(root, _DIR_FLAGS)
+    try:
+        name = path.name
+        if path.parent == root:
+            try:
+                return os.open(name, _READ_FLAGS | _O_NOFOLLOW, dir_fd=dir_fd)
+            except OSError as exc:
+                # ELOOP (Linux) / EMLINK (BSD): the name is a symlink.
+                if exc.errno not in (errno.ELOOP, errno.EMLINK):
+                    raise
+        else:
+            name = os.path.abspath(path)  # deeper below root: judged on what is opened
+        real_root = _fd_path(dir_fd) or os.path.realpath(root)
+        return _open_symlink(name, dir_fd, path, real_root)
+    finally:
+        os.close(dir_fd)
 
 
 def read_bytes(path: Path, *, max_bytes: int, root: Path | None = None) -> tuple[bytes, FileStamp]:
@@ -65,15 +156,13 @@ def read_bytes(path: Path, *, max_bytes: int, root: Path | None = None) -> tuple
 
     Raises FileNotFoundError when the file is absent, ReadError when it is unusable: not a
     regular file, a symlink out of `root`, larger than `max_bytes` (refused without reading it),
-    or changed while being read.
+    or changed while being read. With `root`, the file is opened relative to a descriptor of
+    `root` without following symlinks, and a symlink is followed only to a file inside `root`
+    (checked on the opened descriptor, so re-pointing a link while we open it cannot escape).
+    Without `root`, symlinks are followed.
     """
-    lst = os.lstat(path)
-    if stat.S_ISLNK(lst.st_mode):
-        _check_symlink(path, root)
-    # O_NONBLOCK: a FIFO planted where a file belongs must never block the reader.
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
+        fd = _open_beneath(path, root) if root is not None else os.open(path, _READ_FLAGS)
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             raise
@@ -197,3 +286,32 @@ def sweep_stale_temps(directory: Path, targets: tuple[str, ...]) -> list[Path]:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
     return removed
+
+
+def private_dir(directory: Path) -> Path:
+    """`directory`, created 0700 when missing, once verified private; OSError otherwise.
+
+    Private: a real directory (a symlink there is refused, not followed) owned by this user,
+    which no one else can write to (group/other write bits on a directory of ours are
+    removed). A directory someone else planted at a predictable name is refused.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(directory, 0o700)
+    try:
+        fd = os.open(directory, _DIR_FLAGS | _O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+            reason = "not a real directory (a symlink or a file)"
+            raise OSError(exc.errno, reason, str(directory)) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid():
+            raise OSError(
+                errno.EPERM, f"owned by uid {st.st_uid}, not by uid {os.geteuid()}", str(directory)
+            )
+        if stat.S_IMODE(st.st_mode) & 0o022:
+            os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~0o077)
+    finally:
+        os.close(fd)
+    return directory

@@ -8,12 +8,12 @@ import sys
 import time
 from typing import Any
 
-from kpi_publisher import pipeline, prom
-from kpi_publisher.cli import PATH_OPTION_FIELDS, ExitCode, add_path_options
+from kpi_publisher import lock, pipeline, prom
+from kpi_publisher.cli import PATH_OPTION_FIELDS, ExitCode, add_path_options, epoch_seconds
 from kpi_publisher.config import ConfigError, Settings, resolve
 from kpi_publisher.fmt import fmt_money
 from kpi_publisher.publish import KPIS_FILE, POSITIONS_FILE, publish
-from kpi_publisher.sources import INVALID, MISSING, SourceReader
+from kpi_publisher.sources import INVALID, MISSING, SourceReader, expected_absent
 
 
 def register(subparsers: Any) -> None:
@@ -24,7 +24,9 @@ def register(subparsers: Any) -> None:
         "them atomically and print a one-line summary.",
     )
     add_path_options(parser)
-    parser.add_argument("--now", type=float, help="build time as epoch seconds (default: now)")
+    parser.add_argument(
+        "--now", type=epoch_seconds, help="build time as epoch seconds (default: now)"
+    )
     parser.add_argument(
         "--strict",
         action="store_true",
@@ -41,7 +43,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def summary(outputs: pipeline.Outputs, out_dir: str, duration_ms: float) -> str:
     kpis = outputs.kpis
-    not_ok = {n: s["status"] for n, s in kpis["sources"].items() if s["status"] != "ok"}
+    not_ok = {
+        n: s["status"]
+        for n, s in kpis["sources"].items()
+        if s["status"] != "ok" and not expected_absent(n, s["status"])
+    }
     problems = ", ".join(f"{n}={s}" for n, s in not_ok.items()) or "none"
     return (
         f"published {KPIS_FILE} and {POSITIONS_FILE} to {out_dir}: "
@@ -65,7 +71,11 @@ def run_once(args: argparse.Namespace) -> int:
     now = args.now if args.now is not None else time.time()
     sources = SourceReader(settings).read_all()
     if args.strict:
-        bad = {n: s for n, s in sources.items() if s.status in (MISSING, INVALID)}
+        bad = {
+            n: s
+            for n, s in sources.items()
+            if s.status == INVALID or (s.status == MISSING and not expected_absent(n, s.status))
+        }
         if bad:
             for name, read in bad.items():
                 print(
@@ -75,14 +85,23 @@ def run_once(args: argparse.Namespace) -> int:
             return ExitCode.STRICT_INPUTS
     outputs = pipeline.build(sources, now, settings)
     out_dir = settings.publish_dir
+    held: lock.OutDirLock | None = None
     try:
         os.makedirs(out_dir, exist_ok=True)
+        # A running daemon on this out dir is refused at once; another `once` is waited for.
+        held = lock.acquire(out_dir, wait_s=lock.SHORT_HOLDER_WAIT_S)
         publish(outputs, out_dir, fsync=settings.fsync)
+    except lock.LockHeld as exc:
+        print(f"hedge-kpi once: not published: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
     except OSError as exc:
         print(
             f"hedge-kpi once: cannot publish to {out_dir}: {exc.strerror or exc}", file=sys.stderr
         )
         return ExitCode.OUT_DIR_UNWRITABLE
+    finally:
+        if held is not None:
+            held.release()
     if settings.prom_dir is not None:
         health = prom.PublisherHealth().published(
             duration_s=time.perf_counter() - started, ts=time.time()

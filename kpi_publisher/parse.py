@@ -1,13 +1,17 @@
 """The one tolerant reader all stages use: numbers, strings, timestamps, key paths, per-symbol data.
 
 Rules (contract section 3): zero is a value; a missing key, null, a boolean, a non-numeric
-string, NaN or +-Infinity is missing; numeric strings ("1.5", "1,234.5") are numbers.
+string, NaN or +-Infinity is missing; numeric strings ("1.5", "1,234.5") are numbers. A comma
+in a numeric string is only ever a thousands separator in well-formed groups of three
+("1,234.5", "-1,234,567.89"); anything else with a comma ("0,8", "18,05": a decimal comma),
+an underscore ("1_000") or a non-ASCII character is missing, never a misread number.
 Every helper takes any JSON value and never raises.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -24,7 +28,16 @@ DOC_TS_KEYS: tuple[str, ...] = (
     "updated",
     "generated_at",
 )
-MS_THRESHOLD = 1e12  # epoch values above this are milliseconds
+# Epoch units told apart by magnitude (contract rule 2): below 1e11 seconds, below 1e14
+# milliseconds, below 1e17 microseconds, else nanoseconds (pandas' Timestamp.value).
+MS_THRESHOLD = 1e11
+US_THRESHOLD = 1e14
+NS_THRESHOLD = 1e17
+# A timestamp up to this far ahead of the build time is clock skew (age 0.0); further ahead it
+# is not a valid timestamp (contract rule 2).
+MAX_FUTURE_S = 60.0
+# Thousands grouping, the only comma a numeric string may hold.
+_GROUPED = re.compile(r"[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?")
 
 
 def number(value: Any) -> float | None:
@@ -42,15 +55,23 @@ def number(value: Any) -> float | None:
         except OverflowError:
             return None
     if isinstance(value, str):
-        text = value.strip().replace(",", "")
-        if not text:
-            return None
-        try:
-            out = float(text)
-        except ValueError:
-            return None
-        return out if math.isfinite(out) else None
+        return _number_text(value)
     return None
+
+
+def _number_text(value: str) -> float | None:
+    text = value.strip()
+    if "," in text:
+        if _GROUPED.fullmatch(text) is None:
+            return None  # a decimal comma or a malformed grouping: never a guess
+        text = text.replace(",", "")
+    elif "_" in text or not text.isascii():
+        return None  # float() would read "1_000" or non-ASCII digits; JSON writers never do
+    try:
+        out = float(text)
+    except ValueError:
+        return None
+    return out if math.isfinite(out) else None
 
 
 def finite(value: float | None) -> float | None:
@@ -141,7 +162,9 @@ def first_text(obj: Any, *paths: str) -> str | None:
 
 
 def parse_ts(value: Any) -> float | None:
-    """Epoch seconds from epoch s, epoch ms (> 1e12), digit strings or ISO-8601 (naive = UTC)."""
+    """Epoch seconds from epoch s, ms, µs or ns (told apart by magnitude: see MS_THRESHOLD),
+    digit strings of those, or ISO-8601 (naive = UTC). Whether it lies too far in the future
+    depends on the build time: see `doc_age`."""
     if isinstance(value, str):
         stripped = value.strip()
         as_number = number(stripped) if stripped[:1].isdigit() and "-" not in stripped[1:] else None
@@ -151,7 +174,13 @@ def parse_ts(value: Any) -> float | None:
     out = number(value)
     if out is None or out < 0:
         return None
-    return out / 1000.0 if out > MS_THRESHOLD else out
+    if out < MS_THRESHOLD:
+        return out
+    if out < US_THRESHOLD:
+        return out / 1e3
+    if out < NS_THRESHOLD:
+        return out / 1e6
+    return out / 1e9
 
 
 def _parse_iso(value: str) -> float | None:
@@ -184,10 +213,40 @@ def doc_ts(doc: Any, keys: tuple[str, ...] = DOC_TS_KEYS) -> float | None:
 
 
 def age_s(ts: float | None, now: float) -> float | None:
-    """Seconds from `ts` to `now`, rounded to the millisecond; a future timestamp gives 0.0."""
+    """Seconds from `ts` to `now`, rounded to the millisecond; a future timestamp gives 0.0.
+
+    For a file's own timestamp use `doc_age`, which also refuses one too far ahead."""
     if ts is None:
         return None
     return round(max(0.0, now - ts), 3)
+
+
+def doc_age(
+    doc: Any, now: float, keys: tuple[str, ...] = DOC_TS_KEYS
+) -> tuple[float | None, float | None, str | None]:
+    """(timestamp, age_s, error) of a file's own timestamp at build time `now` (rule 2).
+
+    The first valid of `keys` wins. A timestamp more than MAX_FUTURE_S ahead of `now` is not
+    valid: it is skipped, and when no valid one follows, timestamp and age are None and
+    `error` says why. Up to MAX_FUTURE_S ahead is clock skew and gives age 0.0. The one rule
+    for every age the publisher computes (the sources block and the NAV).
+    """
+    error: str | None = None
+    for key in keys:
+        ts = parse_ts(get(doc, key))
+        if ts is None:
+            continue
+        ahead = ts - now
+        if ahead > MAX_FUTURE_S:
+            if error is None:
+                shown = f"{ahead:,.0f}" if ahead < 1e9 else f"{ahead:.2e}"
+                error = (
+                    f"{key} is {shown} s ahead of the clock "
+                    f"(more than {MAX_FUTURE_S:.0f} s): not a valid timestamp"
+                )
+            continue
+        return ts, age_s(ts, now), None
+    return None, None, error
 
 
 def iso_utc(ts: float) -> str:

@@ -14,7 +14,9 @@ from kpi_publisher.parse import iso_utc
 from kpi_publisher.sources import SourceRead
 from kpi_publisher.stages import aum, fees, fx, nav, positions, risk, router, status, symbols
 
-SCHEMA_VERSION = 1
+# 2: nav fallbacks, aum.stated_total_usd, router.symbols, exposure and VaR/CVaR fields,
+# the risk_advanced source, positions totals' exposure.
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -28,14 +30,28 @@ def build(sources: Mapping[str, SourceRead], now: float, settings: Settings) -> 
     data = {name: read.data for name, read in sources.items()}
     nav_state, nav_doc, risk_doc = data.get("nav_state"), data.get("nav"), data.get("risk")
     rate = fx.resolve_usd_zar(nav_state, nav_doc, data.get("fx"))
+    rows, dropped_rows = positions.normalize_rows(data.get("positions"))
+    held = [r["symbol"] for r in rows]
     nav_block = nav.build_nav(
-        nav_state, nav_doc, usd_zar=rate["usd_zar"], now=now, nav_fresh_s=settings.nav_fresh_s
+        nav_state,
+        nav_doc,
+        usd_zar=rate["usd_zar"],
+        now=now,
+        nav_fresh_s=settings.nav_fresh_s,
+        risk=risk_doc,
+        positions_pnl_usd=positions.pnl_total(rows),
     )
-    risk_block = risk.build_risk(risk_doc, nav_state)
-    router_block = router.build_router(risk_doc, data.get("router"))
+    gross, net = positions.book_notionals(rows)
+    risk_block = {
+        **risk.build_risk(risk_doc, nav_state),
+        "gross_exposure_pct": positions.exposure_pct(gross, nav_block["nav_usd"]),
+        "net_exposure_pct": positions.exposure_pct(net, nav_block["nav_usd"]),
+        **risk.build_var(data.get("risk_advanced")),
+    }
+    router_block = router.build_router(risk_doc, data.get("router"), held, settings.symbols_cap)
     fees_block = fees.build_fees(risk_doc)
-    rows = positions.normalize(data.get("positions"))
-    symbol_map = symbols.build_symbols(risk_doc, (r["symbol"] for r in rows), settings.symbols_cap)
+    cvar = risk.cvar_by_symbol(data.get("risk_advanced"))
+    symbol_map = symbols.build_symbols(risk_doc, held, settings.symbols_cap, cvar)
     aum_block = aum.build_aum(
         nav_state,
         nav_doc,
@@ -45,10 +61,8 @@ def build(sources: Mapping[str, SourceRead], now: float, settings: Settings) -> 
         usd_zar=rate["usd_zar"],
     )
     aum_block["usd_zar_source"] = rate["usd_zar_source"]
-    mismatch = aum.stated_total_mismatch(nav_state, nav_doc, aum_block["total_usd"])
-    source_status = status.build_sources(
-        sources, now, settings.stale_limit_s, dict([mismatch]) if mismatch else None
-    )
+    notes = {"positions": dropped_rows} if dropped_rows else None
+    source_status = status.build_sources(sources, now, settings.stale_limit_s, notes)
     stamp = {"generated_at": now, "updated_at": iso_utc(now)}
     kpis = {
         "schema": "hedge.kpis_v7",
@@ -81,7 +95,7 @@ def build(sources: Mapping[str, SourceRead], now: float, settings: Settings) -> 
             "age_s": pos_status["age_s"],
             "error": pos_status["error"],
         },
-        **positions.build_positions(rows, symbol_map),
+        **positions.build_positions(rows, symbol_map, nav_block["nav_usd"]),
     }
     return Outputs(kpis=kpis, positions=positions_doc)
 

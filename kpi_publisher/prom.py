@@ -95,17 +95,28 @@ CATALOGUE: dict[str, tuple[str, tuple[str, ...], str]] = {
     "dd_state": ("gauge", ("state",), "Drawdown state of the executor: 1 for the current state."),
     "atr_ratio": ("gauge", (), "Median ATR ratio across symbols."),
     "atr_regime": ("gauge", ("regime",), "ATR regime: 1 for the current regime."),
+    "gross_exposure_pct": ("gauge", (), "Gross position notional in percent of NAV."),
+    "net_exposure_pct": ("gauge", (), "Net (long minus short) notional in percent of NAV."),
+    "var_pct": ("gauge", (), "Portfolio value at risk in percent of NAV."),
+    "var_usd": ("gauge", (), "Portfolio value at risk in USD."),
+    "var_limit_pct": ("gauge", (), "The executor's portfolio VaR limit in percent of NAV."),
+    "cvar_pct": ("gauge", (), "Worst per-symbol CVaR in percent of NAV."),
     "router_maker_fill_ratio": ("gauge", (), "Maker fill rate of the order router (0..1)."),
     "router_fallback_ratio": ("gauge", (), "Share of orders that fell back to taker (0..1)."),
     "router_slippage_bps": ("gauge", ("quartile",), "Router slippage quartiles in basis points."),
     "router_symbols_used": ("gauge", (), "Symbols aggregated from router_health."),
     "router_quality": ("gauge", ("quality",), "Router quality label: 1 for the current label."),
+    "router_symbol_maker_fill_ratio": ("gauge", ("symbol",), "Maker fill rate of a symbol."),
+    "router_symbol_fallback_ratio": ("gauge", ("symbol",), "Taker fallback share of a symbol."),
+    "router_symbol_slippage_bps": ("gauge", ("symbol",), "Median slippage of a symbol in bps."),
+    "router_symbol_samples": ("gauge", ("symbol",), "Router events counted for a symbol."),
     "fee_pnl_ratio": ("gauge", (), "Fees divided by PnL over the fee window."),
     "fees_usd": ("gauge", (), "Fees in USD over the fee window."),
     "fees_pnl_usd": ("gauge", (), "PnL in USD over the fee window."),
     "fees_window_seconds": ("gauge", (), "Length of the fee window (window_days x 86400)."),
     "aum_total_usd": ("gauge", (), "Assets under management in USD (sum of the slices)."),
     "aum_total_zar": ("gauge", (), "Assets under management in ZAR."),
+    "aum_stated_total_usd": ("gauge", (), "AUM total as the NAV file states it, in USD."),
     "aum_slice_usd": ("gauge", ("asset",), "AUM slice value in USD (Futures wallet or asset)."),
     "aum_slice_zar": ("gauge", ("asset",), "AUM slice value in ZAR."),
     "aum_slice_qty": ("gauge", ("asset",), "AUM slice quantity in units of the asset."),
@@ -113,6 +124,7 @@ CATALOGUE: dict[str, tuple[str, tuple[str, ...], str]] = {
     "aum_unpriced_assets": ("gauge", (), "Assets held that could not be valued."),
     "symbol_atr_ratio": ("gauge", ("symbol",), "ATR ratio of a symbol."),
     "symbol_dd_today_pct": ("gauge", ("symbol",), "Drawdown today of a symbol in percent."),
+    "symbol_cvar_pct": ("gauge", ("symbol",), "CVaR of a symbol in percent of NAV."),
     "position_notional_usd": ("gauge", ("symbol", "side"), "Position notional in USD (>= 0)."),
     "position_pnl_usd": ("gauge", ("symbol", "side"), "Unrealized PnL of a position in USD."),
     "position_qty": ("gauge", ("symbol", "side"), "Position size, signed by side."),
@@ -128,6 +140,15 @@ CATALOGUE: dict[str, tuple[str, tuple[str, ...], str]] = {
     "last_publish_duration_seconds": ("gauge", (), "Duration of the last successful publish."),
     "publish_errors_total": ("counter", ("kind",), "Publisher errors by kind since start."),
 }
+# risk fields exported under their own names (percent of NAV, or USD for var_usd)
+RISK_EXTRAS = (
+    "gross_exposure_pct",
+    "net_exposure_pct",
+    "var_pct",
+    "var_usd",
+    "var_limit_pct",
+    "cvar_pct",
+)
 FAMILY_NAMES: tuple[str, ...] = tuple(PREFIX + name for name in CATALOGUE)
 
 
@@ -178,6 +199,8 @@ def _risk(s: _Samples, kpis: Mapping[str, Any]) -> None:
     s.label_one("dd_state", "state", risk.get("dd_state"))
     s.add("atr_ratio", risk.get("atr_ratio"))
     s.label_one("atr_regime", "regime", risk.get("atr_regime"))
+    for name in RISK_EXTRAS:
+        s.add(name, risk.get(name))
 
 
 def _router_fees(s: _Samples, kpis: Mapping[str, Any]) -> None:
@@ -188,6 +211,12 @@ def _router_fees(s: _Samples, kpis: Mapping[str, Any]) -> None:
         s.add("router_slippage_bps", router.get(key), quartile=quartile)
     s.add("router_symbols_used", router.get("symbols_used"))
     s.label_one("router_quality", "quality", router.get("quality"))
+    for symbol, entry in mapping(router.get("symbols")).items():
+        row = mapping(entry)
+        s.add("router_symbol_maker_fill_ratio", row.get("maker_fill_rate"), symbol=symbol)
+        s.add("router_symbol_fallback_ratio", row.get("fallback_ratio"), symbol=symbol)
+        s.add("router_symbol_slippage_bps", row.get("slip_q50_bps"), symbol=symbol)
+        s.add("router_symbol_samples", row.get("samples"), symbol=symbol)
     fees = mapping(kpis.get("fees"))
     s.add("fee_pnl_ratio", fees.get("fee_pnl_ratio"))
     s.add("fees_usd", fees.get("fees_usd"))
@@ -201,6 +230,7 @@ def _aum(s: _Samples, kpis: Mapping[str, Any]) -> None:
     s.add("usd_zar_rate", aum.get("usd_zar"))
     s.add("aum_total_usd", aum.get("total_usd"))
     s.add("aum_total_zar", aum.get("total_zar"))
+    s.add("aum_stated_total_usd", aum.get("stated_total_usd"))
     slices = aum.get("slices")
     for item in slices if isinstance(slices, list) else ():
         row = mapping(item)
@@ -221,6 +251,7 @@ def _symbols(s: _Samples, kpis: Mapping[str, Any]) -> None:
         row = mapping(entry)
         s.add("symbol_atr_ratio", row.get("atr_ratio"), symbol=symbol)
         s.add("symbol_dd_today_pct", row.get("dd_today_pct"), symbol=symbol)
+        s.add("symbol_cvar_pct", row.get("cvar_pct"), symbol=symbol)
 
 
 def _positions(s: _Samples, doc: Mapping[str, Any]) -> None:

@@ -1,18 +1,24 @@
 """`hedge-kpi run`: the long-running publisher that supervisord runs as `hedge:kpi`.
 
 Prints nothing but structlog lines (JSON when stdout is not a TTY). Exit codes: 0 after
-SIGTERM/SIGINT, 2 for an unusable config, 3 when the out dir cannot be created, 1 after an
-internal crash (having backed off first, see daemon.CrashLog).
+SIGTERM/SIGINT, 2 for an unusable config or when another process already publishes into the
+same out dir (lock.py; the log line names its pid), 3 when the out dir cannot be created, 1
+after an internal crash (having backed off first, see daemon.CrashLog).
+
+A stdout that is closed or whose reader went away never stops publishing: SIGPIPE is
+ignored and log lines that cannot be written are dropped (logs.SafePrintLogger).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 from typing import Any
 
-from kpi_publisher import logs
+from kpi_publisher import lock, logs
 from kpi_publisher.cli import PATH_OPTION_FIELDS, ExitCode, add_path_options
 from kpi_publisher.config import ConfigError, Settings, resolve
 from kpi_publisher.daemon import Daemon, install_signal_thread
@@ -73,9 +79,43 @@ def cli_values(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name, None) for name in CLI_FIELDS}
 
 
+def _guard_std_streams() -> None:
+    """A closed stdout/stderr descriptor (`>&-`) is pointed at /dev/null, so no file the
+    daemon opens later takes descriptor 1 or 2; SIGPIPE is ignored (a write to a pipe
+    nobody reads fails with EPIPE, which logging drops, instead of killing the process)."""
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
+def _flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+
+
+def _log_locked(exc: lock.LockHeld) -> None:
+    """Another `run` (or a `once` that did not finish) publishes into the same out dir."""
+    logs.get_logger("hedge-kpi.run").error(
+        "out_dir_locked",
+        file=str(exc.path),
+        holder_pid=exc.pid,
+        holder=exc.command,
+        reason=str(exc),
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """The process entry of `hedge-kpi run`: runs the daemon, then ends the process with its
     exit code (it does not return after the daemon started)."""
+    _guard_std_streams()
     cli = cli_values(args)
     try:
         settings: Settings = resolve(cli)
@@ -85,14 +125,36 @@ def run(args: argparse.Namespace) -> int:
         return ExitCode.USAGE
     logs.configure(settings.log_format)
     daemon = Daemon(settings, reload=lambda: resolve(cli))
-    restore = install_signal_thread(daemon)
+    held_elsewhere: list[lock.LockHeld] = []
+
+    def lost_to(exc: lock.LockHeld) -> None:  # the out dir appeared, another daemon was first
+        held_elsewhere.append(exc)
+        _log_locked(exc)
+        daemon.request_stop()
+
+    restore = install_signal_thread(daemon)  # before any other thread starts (the lock's)
+    try:
+        lock.hold_for_daemon(settings.publish_dir, settings.state_dir, on_held=lost_to)
+    except lock.LockHeld as exc:
+        _log_locked(exc)
+        restore()
+        return ExitCode.USAGE
+    except OSError as exc:
+        logs.get_logger("hedge-kpi.run").error(
+            "out_dir_unwritable",
+            file=str(exc.filename or settings.publish_dir),
+            reason=exc.strerror or str(exc),
+        )
+        restore()
+        return ExitCode.OUT_DIR_UNWRITABLE
     try:
         code = daemon.run()
     finally:
         restore()
+    if held_elsewhere:
+        code = ExitCode.USAGE
     # The daemon has stopped its threads and every log line is flushed. Skipping the
     # interpreter's teardown (module and object finalisation, which took 0.3-0.9 s on a
     # loaded 2-core host) keeps "exit within 1 s of SIGTERM" true under load.
-    sys.stdout.flush()
-    sys.stderr.flush()
+    _flush_std_streams()
     os._exit(int(code))

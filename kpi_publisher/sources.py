@@ -12,6 +12,8 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from itertools import accumulate
+from operator import getitem
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ SOURCE_NAMES: tuple[str, ...] = (
     "positions",
     "fx",
     "holdings",
+    "risk_advanced",
 )
 STATE_FILES: Mapping[str, tuple[str, ...]] = {
     "nav_state": ("nav_state.json",),
@@ -35,7 +38,18 @@ STATE_FILES: Mapping[str, tuple[str, ...]] = {
     "risk": ("risk_snapshot.json",),
     "router": ("router_health.json",),
     "positions": ("positions_state.json", "positions.json"),
+    "risk_advanced": ("risk_advanced.json",),  # VaR/CVaR, written from v7.6 on
 }
+# Written only from a later executor era on (risk_advanced.json: v7.6). "missing" is the
+# normal state of an older desk: --strict does not require it and it raises no alarm.
+ERA_OPTIONAL: frozenset[str] = frozenset({"risk_advanced"})
+
+
+def expected_absent(name: str, status: object) -> bool:
+    """True for a later-era source reported missing: its normal state, not a problem."""
+    return status == "missing" and name in ERA_OPTIONAL
+
+
 OUTPUT_FILES: tuple[str, ...] = ("kpis_v7.json", "positions_v7.json")
 
 OK = "ok"
@@ -54,6 +68,10 @@ class SourceRead:
     path: Path | None = None
     stamp: fs.FileStamp | None = None
     version: int = 0  # bumped on every successful parse: new content even when the stamp is not
+    # Key paths of values read as missing because they were not valid Unicode (the first
+    # DROPPED_SHOWN of them) and how many there were in all.
+    dropped: tuple[str, ...] = ()
+    dropped_count: int = 0
 
 
 def source_paths(settings: Settings) -> dict[str, tuple[Path, ...]]:
@@ -66,46 +84,230 @@ def source_paths(settings: Settings) -> dict[str, tuple[Path, ...]]:
     return paths
 
 
+# The deepest nesting a file may have (a top-level object is depth 1). Real files are under 10
+# levels deep; anything deeper is invalid (rule 6) on every decode path, before any code could
+# recurse into it.
+MAX_DEPTH = 64
+DROPPED_SHOWN = 20  # key paths kept per source for the log and the sources block
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded document and the key paths of values dropped as invalid Unicode."""
+
+    value: Any
+    dropped: tuple[str, ...] = ()
+    dropped_count: int = 0
+
+
+def _orjson_depth_limit(ceiling: int = 4096) -> int | None:
+    """The deepest nesting orjson.loads accepts (1024 in orjson 3.x), found once at import.
+
+    None when it has no limit below `ceiling`, or arrays and objects count differently: the
+    decoder then checks the depth with an iterative walk instead.
+    """
+
+    def accepts(depth: int, opener: bytes, leaf: bytes, closer: bytes) -> bool:
+        try:
+            orjson.loads(opener * depth + leaf + closer * depth)
+        except orjson.JSONDecodeError:
+            return False
+        return True
+
+    def arrays(depth: int) -> bool:
+        return accepts(depth, b"[", b"", b"]")
+
+    if not arrays(MAX_DEPTH) or arrays(ceiling):
+        return None
+    low, high = MAX_DEPTH, ceiling  # arrays(low) and not arrays(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if arrays(middle) else (low, middle)
+    objects_agree = accepts(low, b'{"k":', b"0", b"}") and not accepts(
+        low + 1, b'{"k":', b"0", b"}"
+    )
+    return low if objects_agree else None
+
+
+# orjson refuses nesting deeper than its limit. Parsing a large file wrapped in
+# (limit - MAX_DEPTH) one-element lists makes that same C check enforce MAX_DEPTH, for a copy
+# and the padding (~80 µs), where walking a large document in Python would cost most of what
+# parsing it costs. A file up to PAD_FROM_BYTES is walked instead (a few µs for a state file).
+PAD_FROM_BYTES = 64 * 1024
+_ORJSON_LIMIT = _orjson_depth_limit()
+_PAD = _ORJSON_LIMIT - MAX_DEPTH if _ORJSON_LIMIT is not None else 0
+_PAD_OPEN, _PAD_CLOSE = b"[" * _PAD, b"]" * _PAD
+_PAD_INDEXES = (0,) * _PAD
+TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
+
+
 def _nan_to_none(_: str) -> None:
     return None
 
 
-def _scrub(value: Any) -> Any:
-    """Replace float NaN/Infinity anywhere in a decoded document with None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    return value
+def _valid_text(text: str) -> bool:
+    """True unless `text` holds a lone surrogate (a JSON escape such as "\\udcff")."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
-def decode(raw: bytes, *, allow_list: bool = False) -> Any:
+def _trail_text(trail: tuple[Any, ...] | None, last: Any) -> str:
+    """A key path for logs: `a.b[3].c`; keys that are not valid Unicode are escaped."""
+    parts: list[Any] = [last]
+    while trail is not None:
+        trail, key = trail
+        parts.append(key)
+    out = ""
+    for key in reversed(parts):
+        if isinstance(key, int):
+            out += f"[{key}]"
+        else:
+            shown = key.encode("utf-8", "backslashreplace").decode("utf-8")
+            shown = shown if len(shown) <= 64 else shown[:61] + "..."
+            out += f".{shown}" if out else shown
+    return out
+
+
+def _scrub(value: Any) -> Decoded:
+    """Make a stdlib-decoded document safe, in place and without recursion.
+
+    Float NaN/Infinity (an overflowing literal such as 1e400) becomes None; a string that is
+    not valid Unicode becomes None, and an object entry whose key is one is dropped, each
+    recorded by key path. Nesting deeper than MAX_DEPTH raises fs.ReadError.
+    """
+    dropped: list[str] = []
+    count = 0
+    # Each entry: a container, its depth, and its key path as a linked (parent, key) pair.
+    stack: list[tuple[Any, int, tuple[Any, ...] | None]] = []
+    if type(value) is dict or type(value) is list:
+        stack.append((value, 1, None))
+    while stack:
+        node, depth, trail = stack.pop()
+        if depth > MAX_DEPTH:
+            raise fs.ReadError(TOO_DEEP)
+        if type(node) is dict:
+            items: Any = list(node.items())
+        else:
+            items = enumerate(node)
+        for key, item in items:
+            if type(key) is str and not _valid_text(key):
+                del node[key]
+            else:
+                kind = type(item)
+                if kind is str:
+                    if _valid_text(item):
+                        continue
+                    node[key] = None
+                elif kind is float:
+                    if not math.isfinite(item):
+                        node[key] = None
+                    continue
+                elif kind is dict or kind is list:
+                    stack.append((item, depth + 1, (trail, key)))
+                    continue
+                else:
+                    continue
+            count += 1
+            if len(dropped) < DROPPED_SHOWN:
+                dropped.append(_trail_text(trail, key))
+    return Decoded(value, tuple(dropped), count)
+
+
+def _too_deep(value: Any) -> bool:
+    """True when containers nest deeper than MAX_DEPTH (iterative, level by level)."""
+    level = [value] if type(value) in (dict, list) else []
+    for _ in range(MAX_DEPTH):
+        below = []
+        for node in level:
+            for item in node.values() if type(node) is dict else node:
+                if type(item) is dict or type(item) is list:
+                    below.append(item)
+        if not below:
+            return False
+        level = below
+    return True
+
+
+def _unpad(padded: Any) -> tuple[bool, Any]:
+    """(True, the document) when `padded` is exactly the padding around one JSON value.
+
+    Every padding level is a list (the first _PAD bytes are its openers). The bytes were one
+    JSON value exactly when each padding list holds one element: a closing bracket in the file
+    that ended a padding list early would have left a second element beside it. The walk runs
+    in C (accumulate, map): a Python loop over 960 levels costs more than parsing a small file.
+    """
+    try:
+        chain = list(accumulate(_PAD_INDEXES, getitem, initial=padded))
+    except IndexError:  # the file began with a closing bracket: an empty padding list
+        return False, None
+    if max(map(len, chain[:-1])) != 1:
+        return False, None
+    return True, chain[-1]
+
+
+def _orjson_reason(raw: bytes, fallback: Exception) -> str:
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return str(exc)
+    return str(fallback)
+
+
+def decode_doc(raw: bytes, *, allow_list: bool = False) -> Decoded:
     """Bytes -> JSON value; raises fs.ReadError with the reason when the file is unusable.
 
     NaN/Infinity tokens (stdlib json writes them by default) read as null; the file stays valid.
+    A string that is not valid Unicode (a lone surrogate escape such as "\\udcff", which
+    orjson refuses and the stdlib accepts) reads as null, and an object entry whose key is one
+    is dropped; the file stays valid and `Decoded.dropped` names the key paths. Bytes that are
+    not UTF-8 and nesting deeper than MAX_DEPTH make the file invalid (rule 6).
     """
     if not raw.strip():
         raise fs.ReadError("empty file")
     if raw.startswith(b"\xef\xbb\xbf"):
         raise fs.ReadError("starts with a UTF-8 byte-order mark")
+    decoded: Decoded | None = None
     try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as fast_exc:
+        if _PAD and len(raw) > PAD_FROM_BYTES:
+            whole, value = _unpad(orjson.loads(b"".join((_PAD_OPEN, raw, _PAD_CLOSE))))
+            if whole:
+                decoded = Decoded(value)
+        else:
+            value = orjson.loads(raw)
+            # Fewer openers than the limit cannot nest deeper than it (counting is ~memchr).
+            if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(value):
+                raise fs.ReadError(TOO_DEEP)
+            decoded = Decoded(value)
+    except orjson.JSONDecodeError:
+        pass
+    if decoded is None:
+        # NaN tokens, lone surrogates, too deep, or not JSON at all: the stdlib decides.
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise fs.ReadError(f"not UTF-8 (byte {exc.start})") from exc
         try:
             value = json.loads(text, parse_constant=_nan_to_none)
-        except (ValueError, RecursionError):
-            raise fs.ReadError(f"not valid JSON: {fast_exc}") from None
-        value = _scrub(value)
+        except RecursionError:
+            raise fs.ReadError(TOO_DEEP) from None
+        except ValueError as exc:
+            raise fs.ReadError(f"not valid JSON: {_orjson_reason(raw, exc)}") from None
+        decoded = _scrub(value)
+    value = decoded.value
     if isinstance(value, dict) or (allow_list and isinstance(value, list)):
-        return value
+        return decoded
     expected = "an object or a list" if allow_list else "an object"
     raise fs.ReadError(f"top level is {type(value).__name__}, expected {expected}")
+
+
+def decode(raw: bytes, *, allow_list: bool = False) -> Any:
+    """The decoded value alone (see `decode_doc`)."""
+    return decode_doc(raw, allow_list=allow_list).value
 
 
 class SourceReader:
@@ -138,7 +340,7 @@ class SourceReader:
             digest = hash(raw)
             if cached is not None and cached.stamp == file_stamp and self._digests[path] == digest:
                 return cached  # an event, but the same bytes: nothing new to parse or publish
-            data = decode(raw, allow_list=(name == "positions"))
+            decoded = decode_doc(raw, allow_list=(name == "positions"))
         except FileNotFoundError:
             result = SourceRead(name, MISSING, path=path)
         except fs.ReadError as exc:
@@ -149,7 +351,14 @@ class SourceReader:
             )
         else:
             result = SourceRead(
-                name, OK, data=data, path=path, stamp=file_stamp, version=next(self._versions)
+                name,
+                OK,
+                data=decoded.value,
+                path=path,
+                stamp=file_stamp,
+                version=next(self._versions),
+                dropped=decoded.dropped,
+                dropped_count=decoded.dropped_count,
             )
             self._digests[path] = digest
         # Invalid reads are not cached by stamp: a torn in-place write is retried next pass.

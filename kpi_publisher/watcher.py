@@ -13,8 +13,9 @@ happens in the worker's thread, inside `Watcher.next_batch`:
   deleted, recreated or replaced (inode change);
 - a fall-back to `PollingObserver` when inotify is out of instances or watches.
 
-Only the input paths given to the watcher count; temp names, dot-files and the publisher's own
-outputs are never in that set, so our own writes trigger nothing.
+Only the paths given to the watcher count: the inputs, and the publisher's own outputs (so
+that a write by another process to an output is seen; the daemon tells its own renames from
+foreign ones by their stamp). Temp names and dot-files are never in that set.
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ class Watcher:
         rescan_s: float = 2.0,
         observer_factory: ObserverFactory = _inotify_observer,
         monotonic: Callable[[], float] = time.monotonic,
+        outputs: Iterable[Path] = (),
     ) -> None:
         self.debounce_s = debounce_s
         self.rescan_s = rescan_s
@@ -191,12 +193,14 @@ class Watcher:
         self._last_batch = -1e18
         self._next_maintain = 0.0
         self.restarts = 0  # how many times the observer was rebuilt (tests, logs)
+        self._outputs: tuple[Path, ...] = tuple(outputs)
         self._set_paths(paths)
 
     # -- configuration ------------------------------------------------------------------
 
     def _set_paths(self, paths: Iterable[Path]) -> None:
-        self._paths = tuple(dict.fromkeys(paths))
+        self._inputs = tuple(dict.fromkeys(paths))
+        self._paths = tuple(dict.fromkeys((*self._inputs, *self._outputs)))
         self._resolve()
         self._stamps = {p: fs.stamp(p) for p in self._paths}
 
@@ -215,8 +219,20 @@ class Watcher:
         self._set_paths(paths)
         self._restart("paths changed")
         with self._lock:
-            self._pending.update(self._paths)
+            self._pending.update(self._inputs)
         self._wake.set()
+
+    def set_outputs(self, outputs: Iterable[Path]) -> None:
+        """Watch a new set of output paths; rebuilds a running observer when their
+        directories are not watched yet."""
+        outputs = tuple(outputs)
+        if outputs == self._outputs:
+            return
+        self._outputs = outputs
+        dirs = self._dirs
+        self._set_paths(self._inputs)
+        if self._observer is not None and self._dirs != dirs:
+            self._restart("out dir changed")
 
     @property
     def polling(self) -> bool:
@@ -388,8 +404,10 @@ class Watcher:
         return None
 
     def rescan(self) -> set[Path]:
-        """Paths whose (inode, mtime_ns, size) changed since the previous rescan."""
-        current = {p: fs.stamp(p) for p in self._paths}
+        """Input paths whose (inode, mtime_ns, size) changed since the previous rescan. The
+        outputs are left out: they change on every publish, and the heartbeat rewrites them
+        anyway should a foreign write's event be lost."""
+        current = {p: fs.stamp(p) for p in self._inputs}
         changed = {p for p, s in current.items() if s != self._stamps.get(p)}
         self._stamps = current
         return changed

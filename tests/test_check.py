@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,8 +44,9 @@ def published(tmp_path: Path) -> dict[str, Path]:
 
 
 def check(dirs: dict[str, Path], *extra: str) -> int:
-    return cli.main(["check", "--state-dir", str(dirs["state"]), "--out-dir", str(dirs["out"]),
-                     *extra])
+    return cli.main(
+        ["check", "--state-dir", str(dirs["state"]), "--out-dir", str(dirs["out"]), *extra]
+    )
 
 
 def by_file(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -140,8 +143,161 @@ def test_exit_code_reaches_the_shell(published: dict[str, Path]) -> None:
     args = ["--state-dir", str(published["state"]), "--out-dir", str(published["out"])]
     stale = subprocess.run(
         [sys.executable, "-m", "kpi_publisher", "check", *args, "--now", str(NOW + 100)],
-        capture_output=True, timeout=30, check=False,
+        capture_output=True,
+        timeout=30,
+        check=False,
     )
     assert stale.returncode == 5
     lines = [orjson.loads(line) for line in stale.stdout.splitlines()]
     assert lines[-1]["event"] == "check" and lines[-1]["exit_code"] == 5
+
+
+def run_check_process(dirs: dict[str, Path], *extra: str) -> subprocess.CompletedProcess[bytes]:
+    """`python -m kpi_publisher check` as monitoring runs it, with a hard timeout."""
+    args = ["--state-dir", str(dirs["state"]), "--out-dir", str(dirs["out"]), *extra]
+    return subprocess.run(
+        [sys.executable, "-m", "kpi_publisher", "check", "--log-format", "json", *args],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def process_files(result: subprocess.CompletedProcess[bytes]) -> dict[str, dict[str, Any]]:
+    return by_file([orjson.loads(line) for line in result.stdout.splitlines()])
+
+
+FX_CACHE = Path(__file__).parent / "fixtures/golden/v7_1_flat/logs/cache/coingecko_cache.json"
+
+
+@pytest.mark.parametrize("with_fx", [False, True])
+def test_every_state_dir_source_missing_fails_the_check_exit_6(
+    tmp_path: Path, captured_logs: list[dict[str, Any]], with_fx: bool
+) -> None:
+    """A publisher on an empty (mistyped) state dir publishes valid all-null files: not ok,
+    even when the FX cache, found by its own path, is read fine."""
+    empty = tmp_path / "logs" / "stat"
+    empty.mkdir(parents=True)
+    dirs = {"state": empty, "out": tmp_path / "out"}
+    once = ["once", "--state-dir", str(empty), "--out-dir", str(dirs["out"]), "--now", str(NOW)]
+    fx = ["--fx-path", str(FX_CACHE)] if with_fx else []
+    assert cli.main([*once, *fx, "--no-fsync"]) == 0
+    assert check(dirs, "--now", str(NOW + 1)) == 6
+    kpis = by_file(captured_logs)["kpis_v7.json"]
+    assert kpis["status"] == "invalid"
+    assert kpis["reason"].startswith("every state-dir source is missing")
+    assert (kpis["sources_not_ok"].get("fx") == "missing") is not with_fx  # found: read
+    assert kpis["sources_not_ok"]["nav_state"] == "missing"
+    assert summary(captured_logs)["exit_code"] == 6
+    # The real command says the same to the shell, and "invalid" still beats "stale".
+    result = run_check_process(dirs, "--now", str(NOW + 100))
+    assert result.returncode == 6
+    reason = process_files(result)["kpis_v7.json"]["reason"]
+    assert reason.startswith("every state-dir source is missing")
+
+
+def test_one_source_present_is_not_all_missing(
+    published: dict[str, Path], captured_logs: list[dict[str, Any]]
+) -> None:
+    assert check(published, "--now", str(NOW + 1)) == 0
+    assert by_file(captured_logs)["kpis_v7.json"]["sources_not_ok"]["nav"] == "missing"
+
+
+@pytest.mark.parametrize(
+    "fifos",
+    [("kpis_v7.json",), ("positions_v7.json",), ("kpis_v7.json", "positions_v7.json")],
+)
+def test_fifo_at_an_output_path_does_not_hang_check(
+    published: dict[str, Path], fifos: tuple[str, ...]
+) -> None:
+    """A FIFO (no writer) where a published file belongs: exit 6 at once, never a hang."""
+    for name in fifos:
+        (published["out"] / name).unlink()
+        os.mkfifo(published["out"] / name)
+    started = time.monotonic()
+    result = run_check_process(published, "--now", str(NOW))
+    assert time.monotonic() - started < 20
+    assert result.returncode == 6
+    files = process_files(result)
+    for name in fifos:
+        assert files[name]["status"] == "invalid"
+        assert files[name]["reason"] == "cannot read: not a regular file"
+
+
+def test_directory_at_an_output_path_is_invalid(
+    published: dict[str, Path], captured_logs: list[dict[str, Any]]
+) -> None:
+    (published["out"] / "positions_v7.json").unlink()
+    (published["out"] / "positions_v7.json").mkdir()
+    assert check(published, "--now", str(NOW)) == 6
+    assert (
+        by_file(captured_logs)["positions_v7.json"]["reason"] == "cannot read: not a regular file"
+    )
+
+
+def test_oversized_output_is_refused_without_reading_it(
+    published: dict[str, Path], tmp_path: Path, captured_logs: list[dict[str, Any]]
+) -> None:
+    """Over the configured byte cap (the dashboard's too): invalid, not read into memory."""
+    config = tmp_path / "kpi.toml"
+    config.write_text("max_input_bytes = 4096\n")
+    with (published["out"] / "kpis_v7.json").open("r+b") as handle:
+        handle.truncate(4097)
+    assert check(published, "--now", str(NOW), "--config", str(config)) == 6
+    reason = by_file(captured_logs)["kpis_v7.json"]["reason"]
+    assert reason == "cannot read: file is 4097 bytes, over the 4096-byte cap"
+
+
+@pytest.mark.parametrize(("ahead_s", "code"), [(0.0, 0), (30.0, 0), (60.0, 0), (61.0, 5)])
+def test_generated_at_ahead_of_the_clock_is_fresh_only_within_the_skew(
+    published: dict[str, Path], ahead_s: float, code: int
+) -> None:
+    """Up to 60 s ahead is clock skew (age 0); further ahead is no valid timestamp: stale."""
+    assert check(published, "--now", str(NOW - ahead_s)) == code
+
+
+def test_generated_at_an_hour_ahead_is_stale_and_says_why(
+    published: dict[str, Path], captured_logs: list[dict[str, Any]]
+) -> None:
+    assert check(published, "--now", str(NOW - 3600), "--max-age-s", "1e9") == 5
+    kpis = by_file(captured_logs)["kpis_v7.json"]
+    assert kpis["status"] == "stale"
+    assert kpis["age_s"] is None
+    assert kpis["reason"] == "generated_at 3600.0 s ahead of the clock (skew limit 60 s)"
+
+
+def test_max_age_zero_is_honoured_not_replaced_by_the_default(
+    published: dict[str, Path], captured_logs: list[dict[str, Any]]
+) -> None:
+    """0 means "stamped now": half a second old is stale (the default would have said ok)."""
+    assert check(published, "--now", str(NOW), "--max-age-s", "0") == 0
+    assert check(published, "--now", str(NOW + 0.5), "--max-age-s", "0") == 5
+    stale = [e for e in captured_logs if e["event"] == "check_file" and e["status"] == "stale"]
+    assert stale[0]["reason"] == "0.5 s old, limit 0.0 s"
+    assert summary(captured_logs)["max_age_s"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--max-age-s", "-1"),
+        ("--max-age-s", "nan"),
+        ("--max-age-s", "inf"),
+        ("--max-age-s", "-inf"),
+        ("--max-age-s", "soon"),
+        ("--now", "nan"),
+        ("--now", "inf"),
+    ],
+)
+def test_unusable_numbers_are_usage_errors_exit_2(
+    published: dict[str, Path], args: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert check(published, *args) == 2
+    assert f"argument {args[0]}" in capsys.readouterr().err
+
+
+def test_negative_max_age_exit_2_reaches_the_shell(published: dict[str, Path]) -> None:
+    result = run_check_process(published, "--max-age-s", "-5")
+    assert result.returncode == 2
+    assert b"must be >= 0" in result.stderr
+    assert b"Traceback" not in result.stderr

@@ -21,6 +21,7 @@ from kpi_publisher import publish
 from kpi_publisher.config import ConfigError, Settings
 from kpi_publisher.daemon import CrashLog, Daemon, crash_backoff_s, retry_delay_s
 from kpi_publisher.pipeline import Outputs
+from kpi_publisher.sources import SOURCE_NAMES
 from kpi_publisher.watcher import Watcher
 
 pytestmark = pytest.mark.timeout(60)
@@ -202,15 +203,7 @@ def test_publishes_once_at_start_before_any_event(settings: Settings) -> None:
     assert [p["reason"] for p in publishes(events)] == ["start"]
     assert publisher.last["nav"]["nav_usd"] == 1000.0
     assert publisher.last["generated_at"] == T0
-    assert publishes(events)[0]["changed"] == [
-        "nav_state",
-        "nav",
-        "risk",
-        "router",
-        "positions",
-        "fx",
-        "holdings",
-    ]
+    assert publishes(events)[0]["changed"] == list(SOURCE_NAMES)  # every source, in order
     assert batches.started and batches.stopped
 
 

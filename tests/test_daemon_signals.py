@@ -215,7 +215,7 @@ def test_sighup_with_a_good_config_applies_it(
     ("bad", "reason_part"),
     [
         ("[kpi]\nnav_fresh_s = \n", "kpi.toml"),
-        ("[kpi]\nheartbeat_s = -1\n", "heartbeat_s must be > 0"),
+        ("[kpi]\nheartbeat_s = -1\n", "heartbeat_s must be >= 0.001"),
         ("[kpi]\nno_such_setting = 1\n", "unknown settings no_such_setting"),
     ],
     ids=["broken-toml", "bad-value", "unknown-key"],
@@ -257,7 +257,9 @@ def test_on_a_terminal_the_log_is_rendered_for_humans(dirs: dict[str, Path]) -> 
     clean = {k: v for k, v in os.environ.items() if not k.startswith("KPI_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "kpi_publisher", "run", *base_args(dirs)],
-        stdout=follower, stderr=follower, env=clean,
+        stdout=follower,
+        stderr=follower,
+        env=clean,
     )
     os.close(follower)
     seen = b""
@@ -279,3 +281,75 @@ def test_on_a_terminal_the_log_is_rendered_for_humans(dirs: dict[str, Path]) -> 
     assert not first.lstrip().startswith("{")
     assert "start" in first and "state_dir=" in first
     assert b"publish" in seen
+
+
+def _replace_with_fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _replace_with_dir(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+# How an operator's edit (or a stray process) breaks the config file, and what the log says.
+RELOAD_BREAKERS: dict[str, tuple[Callable[[Path], object], str]] = {
+    "non-utf8-byte": (
+        lambda p: p.write_bytes(b'[kpi]\nnav_fresh_s = 90\nhost_label = "desk\xff"\n'),
+        "not UTF-8 (byte 0xff on line 3)",
+    ),
+    "metrics-port-inf": (
+        lambda p: p.write_text("[kpi]\nmetrics_port = inf\n"),
+        "metrics_port must be a finite number",
+    ),
+    "symbols-cap-overflow": (
+        lambda p: p.write_text("[kpi]\nsymbols_cap = 1e400\n"),
+        "symbols_cap must be a finite number",
+    ),
+    "stale-limit-zero": (
+        lambda p: p.write_text("[kpi]\nnav_fresh_s = 90\n[kpi.stale_s]\nnav_state = 0\n"),
+        "stale_s.nav_state must be > 0",
+    ),
+    "fifo": (_replace_with_fifo, "not a regular file"),
+    "directory": (_replace_with_dir, "not a regular file"),
+    "deleted": (lambda p: p.unlink(), "not found"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(RELOAD_BREAKERS))
+def test_sighup_with_an_unreadable_or_overflowing_config_keeps_publishing(
+    dirs: dict[str, Path], spawn: Callable[..., Proc], kind: str
+) -> None:
+    """No config file SIGHUP can read makes `run` exit: it logs why, keeps the running config
+    and publishing, and a later good file is applied."""
+    write_json(dirs["state"] / "nav_state.json", {"nav_usd": 1.0, "updated_at": time.time() - 200})
+    config = dirs["root"] / "kpi.toml"
+    config.write_text("[kpi]\nnav_fresh_s = 100000\nheartbeat_s = 0.3\n")
+    proc = spawn(base_args(dirs, "--config", str(config)))
+    proc.wait_event(is_publish)
+    breaker, reason_part = RELOAD_BREAKERS[kind]
+    breaker(config)
+    proc.popen.send_signal(signal.SIGHUP)
+    failed = proc.wait_event(lambda e: e["event"] == "config_reload_failed")
+    assert failed["file"] == str(config)
+    assert reason_part in failed["reason"]
+    assert failed["level"] == "error"
+    mark = proc.mark()
+    proc.wait_event(lambda e: is_publish(e) and e["reason"] == "heartbeat", start=mark)
+    assert proc.popen.poll() is None
+    assert kpis(dirs)["nav"]["fresh"] is True  # still the old nav_fresh_s
+    # The operator fixes the file: the next SIGHUP applies it.
+    if config.is_dir():
+        config.rmdir()
+    elif config.exists() or config.is_symlink():
+        config.unlink()
+    config.write_text("[kpi]\nnav_fresh_s = 90\nheartbeat_s = 0.3\n")
+    mark = proc.mark()
+    proc.popen.send_signal(signal.SIGHUP)
+    reloaded = proc.wait_event(lambda e: e["event"] == "config_reloaded", start=mark)
+    assert reloaded["changed"] == ["nav_fresh_s"]
+    proc.wait_event(lambda e: is_publish(e) and e["reason"] == "reload", start=mark)
+    assert kpis(dirs)["nav"]["fresh"] is False
+    assert proc.stop()[0] == 0
+    assert proc.popen.stderr is not None and b"Traceback" not in proc.popen.stderr.read()

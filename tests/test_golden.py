@@ -93,9 +93,7 @@ def test_golden_outputs_are_schema_valid(
     case_dir = copy_fixture(GOLDEN / case)
     assert _run(case_dir, tmp_path / "out") == 0
     jsonschema.validate(_load(tmp_path / "out" / "kpis_v7.json"), schemas.load("kpis_v7"))
-    jsonschema.validate(
-        _load(tmp_path / "out" / "positions_v7.json"), schemas.load("positions_v7")
-    )
+    jsonschema.validate(_load(tmp_path / "out" / "positions_v7.json"), schemas.load("positions_v7"))
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -182,7 +180,8 @@ def _run_case(case_dir: Path, out: Path) -> tuple[dict[str, Any], dict[str, Any]
 @pytest.mark.parametrize(
     ("rel", "source"),
     [
-        ("logs/state/router_health.json", "router"),  # the router block comes from kpis_v7
+        # the router block comes from kpis_v7, per-symbol rows from risk.symbols[].router
+        ("logs/state/router_health.json", "router"),
         ("config/offexchange_holdings.json", "holdings"),  # aum.offexchange is used instead
     ],
 )
@@ -226,8 +225,9 @@ def test_a_torn_fx_cache_falls_back_through_the_price_chain(
     assert usd["XAUT"] == pytest.approx(0.59 * 3692.7)  # no cache price: avg_cost
     xaut = next(s for s in aum["slices"] if s["label"] == "XAUT")
     assert xaut["pnl_usd"] == 0.0
-    assert aum["total_usd"] == pytest.approx(3915.68325628 + 0.035 * 103512.5 + 0.59 * 3692.7
-                                             + 2098.96)
+    assert aum["total_usd"] == pytest.approx(
+        3915.68325628 + 0.035 * 103512.5 + 0.59 * 3692.7 + 2098.96
+    )
 
 
 def test_a_torn_positions_state_falls_back_to_positions_json(

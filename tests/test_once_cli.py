@@ -10,6 +10,8 @@ import errno
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -82,8 +84,9 @@ def test_summary_names_the_sources_that_are_not_ok(
 ) -> None:
     """Missing inputs are not fatal without --strict; the summary lists them with their status."""
     root = case("contract_c")
-    assert once("--state-dir", state_of(root), "--out-dir", tmp_path / "o", "--now",
-                "1766000000") == 0
+    assert (
+        once("--state-dir", state_of(root), "--out-dir", tmp_path / "o", "--now", "1766000000") == 0
+    )
     match = SUMMARY.match(capsys.readouterr().out.strip())
     assert match
     assert match["not_ok"] == "nav_state=missing, fx=missing, holdings=missing"
@@ -109,16 +112,45 @@ def test_summary_shows_missing_money_as_a_dash(
 USAGE_CASES: dict[str, Callable[[Path, Path], list[str | Path]]] = {
     "now-not-a-number": lambda st, out: ["--state-dir", st, "--out-dir", out, "--now", "yesterday"],
     "now-without-value": lambda st, out: ["--state-dir", st, "--out-dir", out, "--now"],
+    # A build time must be a finite epoch in seconds: nan/inf once published a NaN-aged NAV.
+    "now-nan": lambda st, out: ["--state-dir", st, "--out-dir", out, "--now", "nan"],
+    "now-inf": lambda st, out: ["--state-dir", st, "--out-dir", out, "--now", "inf"],
+    "now-negative": lambda st, out: ["--state-dir", st, "--out-dir", out, "--now", "-1"],
+    "now-in-ms": lambda st, out: ["--state-dir", st, "--out-dir", out, "--now", "1762435700000"],
     "state-dir-missing": lambda st, out: ["--state-dir", st / "nope", "--out-dir", out],
     "state-dir-is-a-file": lambda st, out: ["--state-dir", st / "nav.json", "--out-dir", out],
-    "config-missing": lambda st, out: ["--state-dir", st, "--out-dir", out, "--config",
-                                       st / "none.toml"],
-    "config-not-toml": lambda st, out: ["--state-dir", st, "--out-dir", out, "--config",
-                                        st / "bad.toml"],
-    "config-unknown-setting": lambda st, out: ["--state-dir", st, "--out-dir", out, "--config",
-                                               st / "unknown.toml"],
-    "config-bad-value": lambda st, out: ["--state-dir", st, "--out-dir", out, "--config",
-                                         st / "badvalue.toml"],
+    "config-missing": lambda st, out: [
+        "--state-dir",
+        st,
+        "--out-dir",
+        out,
+        "--config",
+        st / "none.toml",
+    ],
+    "config-not-toml": lambda st, out: [
+        "--state-dir",
+        st,
+        "--out-dir",
+        out,
+        "--config",
+        st / "bad.toml",
+    ],
+    "config-unknown-setting": lambda st, out: [
+        "--state-dir",
+        st,
+        "--out-dir",
+        out,
+        "--config",
+        st / "unknown.toml",
+    ],
+    "config-bad-value": lambda st, out: [
+        "--state-dir",
+        st,
+        "--out-dir",
+        out,
+        "--config",
+        st / "badvalue.toml",
+    ],
     "unknown-option": lambda st, out: ["--state-dir", st, "--out-dir", out, "--bogus"],
 }
 
@@ -160,9 +192,7 @@ def test_out_dir_that_is_a_regular_file_exits_3(
     assert blocker.read_bytes() == b"not a directory"
 
 
-def test_out_dir_under_a_regular_file_exits_3(
-    case: Callable[[str], Path], tmp_path: Path
-) -> None:
+def test_out_dir_under_a_regular_file_exits_3(case: Callable[[str], Path], tmp_path: Path) -> None:
     root = case("v7_1_flat")
     (tmp_path / "file").write_bytes(b"x")
     assert once("--state-dir", state_of(root), "--out-dir", tmp_path / "file" / "out") == 3
@@ -207,8 +237,7 @@ def test_strict_with_a_missing_source_exits_4_and_publishes_nothing(
     """tidy_plan has no nav.json and no router_health.json: --strict refuses and names them."""
     root = case("tidy_plan")
     out = tmp_path / "out"
-    code = once("--state-dir", state_of(root), "--out-dir", out, "--now", "1764000000",
-                "--strict")
+    code = once("--state-dir", state_of(root), "--out-dir", out, "--now", "1764000000", "--strict")
     assert code == cli.ExitCode.STRICT_INPUTS == 4
     err = capsys.readouterr().err
     assert "nav is missing" in err
@@ -259,6 +288,24 @@ def test_strict_publishes_when_every_source_is_present(
     assert files_in(out) == sorted(OUTPUTS)
 
 
+def test_strict_does_not_require_a_later_era_source_but_refuses_it_invalid(
+    case: Callable[[str], Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A v7.1 desk never writes risk_advanced.json: --strict passes without it (the file's
+    status is still published as missing); a torn one is invalid and fatal like any other."""
+    root = case("v7_1_flat")
+    out = tmp_path / "out"
+    assert once("--state-dir", state_of(root), "--out-dir", out, "--now", NOW, "--strict") == 0
+    assert kpis_at(out)["sources"]["risk_advanced"]["status"] == "missing"
+    assert "sources not ok: none" in capsys.readouterr().out
+    (state_of(root) / "risk_advanced.json").write_text('{"var": {"portfolio_var')
+    code = once(
+        "--state-dir", state_of(root), "--out-dir", tmp_path / "o2", "--now", NOW, "--strict"
+    )
+    assert code == 4
+    assert "risk_advanced is invalid" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------------- paths
 def test_fx_and_holdings_default_relative_to_the_state_dir_not_the_cwd(
     case: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -266,8 +313,7 @@ def test_fx_and_holdings_default_relative_to_the_state_dir_not_the_cwd(
     """<state>/../cache/coingecko_cache.json and <state>/../../config/offexchange_holdings.json."""
     root = case("v7_6_iso")
     monkeypatch.chdir(root / "logs")  # a relative --state-dir; cwd-relative ../cache is wrong
-    assert once("--state-dir", "state", "--out-dir", tmp_path / "out", "--now",
-                "1765290000") == 0
+    assert once("--state-dir", "state", "--out-dir", tmp_path / "out", "--now", "1765290000") == 0
     kpis = kpis_at(tmp_path / "out")
     assert kpis["sources"]["fx"]["status"] == "ok"
     assert kpis["sources"]["holdings"]["status"] == "ok"
@@ -283,12 +329,26 @@ def test_fx_and_holdings_overrides_win_over_the_default_layout(
     fx = tmp_path / "elsewhere" / "fx.json"
     holdings = tmp_path / "elsewhere" / "holdings.json"
     fx.parent.mkdir()
-    fx.write_text(json.dumps({"prices": {"ETH": 3000.0}, "usd_zar": 20.0,
-                              "usd_zar_ts": 1765290000.0}))
+    fx.write_text(
+        json.dumps({"prices": {"ETH": 3000.0}, "usd_zar": 20.0, "usd_zar_ts": 1765290000.0})
+    )
     holdings.write_text(json.dumps({"ETH": {"qty": 1.5, "avg_cost": 2000.0}}))
     out = tmp_path / "out"
-    assert once("--state-dir", state_of(root), "--out-dir", out, "--now", "1765290000",
-                "--fx-path", fx, "--holdings-path", holdings) == 0
+    assert (
+        once(
+            "--state-dir",
+            state_of(root),
+            "--out-dir",
+            out,
+            "--now",
+            "1765290000",
+            "--fx-path",
+            fx,
+            "--holdings-path",
+            holdings,
+        )
+        == 0
+    )
     aum = kpis_at(out)["aum"]
     assert (aum["usd_zar"], aum["usd_zar_source"]) == (20.0, "fx_cache")
     assert [(s["label"], s["usd"], s["zar"], s["pnl_usd"]) for s in aum["slices"]] == [
@@ -302,8 +362,19 @@ def test_an_override_path_that_does_not_exist_is_missing_not_the_default(
 ) -> None:
     root = case("v7_6_iso")
     out = tmp_path / "out"
-    assert once("--state-dir", state_of(root), "--out-dir", out, "--now", "1765290000",
-                "--fx-path", tmp_path / "none.json") == 0
+    assert (
+        once(
+            "--state-dir",
+            state_of(root),
+            "--out-dir",
+            out,
+            "--now",
+            "1765290000",
+            "--fx-path",
+            tmp_path / "none.json",
+        )
+        == 0
+    )
     kpis = kpis_at(out)
     assert kpis["sources"]["fx"]["status"] == "missing"
     assert kpis["aum"]["usd_zar"] is None  # never a hard-coded default
@@ -328,8 +399,9 @@ def test_config_file_settings_apply(
     config = tmp_path / "kpi.toml"
     config.write_text(f"nav_fresh_s = {limit}\n")
     out = tmp_path / "out"
-    assert once("--state-dir", state_of(root), "--out-dir", out, "--now", NOW, "--config",
-                config) == 0
+    assert (
+        once("--state-dir", state_of(root), "--out-dir", out, "--now", NOW, "--config", config) == 0
+    )
     assert kpis_at(out)["nav"]["fresh"] is fresh
 
 
@@ -340,8 +412,7 @@ def test_same_inputs_and_now_give_identical_bytes(
     """Two runs, two out dirs, and a re-run over the first: every byte the same."""
     root = case("v7_1_flat")
     for out in ("a", "b", "a"):
-        assert once("--state-dir", state_of(root), "--out-dir", tmp_path / out, "--now",
-                    NOW) == 0
+        assert once("--state-dir", state_of(root), "--out-dir", tmp_path / out, "--now", NOW) == 0
     for name in OUTPUTS:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
@@ -351,8 +422,9 @@ def test_a_different_now_changes_only_the_time_fields(
 ) -> None:
     root = case("v7_1_flat")
     assert once("--state-dir", state_of(root), "--out-dir", tmp_path / "a", "--now", NOW) == 0
-    assert once("--state-dir", state_of(root), "--out-dir", tmp_path / "b", "--now",
-                "1762435710") == 0
+    assert (
+        once("--state-dir", state_of(root), "--out-dir", tmp_path / "b", "--now", "1762435710") == 0
+    )
     a, b = kpis_at(tmp_path / "a"), kpis_at(tmp_path / "b")
     assert b["generated_at"] - a["generated_at"] == 10.0
     assert b["nav"]["age_s"] - a["nav"]["age_s"] == pytest.approx(10.0)
@@ -379,3 +451,80 @@ def test_without_now_the_build_time_is_the_clock(
     assert once("--state-dir", state_of(root), "--out-dir", tmp_path / "out") == 0
     generated = kpis_at(tmp_path / "out")["generated_at"]
     assert before <= generated <= time.time()
+
+
+# ------------------------------------------------------------------ hostile files, real process
+
+
+def _once_process(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """`hedge-kpi once` as its own process (its exit code and streams, not cli.main's)."""
+    exe = Path(sys.executable).parent / "hedge-kpi"
+    return subprocess.run(
+        [str(exe), "once", *map(str, args)], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("depth", [100, 300, 1000, 5000, 100_000])
+@pytest.mark.parametrize("nan", [False, True], ids=["plain", "nan-token"])
+def test_a_deeply_nested_file_is_invalid_and_once_still_publishes(
+    case: Callable[[str], Path], tmp_path: Path, depth: int, nan: bool
+) -> None:
+    """Any nesting depth: the source is invalid with the reason, the rest is published, exit 0
+    (and 4 under --strict, as for any invalid source); never a traceback."""
+    root = case("v7_1_flat")
+    leaf = b"NaN" if nan else b"0"
+    deep = b'{"updated_ts":1762435610.0,"x":' + b"[" * depth + leaf + b"]" * depth + b"}"
+    (state_of(root) / "risk_snapshot.json").write_bytes(deep)
+    out = tmp_path / "out"
+    done = _once_process("--state-dir", state_of(root), "--out-dir", out, "--now", NOW)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "risk=invalid" in done.stdout
+    kpis = kpis_at(out)
+    assert kpis["sources"]["risk"] == {
+        "status": "invalid",
+        "age_s": None,
+        "error": "risk_snapshot.json: nested deeper than 64 levels",
+    }
+    assert kpis["nav"]["nav_usd"] is not None  # everything else is still published
+    strict = _once_process(
+        "--state-dir", state_of(root), "--out-dir", tmp_path / "strict", "--now", NOW, "--strict"
+    )
+    assert strict.returncode == 4, strict.stderr
+    assert "nested deeper than 64 levels" in strict.stderr
+
+
+def test_lone_surrogates_in_any_input_never_stop_once(
+    case: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """A lone surrogate escape in a value and in a key of every input file: exit 0, both files
+    published as valid UTF-8, each source ok with the key paths in its error."""
+    root = case("v7_1_flat")
+    state = state_of(root)
+    inputs = {
+        "nav_state": state / "nav_state.json",
+        "nav": state / "nav.json",
+        "risk": state / "risk_snapshot.json",
+        "router": state / "router_health.json",
+        "positions": state / "positions_state.json",
+        "fx": root / "logs" / "cache" / "coingecko_cache.json",
+        "holdings": root / "config" / "offexchange_holdings.json",
+    }
+    touched = []
+    for source, path in inputs.items():
+        raw = path.read_bytes().rstrip() if path.exists() else b""
+        if raw.endswith(b"}"):
+            path.write_bytes(raw[:-1] + rb',"label\udcff":1,"note":"\ud800"}')
+            touched.append(source)
+    assert len(touched) >= 3
+    out = tmp_path / "out"
+    done = _once_process("--state-dir", state, "--out-dir", out, "--now", NOW)
+    assert done.returncode == 0, done.stderr
+    raw = (out / "kpis_v7.json").read_bytes()
+    raw.decode("utf-8")  # strict: valid UTF-8 throughout
+    sources = json.loads(raw)["sources"]
+    for source in touched:
+        assert sources[source]["status"] in ("ok", "stale"), (source, sources[source])
+        assert sources[source]["error"].endswith(
+            r"2 values not valid Unicode, read as missing: label\udcff, note"
+        ), (source, sources[source])

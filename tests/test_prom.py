@@ -779,3 +779,58 @@ def test_run_keeps_kpis_prom_current_and_serves_it_on_loopback(tmp_path: Path):
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass
     assert sorted(os.listdir(prom_file.parent)) == ["kpis.prom"]
+
+
+def test_exposure_var_and_router_symbols_are_exported(tmp_path: Path):
+    """Exposure, VaR/CVaR (risk_advanced fractions as percent) and per-symbol router numbers
+    reach kpis.prom; a CVaR without an estimate (lookback_used 0) has no sample."""
+    files = {
+        **FULL_STATE,
+        "risk_advanced.json": {
+            "updated_ts": T,
+            "var": {
+                "portfolio_var_nav_pct": 0.05,
+                "portfolio_var_usd": 120.9,
+                "max_portfolio_var_nav_pct": 0.12,
+                "confidence": 0.99,
+                "lookback_used": 500,
+            },
+            "cvar": {
+                "per_symbol": {
+                    "BTCUSDT": {"cvar_nav_pct": 0.02, "lookback_used": 500},
+                    "ETHUSDT": {"cvar_nav_pct": 0.0, "lookback_used": 0},
+                }
+            },
+        },
+        "router_health.json": {
+            "updated_ts": T,
+            "symbols": [
+                {
+                    "symbol": "BTCUSDT",
+                    "maker_fill_rate": 0.6,
+                    "fallback_rate": 0.2,
+                    "slippage_p50": 1.5,
+                    "sample_count": 12,
+                },
+            ],
+        },
+    }
+    outputs = build(write_state(tmp_path, files, FX_CACHE))
+    parsed = series(render_prom(outputs, host="a", account="x", health=None).decode())
+    btc_notional, eth_notional = 0.01 * 103488, 0.5 * 3400
+    assert value(parsed, "hedge_kpi_gross_exposure_pct") == pytest.approx(
+        (btc_notional + eth_notional) / 2418.67 * 100
+    )
+    assert value(parsed, "hedge_kpi_net_exposure_pct") == pytest.approx(
+        (btc_notional - eth_notional) / 2418.67 * 100
+    )
+    assert value(parsed, "hedge_kpi_var_pct") == pytest.approx(5.0)
+    assert value(parsed, "hedge_kpi_var_usd") == 120.9
+    assert value(parsed, "hedge_kpi_var_limit_pct") == pytest.approx(12.0)
+    assert value(parsed, "hedge_kpi_cvar_pct") == pytest.approx(2.0)
+    assert value(parsed, "hedge_kpi_symbol_cvar_pct", symbol="BTCUSDT") == pytest.approx(2.0)
+    assert value(parsed, "hedge_kpi_symbol_cvar_pct", symbol="ETHUSDT") is None
+    assert value(parsed, "hedge_kpi_router_symbol_maker_fill_ratio", symbol="BTCUSDT") == 0.6
+    assert value(parsed, "hedge_kpi_router_symbol_slippage_bps", symbol="BTCUSDT") == 1.5
+    assert value(parsed, "hedge_kpi_router_symbol_samples", symbol="BTCUSDT") == 12
+    assert value(parsed, "hedge_kpi_source_up", source="risk_advanced") == 1.0

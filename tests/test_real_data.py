@@ -103,8 +103,9 @@ def _probe_with_open_book() -> dict[str, Any]:
         key = (row["symbol"], row["positionSide"])
         if key in OPEN_BOOK:
             qty, entry, mark = OPEN_BOOK[key]
-            row.update(qty=qty, entryPrice=entry, markPrice=mark,
-                       unrealized=_unrealized(qty, entry, mark))
+            row.update(
+                qty=qty, entryPrice=entry, markPrice=mark, unrealized=_unrealized(qty, entry, mark)
+            )
     return probe
 
 
@@ -119,6 +120,8 @@ def test_real_probe_has_only_empty_hedge_rows() -> None:
         "gross_notional_usd": 0.0,
         "net_notional_usd": 0.0,
         "pnl_usd": None,
+        "gross_exposure_pct": None,  # no NAV in this build
+        "net_exposure_pct": None,
         "gross_notional_fmt": "0.00",
         "pnl_fmt": "–",
     }
@@ -133,8 +136,9 @@ def test_probe_with_an_open_book_publishes_only_the_open_rows(
     state.mkdir(parents=True)
     (state / "positions.json").write_text(json.dumps(probe))
     now = float(probe["ts"]) + 30.0
-    code = cli.main(["once", "--state-dir", str(state), "--out-dir", str(tmp_path / "out"),
-                     "--now", str(now)])
+    code = cli.main(
+        ["once", "--state-dir", str(state), "--out-dir", str(tmp_path / "out"), "--now", str(now)]
+    )
     assert code == 0, capsys.readouterr().err
     out = json.loads((tmp_path / "out" / "positions_v7.json").read_text())
     rows = out["positions"]
@@ -170,9 +174,13 @@ def test_probe_with_an_open_book_publishes_only_the_open_rows(
 # ------------------------------------------------------------------------------ NAV series
 def _series_point(p: dict[str, Any]) -> dict[str, Any]:
     """A nav_state series point: nav_log's epoch `t` becomes an ISO string (research 4.2)."""
-    return {"nav": p["nav"], "t": datetime.fromtimestamp(p["t"], UTC).isoformat(),
-            "unrealized_pnl": p.get("unrealized_pnl", 0.0), "equity": p["nav"],
-            "total_equity": p["nav"]}
+    return {
+        "nav": p["nav"],
+        "t": datetime.fromtimestamp(p["t"], UTC).isoformat(),
+        "unrealized_pnl": p.get("unrealized_pnl", 0.0),
+        "equity": p["nav"],
+        "total_equity": p["nav"],
+    }
 
 
 def _sync_nav_state(
@@ -254,8 +262,11 @@ def test_nav_jsonl_replayed_as_iso_mirror_parses_every_timestamp(tmp_path: Path)
     sample = points[::10]
     docs = [
         (
-            {"nav": p["nav"], "nav_usd": p["nav"],
-             "updated_ts": datetime.fromtimestamp(p["t"], UTC).isoformat()},
+            {
+                "nav": p["nav"],
+                "nav_usd": p["nav"],
+                "updated_ts": datetime.fromtimestamp(p["t"], UTC).isoformat(),
+            },
             p["t"] + 45.0,
         )
         for p in sample
@@ -305,8 +316,17 @@ def test_real_holdings_and_fx_cache_give_the_aum_slices(
     (root / "logs" / "cache" / "coingecko_cache.json").write_bytes(raw(FX_CACHE))
     (root / "config" / "offexchange_holdings.json").write_bytes(raw(HOLDINGS))
     (state / "nav_state.json").write_bytes(raw(PEAK_STATE))  # nav_usd 3915.68325628
-    code = cli.main(["once", "--state-dir", str(state), "--out-dir", str(tmp_path / "out"),
-                     "--now", "1762435700"])
+    code = cli.main(
+        [
+            "once",
+            "--state-dir",
+            str(state),
+            "--out-dir",
+            str(tmp_path / "out"),
+            "--now",
+            "1762435700",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     aum = json.loads((tmp_path / "out" / "kpis_v7.json").read_text())["aum"]
     expected = [
@@ -419,6 +439,15 @@ def test_real_router_health_fixture_aggregates() -> None:
         "quality": None,  # only policy.quality per symbol; no top-level label or counts
         "source": "router_health",
         "symbols_used": 1,
+        # the same symbol's own numbers; E1 rows state no sample count
+        "symbols": {
+            "BTCUSDT": {
+                "maker_fill_rate": 0.7,
+                "fallback_ratio": 0.1,
+                "slip_q50_bps": 1.0,
+                "samples": None,
+            }
+        },
     }
 
 

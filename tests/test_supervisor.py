@@ -87,8 +87,11 @@ class Supervisor:
         conf = read_conf(CONF)
         program = "program:kpi"
         hedge_kpi = Path(sys.executable).parent / "hedge-kpi"
-        conf.set(program, "command", conf.get(program, "command").replace(
-            "%(here)s/.venv/bin/hedge-kpi", str(hedge_kpi)))
+        conf.set(
+            program,
+            "command",
+            conf.get(program, "command").replace("%(here)s/.venv/bin/hedge-kpi", str(hedge_kpi)),
+        )
         conf.set(program, "directory", str(REPO))
         conf.set(program, "stdout_logfile", str(self.root / "kpi.log"))
         env = conf.get(program, "environment")

@@ -62,9 +62,7 @@ def layout(tmp_path: Path) -> dict[str, Path]:
 
 @pytest.fixture
 def watcher(layout: dict[str, Path]) -> Iterator[Watcher]:
-    w = Watcher(
-        [layout["nav_state"], layout["risk"], layout["fx"]], debounce_s=0.05, rescan_s=60.0
-    )
+    w = Watcher([layout["nav_state"], layout["risk"], layout["fx"]], debounce_s=0.05, rescan_s=60.0)
     w.start()
     yield w
     w.stop()
@@ -416,3 +414,32 @@ def test_rescan_does_not_re_report_what_events_already_delivered(tmp_path: Path)
         assert watcher.rescan() == {target}
     finally:
         watcher.stop()
+
+
+def test_outputs_given_to_the_watcher_report_writes_and_follow_a_new_out_dir(
+    layout: dict[str, Path], tmp_path: Path
+) -> None:
+    """The publisher's outputs are watched so another writer is seen: a rename onto one and an
+    in-place write to one are reported; after set_outputs, the new out dir is watched."""
+    kpis = layout["state"] / "kpis_v7.json"
+    w = Watcher([layout["nav_state"]], debounce_s=0.05, rescan_s=60.0, outputs=[kpis])
+    w.start()
+    try:
+        replace_into(kpis, "{}")
+        assert kpis in wait_for(w, kpis)
+        with kpis.open("w") as fh:
+            fh.write('{"foreign": true}')
+        assert kpis in wait_for(w, kpis)
+        other = tmp_path / "out"
+        other.mkdir()
+        moved = other / "kpis_v7.json"
+        w.set_outputs([moved])
+        drain(w)
+        replace_into(moved, "{}")
+        assert moved in wait_for(w, moved)
+        replace_into(kpis, "{}")  # the old output name is no longer ours to watch
+        assert kpis not in drain(w)
+        replace_into(layout["nav_state"], "{}")  # inputs are unaffected
+        assert layout["nav_state"] in wait_for(w, layout["nav_state"])
+    finally:
+        w.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kpi_publisher.parse import age_s, doc_ts, first_number, first_text
+from kpi_publisher.parse import doc_age, first_number, first_text
 from kpi_publisher.stages.fx import to_zar
 
 NAV_KEYS = ("nav_usd", "nav", "nav_total", "total_equity", "equity")
@@ -26,19 +26,45 @@ def _chain(docs: tuple[Any, ...], *keys: str) -> float | None:
     return None
 
 
+# Where the risk snapshot restates the NAV tracker's peak and realised PnL (drawdown snapshot).
+RISK_DRAWDOWN_PATHS = ("dd_state.drawdown", "drawdown")
+
+
+def _from_risk(risk: Any, key: str) -> float | None:
+    return first_number(risk, *(f"{path}.{key}" for path in RISK_DRAWDOWN_PATHS))
+
+
+def _first(value: float | None, fallback: float | None) -> float | None:
+    return value if value is not None else fallback
+
+
 def build_nav(
-    nav_state: Any, nav: Any, *, usd_zar: float | None, now: float, nav_fresh_s: float
+    nav_state: Any,
+    nav: Any,
+    *,
+    usd_zar: float | None,
+    now: float,
+    nav_fresh_s: float,
+    risk: Any = None,
+    positions_pnl_usd: float | None = None,
 ) -> dict[str, Any]:
-    """The `nav` block. Age comes from the timestamp of the file that supplied the value."""
+    """The `nav` block. Age comes from the timestamp of the file that supplied the value.
+
+    Peak, realised-today and unrealised PnL fall back to the risk snapshot's drawdown block
+    and the positions' summed PnL: the executor's nav.json mirror overwrites nav_state.json
+    without them for part of every minute, and they must not flap to null.
+    """
     nav_usd: float | None = None
     source: str | None = None
     updated_at: float | None = None
+    age: float | None = None
     for name, doc in (("nav_state", nav_state), ("nav", nav)):
         value = nav_value(doc)
         if value is not None:
-            nav_usd, source, updated_at = value, name, doc_ts(doc)
+            # A timestamp too far ahead is not valid: no age, not fresh (sources says why).
+            nav_usd, source = value, name
+            updated_at, age, _ = doc_age(doc, now)
             break
-    age = age_s(updated_at, now)
     docs = (nav_state, nav)
     return {
         "nav_usd": nav_usd,
@@ -46,8 +72,10 @@ def build_nav(
         "updated_at": updated_at,
         "age_s": age,
         "fresh": age is not None and age <= nav_fresh_s,
-        "peak_usd": _chain(docs, "peak_equity", "peak"),
-        "unrealized_pnl_usd": _chain(docs, "unrealized_pnl"),
-        "realized_pnl_today_usd": _chain(docs, "realized_pnl_today"),
+        "peak_usd": _first(_chain(docs, "peak_equity", "peak"), _from_risk(risk, "peak")),
+        "unrealized_pnl_usd": _first(_chain(docs, "unrealized_pnl"), positions_pnl_usd),
+        "realized_pnl_today_usd": _first(
+            _chain(docs, "realized_pnl_today"), _from_risk(risk, "realized_today")
+        ),
         "source": source,
     }

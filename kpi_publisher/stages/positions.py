@@ -35,17 +35,17 @@ SIDES = {"LONG": "LONG", "BUY": "LONG", "SHORT": "SHORT", "SELL": "SHORT"}
 RISK_FIELDS = ("atr_ratio", "atr_regime", "dd_state", "dd_today_pct")
 
 
+def _items(doc: Any) -> list[Any]:
+    """The entries of a positions document: the first non-empty container, or a bare list."""
+    if isinstance(doc, list):
+        return doc
+    doc = mapping(doc)
+    return next((doc[k] for k in CONTAINERS if isinstance(doc.get(k), list) and doc[k]), [])
+
+
 def raw_rows(doc: Any) -> list[Mapping[str, Any]]:
     """The row objects of a positions document: the first non-empty container, or a bare list."""
-    if isinstance(doc, list):
-        items: Any = doc
-    else:
-        doc = mapping(doc)
-        items = next(
-            (doc[k] for k in CONTAINERS if isinstance(doc.get(k), list) and doc[k]),
-            [],
-        )
-    return [row for row in items if isinstance(row, Mapping)]
+    return [row for row in _items(doc) if isinstance(row, Mapping)]
 
 
 def _price(row: Mapping[str, Any], keys: tuple[str, ...], qty: float) -> float | None:
@@ -91,15 +91,92 @@ def normalize_row(row: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def normalize(doc: Any) -> list[dict[str, Any]]:
     """Normalised rows sorted by notional, largest first (unknown notional last), then symbol."""
-    rows = [r for r in (normalize_row(raw) for raw in raw_rows(doc)) if r is not None]
+    return normalize_rows(doc)[0]
+
+
+def _stated(row: Mapping[str, Any], keys: tuple[str, ...]) -> bool:
+    return any(row.get(k) is not None for k in keys)
+
+
+def _drop_reason(row: Any) -> str | None:
+    """Why normalize_row dropped a row, or None when the contract drops it: |qty| below
+    MIN_QTY (hedge-mode exchanges report empty LONG/SHORT rows) or no symbol key at all."""
+    if not isinstance(row, Mapping):
+        return "not an object"
+    qty = key_number(row, QTY_KEYS)
+    if qty is not None and abs(qty) < MIN_QTY:
+        return None
+    if key_text(row, SYMBOL_KEYS) is None:
+        return "symbol unreadable" if _stated(row, SYMBOL_KEYS) else None
+    if qty is None:
+        return "qty unreadable" if _stated(row, QTY_KEYS) else "no qty"
+    return None
+
+
+def drop_note(dropped: list[tuple[str, str]], shown: int = 3) -> str | None:
+    """'2 rows dropped: qty unreadable (BTCUSDT, ETHUSDT)' from (reason, row label) pairs."""
+    if not dropped:
+        return None
+    by_reason: dict[str, list[str]] = {}
+    for reason, label in dropped:
+        by_reason.setdefault(reason, []).append(label)
+    parts = []
+    for reason, labels in by_reason.items():
+        listed = ", ".join(labels[:shown]) + (
+            f", +{len(labels) - shown}" if len(labels) > shown else ""
+        )
+        parts.append(f"{reason} ({listed})")
+    noun = "row" if len(dropped) == 1 else "rows"
+    return f"{len(dropped)} {noun} dropped: " + "; ".join(parts)
+
+
+def normalize_rows(doc: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """(rows as `normalize` gives them, the error text for rows dropped for a value that
+    cannot be read, or None). A row with a readable |qty| below MIN_QTY is dropped by the
+    contract and is not an error; any other dropped row is counted, never silent."""
+    rows: list[dict[str, Any]] = []
+    dropped: list[tuple[str, str]] = []
+    for index, raw in enumerate(_items(doc)):
+        row = normalize_row(raw) if isinstance(raw, Mapping) else None
+        if row is not None:
+            rows.append(row)
+            continue
+        reason = _drop_reason(raw)
+        if reason is not None:
+            symbol = key_text(raw, SYMBOL_KEYS) if isinstance(raw, Mapping) else None
+            label = symbol[:24] if symbol else f"row {index}"
+            dropped.append((reason, label))
     rows.sort(
         key=lambda r: (r["notional"] is None, -(r["notional"] or 0.0), r["symbol"], r["side"])
     )
-    return rows
+    return rows, drop_note(dropped)
+
+
+def pnl_total(rows: list[dict[str, Any]]) -> float | None:
+    """Summed unrealised PnL (USD) of the rows that have one; None when none has."""
+    pnls = [r["pnl"] for r in rows if r["pnl"] is not None]
+    return total(pnls) if pnls else None
+
+
+def exposure_pct(notional_usd: float | None, nav_usd: float | None) -> float | None:
+    """Notional as a percent of NAV; None when either is unknown or NAV is not positive."""
+    if notional_usd is None or nav_usd is None or nav_usd <= 0:
+        return None
+    return finite(notional_usd / nav_usd * 100.0)
+
+
+def book_notionals(rows: list[dict[str, Any]]) -> tuple[float | None, float | None]:
+    """(gross, net) notional in USD of the rows with a known notional; net is signed by side."""
+    known = [r for r in rows if r["notional"] is not None]
+    gross = total(r["notional"] for r in known)
+    net = total(r["notional"] if r["side"] == "LONG" else -r["notional"] for r in known)
+    return gross, net
 
 
 def build_positions(
-    rows: list[dict[str, Any]], symbols: Mapping[str, Mapping[str, Any]]
+    rows: list[dict[str, Any]],
+    symbols: Mapping[str, Mapping[str, Any]],
+    nav_usd: float | None = None,
 ) -> dict[str, Any]:
     """{positions, totals}: rows joined with per-symbol risk and formatted, plus book totals."""
     positions = []
@@ -113,19 +190,18 @@ def build_positions(
                 "pnl_fmt": fmt_money(row["pnl"]),
             }
         )
-    notionals = [r for r in positions if r["notional"] is not None]
-    gross = total(r["notional"] for r in notionals)
-    net = total(r["notional"] if r["side"] == "LONG" else -r["notional"] for r in notionals)
-    pnls = [r["pnl"] for r in positions if r["pnl"] is not None]
-    pnl_total = total(pnls) if pnls else None
+    gross, net = book_notionals(positions)
+    pnl_usd = pnl_total(positions)
     return {
         "positions": positions,
         "totals": {
             "count": len(positions),
             "gross_notional_usd": gross,
             "net_notional_usd": net,
-            "pnl_usd": pnl_total,
+            "pnl_usd": pnl_usd,
+            "gross_exposure_pct": exposure_pct(gross, nav_usd),
+            "net_exposure_pct": exposure_pct(net, nav_usd),
             "gross_notional_fmt": fmt_money(gross),
-            "pnl_fmt": fmt_money(pnl_total),
+            "pnl_fmt": fmt_money(pnl_usd),
         },
     }

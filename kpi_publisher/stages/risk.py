@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kpi_publisher.parse import finite, first_number, first_text, get, mapping, text
+from kpi_publisher.parse import (
+    finite,
+    first_number,
+    first_text,
+    get,
+    mapping,
+    number,
+    per_symbol,
+    text,
+)
 
 PERCENT = 1.0
 FRACTION = 100.0
@@ -90,4 +99,34 @@ def build_risk(risk: Any, nav_state: Any) -> dict[str, Any]:
         "atr_regime": first_text(
             risk, "atr.atr_regime", "atr_regime", "kpis_v7.atr.atr_regime", "kpis_v7.atr_regime"
         ),
+    }
+
+
+def _estimate(block: Any, key: str, scale: float) -> float | None:
+    """A VaR/CVaR number; `lookback_used: 0` means the executor had no data to estimate from."""
+    if number(get(block, "lookback_used")) == 0.0:
+        return None
+    return finite(_scaled(first_number(block, key), scale))
+
+
+def cvar_by_symbol(risk_advanced: Any) -> dict[str, float | None]:
+    """{SYMBOL: CVaR in percent of NAV} from risk_advanced.cvar.per_symbol (fractions x100)."""
+    rows = per_symbol(get(risk_advanced, "cvar.per_symbol"))
+    return {symbol: _estimate(row, "cvar_nav_pct", FRACTION) for symbol, row in rows.items()}
+
+
+def build_var(risk_advanced: Any) -> dict[str, Any]:
+    """VaR/CVaR fields of the `risk` block from risk_advanced.json.
+
+    Its `*_nav_pct` keys are fractions (the executor shows them x100); the limit and the
+    confidence are configuration and stand even when there is no estimate.
+    """
+    var = get(risk_advanced, "var")
+    cvars = [v for v in cvar_by_symbol(risk_advanced).values() if v is not None]
+    return {
+        "var_pct": _estimate(var, "portfolio_var_nav_pct", FRACTION),
+        "var_usd": _estimate(var, "portfolio_var_usd", 1.0),
+        "var_limit_pct": finite(_scaled(first_number(var, "max_portfolio_var_nav_pct"), FRACTION)),
+        "var_confidence": first_number(var, "confidence"),
+        "cvar_pct": max(cvars) if cvars else None,
     }

@@ -1,13 +1,14 @@
 """Router: maker fill, fallback, slippage quartiles and quality (contract 4, `router`).
 
 router_stats blocks come first; otherwise the per-symbol router_health entries are averaged.
-Ratios are fractions 0..1, slippage is basis points. Quality is a label and never "good"
-for no data.
+`symbols` carries each symbol's own numbers from every per-symbol shape. Ratios are fractions
+0..1, slippage is basis points; |slippage| >= 10,000 bps is the "no price" sentinel and reads
+as missing. Quality is a label and never "good" for no data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kpi_publisher.parse import (
@@ -16,6 +17,7 @@ from kpi_publisher.parse import (
     first_text,
     get,
     has_valid,
+    is_object,
     mapping,
     number,
     per_symbol,
@@ -45,14 +47,43 @@ FIELD_KEYS: Mapping[str, tuple[str, ...]] = {
     "slip_q75_bps": ("slip_q75_bps", "slip_q75", "slippage_p75"),
 }
 QUALITY_KEYS = ("quality", "policy_quality")
-ALL_NUMBER_KEYS = tuple(k for keys in FIELD_KEYS.values() for k in keys)
 # Worst first: the label reported from summary.quality_counts.
 QUALITY_SEVERITY = ("broken", "degraded", "poor", "ok", "good")
 PER_SYMBOL_PATHS = ("symbols", "per_symbol", "router_health.per_symbol", "symbol_stats")
+# Per-symbol router stats inside the execution-health entries of risk.symbols.
+STATS_ROW_PATHS = ("router", "components.router")
+SLIP_FIELDS = frozenset(("slip_q25_bps", "slip_q50_bps", "slip_q75_bps"))
+# The real router wrote +-10,000 bps (100 %) for "no price": a sentinel, never a measurement.
+SLIP_SENTINEL_BPS = 10_000.0
+# Events counted for one symbol: router stats, the stats-shaped router_health and the legacy
+# symbol_stats (order_count) each name it differently.
+SAMPLE_KEYS = ("samples", "sample_count", "event_count", "order_count")
+# maker_reliability is a quality score (0.0 for a symbol that never routed an order): the
+# contract's chain keeps it for the block-level mean, but a symbol's row never shows it as a
+# fill rate.
+SYMBOL_FIELD_KEYS: Mapping[str, tuple[str, ...]] = {
+    "maker_fill_rate": tuple(k for k in FIELD_KEYS["maker_fill_rate"] if k != "maker_reliability"),
+    "fallback_ratio": FIELD_KEYS["fallback_ratio"],
+    "slip_q50_bps": FIELD_KEYS["slip_q50_bps"],
+}
 
 
-def _fields(block: Any) -> dict[str, float | None]:
-    return {name: first_number(block, *keys) for name, keys in FIELD_KEYS.items()}
+def _slippage(block: Any, keys: tuple[str, ...]) -> float | None:
+    """The first slippage (bps) under `keys` that is a measurement; sentinels read as missing."""
+    for key in keys:
+        value = number(get(block, key))
+        if value is not None and abs(value) < SLIP_SENTINEL_BPS:
+            return value
+    return None
+
+
+def _fields(
+    block: Any, chains: Mapping[str, tuple[str, ...]] = FIELD_KEYS
+) -> dict[str, float | None]:
+    return {
+        name: _slippage(block, keys) if name in SLIP_FIELDS else first_number(block, *keys)
+        for name, keys in chains.items()
+    }
 
 
 def _mean(values: list[float]) -> float | None:
@@ -60,13 +91,17 @@ def _mean(values: list[float]) -> float | None:
     return None if summed is None else finite(summed / len(values))
 
 
-def _aggregate(router: Any) -> tuple[dict[str, float | None], int]:
-    """Plain means over per-symbol entries that have a valid value for each field."""
-    entries: dict[str, Mapping[str, Any]] = {}
+def _first_entries(router: Any) -> dict[str, Mapping[str, Any]]:
     for path in PER_SYMBOL_PATHS:
         entries = per_symbol(get(router, path))
         if entries:
-            break
+            return entries
+    return {}
+
+
+def _aggregate(router: Any) -> tuple[dict[str, float | None], int]:
+    """Plain means over per-symbol entries that have a valid value for each field."""
+    entries = _first_entries(router)
     collected: dict[str, list[float]] = {name: [] for name in FIELD_KEYS}
     used = 0
     for entry in entries.values():
@@ -90,7 +125,63 @@ def _worst_count(router: Any) -> str | None:
     return next((label for label in QUALITY_SEVERITY if label in nonzero), None)
 
 
-def build_router(risk: Any, router: Any) -> dict[str, Any]:
+def _samples(entry: Any) -> int | None:
+    value = first_number(entry, *SAMPLE_KEYS)
+    return int(value) if value is not None and value >= 0 and value.is_integer() else None
+
+
+def _nested_rows(entries: Any, path: str) -> dict[str, Mapping[str, Any]]:
+    """{SYMBOL: entry[path]} for per-symbol entries that carry an object there."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for symbol, entry in per_symbol(entries).items():
+        row = get(entry, path)
+        if is_object(row):
+            out[symbol] = row
+    return out
+
+
+def symbol_shapes(block: Any, risk: Any, router: Any) -> list[dict[str, Mapping[str, Any]]]:
+    """Every per-symbol router shape, router stats before router_health (the block order):
+    the used router_stats block's own rows, the execution-health entries' `router` (and
+    `components.router`) in risk.symbols, then router_health's lists and dicts in order."""
+    shapes = [per_symbol(get(block, path)) for path in PER_SYMBOL_PATHS if block is not None]
+    shapes += [_nested_rows(get(risk, "symbols"), path) for path in STATS_ROW_PATHS]
+    shapes += [per_symbol(get(router, path)) for path in PER_SYMBOL_PATHS]
+    return [shape for shape in shapes if shape]
+
+
+def build_symbol_rows(
+    shapes: list[dict[str, Mapping[str, Any]]], open_symbols: Iterable[str], cap: int
+) -> dict[str, dict[str, Any]]:
+    """{SYMBOL: {maker_fill_rate, fallback_ratio, slip_q50_bps, samples}}.
+
+    A symbol's three numbers come from one row, the first (in `shapes` order) holding any of
+    them, so they describe the same measurement; `samples` comes from the first row that
+    counts the symbol's events. Open positions first, then by name, at most `cap`; a symbol
+    with nothing valid is left out.
+    """
+    known: set[str] = set().union(*shapes) if shapes else set()
+    held = [s for s in dict.fromkeys(open_symbols) if s in known]
+    out: dict[str, dict[str, Any]] = {}
+    for symbol in held + sorted(known - set(held)):
+        if len(out) >= cap:
+            break
+        rows = [shape[symbol] for shape in shapes if symbol in shape]
+        numbers: dict[str, float | None] = dict.fromkeys(SYMBOL_FIELD_KEYS)
+        for row in rows:
+            values = _fields(row, SYMBOL_FIELD_KEYS)
+            if any(v is not None for v in values.values()):
+                numbers = values
+                break
+        samples = next((n for n in map(_samples, rows) if n is not None), None)
+        if samples is not None or any(v is not None for v in numbers.values()):
+            out[symbol] = {**numbers, "samples": samples}
+    return out
+
+
+def build_router(
+    risk: Any, router: Any, open_symbols: Iterable[str] = (), cap: int = 64
+) -> dict[str, Any]:
     """The `router` block."""
     risk = mapping(risk)
     block: Any = None
@@ -100,7 +191,10 @@ def build_router(risk: Any, router: Any) -> dict[str, Any]:
         ("kpis_v7.router_stats", "risk_snapshot.kpis_v7.router_stats"),
     ):
         candidate = get(risk, path)
-        if has_valid(candidate, numbers=ALL_NUMBER_KEYS, labels=QUALITY_KEYS):
+        # A block of sentinels and nulls does not exist (rules 4 and 5): the next one is used.
+        if any(v is not None for v in _fields(mapping(candidate)).values()) or has_valid(
+            candidate, labels=QUALITY_KEYS
+        ):
             block, source = candidate, name
             break
     symbols_used: int | None = None
@@ -118,4 +212,10 @@ def build_router(risk: Any, router: Any) -> dict[str, Any]:
         or _label(get(router, "quality"))
         or _worst_count(router)
     )
-    return {**values, "quality": quality, "source": source, "symbols_used": symbols_used}
+    return {
+        **values,
+        "quality": quality,
+        "source": source,
+        "symbols_used": symbols_used,
+        "symbols": build_symbol_rows(symbol_shapes(block, risk, router), open_symbols, cap),
+    }

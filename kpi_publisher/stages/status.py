@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kpi_publisher.parse import age_s, doc_ts
+from kpi_publisher.parse import DOC_TS_KEYS, doc_age, doc_ts
 from kpi_publisher.sources import INVALID, MISSING, OK, SOURCE_NAMES, SourceRead
 
 STALE = "stale"
@@ -19,30 +19,52 @@ def source_ts(name: str, data: Any) -> float | None:
     return doc_ts(data)
 
 
+def source_age(name: str, data: Any, now: float) -> tuple[float | None, str | None]:
+    """(age_s, error) of a source at `now`: a timestamp too far ahead has no age (rule 2)."""
+    _, age, error = doc_age(data, now, FX_TS_KEYS if name == "fx" else DOC_TS_KEYS)
+    return age, error
+
+
+def dropped_note(read: SourceRead, shown: int = 5) -> str | None:
+    """The error text for values read as missing because they were not valid Unicode."""
+    count = read.dropped_count
+    if not count:
+        return None
+    listed = ", ".join(read.dropped[:shown])
+    more = count - min(shown, len(read.dropped))
+    plural = "value" if count == 1 else "values"
+    tail = f" and {more} more" if more else ""
+    return f"{count} {plural} not valid Unicode, read as missing: {listed}{tail}"
+
+
 def build_sources(
     sources: Mapping[str, SourceRead],
     now: float,
     stale_limit_s: Callable[[str], float | None],
     notes: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """{name: {status, age_s, error}} for exactly the seven contract sources.
+    """{name: {status, age_s, error}} for exactly the contract sources (SOURCE_NAMES).
 
-    `notes` adds an error text to a source without changing its status (e.g. a stated AUM
-    total that disagrees with the slices).
+    `notes` adds an error text to a source without changing its status (e.g. position rows
+    dropped for an unreadable value); so do a timestamp too far in the future (age null) and
+    values dropped as invalid Unicode (`SourceRead.dropped`).
     """
     out: dict[str, dict[str, Any]] = {}
     for name in SOURCE_NAMES:
         read = sources.get(name) or SourceRead(name, MISSING)
-        age = age_s(source_ts(name, read.data), now) if read.status != MISSING else None
+        age, ts_error = source_age(name, read.data, now) if read.status != MISSING else (None, None)
         status = read.status
         limit = stale_limit_s(name)
         if status == OK and age is not None and limit is not None and age > limit:
             status = STALE
         error = read.error
-        if notes and name in notes and status != INVALID:
-            error = notes[name] if error is None else f"{error}; {notes[name]}"
+        if status != INVALID:
+            note = notes.get(name) if notes else None
+            extra = [e for e in (ts_error, dropped_note(read), note) if e]
+            if extra:
+                error = "; ".join([error, *extra] if error else extra)
         out[name] = {"status": status, "age_s": age, "error": error}
     return out
 
 
-__all__ = ["INVALID", "MISSING", "OK", "STALE", "build_sources", "source_ts"]
+__all__ = ["INVALID", "MISSING", "OK", "STALE", "build_sources", "source_age", "source_ts"]

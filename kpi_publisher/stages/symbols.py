@@ -50,8 +50,14 @@ def _in_order(held: list[str], rest: set[str], cap: int) -> Iterator[str]:
         yield from sorted(s for s in rest if s not in taken)
 
 
-def build_symbols(risk: Any, open_symbols: Iterable[str], cap: int) -> dict[str, dict[str, Any]]:
-    """{SYMBOL: {atr_ratio, atr_regime, dd_state, dd_today_pct}}: open positions first, capped.
+def build_symbols(
+    risk: Any,
+    open_symbols: Iterable[str],
+    cap: int,
+    cvar_pct: Mapping[str, float | None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """{SYMBOL: {atr_ratio, atr_regime, dd_state, dd_today_pct, cvar_pct}}: open positions
+    first, capped. `cvar_pct` is each symbol's CVaR in percent of NAV (risk_advanced).
 
     Only the symbols that make the cut are read field by field, so a 10,000-symbol universe
     costs one pass to index it and a sort of its names.
@@ -60,7 +66,8 @@ def build_symbols(risk: Any, open_symbols: Iterable[str], cap: int) -> dict[str,
     sources = [per_symbol(get(risk, path)) for path in SOURCE_PATHS]
     out: dict[str, dict[str, Any]] = {}
     held = list(dict.fromkeys(open_symbols))
-    rest = set().union(*sources) - set(held)
+    cvars = cvar_pct or {}
+    rest = set().union(*sources, cvars) - set(held)
     for symbol in _in_order(held, rest, cap):
         if len(out) >= cap:
             break
@@ -76,6 +83,7 @@ def build_symbols(risk: Any, open_symbols: Iterable[str], cap: int) -> dict[str,
                     missing -= 1
             if not missing:
                 break  # later sources only fill gaps; there are none
+        merged["cvar_pct"] = cvars.get(symbol)
         if any(v is not None for v in merged.values()):
             out[symbol] = merged
     return out

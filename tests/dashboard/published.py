@@ -30,6 +30,8 @@ FULL_CARDS = {
     "Slippage q50": "1.50 bps",
     "Fee / PnL": "18.5%",
     "DD state": "cautious",
+    "Exposure": "131.71% / 28.77%",
+    "VaR": "4.56%",
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard.text import md_escape
 from tests.dashboard import published
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
@@ -34,7 +35,8 @@ def run_app() -> AppTest:
 
 
 def metrics(app: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in app.metric}
+    """Card label -> value as the page shows it (values are Markdown-escaped)."""
+    return {m.label: unescape(m.value) for m in app.metric}
 
 
 BADGE = re.compile(r"^:(\w+)-badge\[(.*)\]$", re.S)
@@ -89,6 +91,8 @@ def test_missing_values_render_en_dash(out_dir: Path) -> None:
         "Slippage q50": "–",
         "Fee / PnL": "–",
         "DD state": "–",
+        "Exposure": "– / –",
+        "VaR": "–",
     }
 
 
@@ -113,6 +117,8 @@ def test_zeros_render_as_zero(out_dir: Path) -> None:
         "Slippage q50": "0.00 bps",
         "Fee / PnL": "0.0%",
         "DD state": "cautious",
+        "Exposure": "– / –",  # a NAV of 0 gives no share of NAV
+        "VaR": "0.00%",
     }
 
 
@@ -220,7 +226,9 @@ def test_charts_show_the_published_figures(out_dir: Path) -> None:
     assert (atr["x"], atr["y"]) == (["BTCUSDT", "ETHUSDT", "SOLUSDT"], [1.31, 0.94, 1.62])
     assert dd["y"] == [0.55, 0.0, 2.1]
     slip, fill, fallback = specs["router"]["data"]
-    assert (slip["x"], fill["y"], fallback["y"]) == ([1.5], [62.5], [12.5])
+    # one row per symbol from router.symbols (SOLUSDT has slippage only)
+    assert slip["y"] == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+    assert (slip["x"], fill["y"], fallback["y"]) == ([1.2, 2.4, 3.1], [70.0, 50.0], [10.0, 25.0])
 
 
 def test_panels_without_data_say_so(out_dir: Path) -> None:
@@ -235,3 +243,26 @@ def test_panels_without_data_say_so(out_dir: Path) -> None:
         "no router figures published",
     ):
         assert sentence in captions
+
+
+def test_var_card_shows_its_limit_and_turns_red_when_breached(out_dir: Path) -> None:
+    """VaR 4.56 % under a 12 % limit: plain caption; VaR 12.5 % over it: a red "over limit"."""
+    published.publish(out_dir, "full", time.time())
+    captions = [c.value for c in run_app().caption]
+    assert md_escape("limit 12.00% · 99% conf · worst CVaR 3.10%") in captions
+    assert not any(c.startswith(":red[") for c in captions)
+
+    docs = published.publish(out_dir, "full", time.time())
+    docs["kpis_v7.json"]["risk"].update(var_pct=12.5)
+    published.write_doc(out_dir, "kpis_v7.json", docs["kpis_v7.json"])
+    app = run_app()
+    assert metrics(app)["VaR"] == "12.50%"
+    red = [c.value for c in app.caption if c.value.startswith(":red[")]
+    assert red == [f":red[{md_escape('over limit · limit 12.00% · 99% conf · worst CVaR 3.10%')}]"]
+
+
+def test_exposure_card_shows_gross_and_net_share_of_nav(out_dir: Path) -> None:
+    published.publish(out_dir, "full", time.time())
+    app = run_app()
+    assert metrics(app)["Exposure"] == "131.71% / 28.77%"
+    assert "gross / net of NAV" in [unescape(c.value) for c in app.caption]

@@ -66,6 +66,8 @@ GRID_ROWS_JS = """() => [...document.querySelectorAll('[data-testid="stDataFrame
 
 def test_positions_table_lists_the_published_rows(page: Any) -> None:
     """Symbol, side and the publisher's notional/PnL strings, largest notional first."""
+    # The grid mounts its rows after the cards: wait for them rather than read too early.
+    page.wait_for_function(f"({GRID_ROWS_JS})().length >= 3", timeout=15_000)
     rows = page.evaluate(GRID_ROWS_JS)
     assert [(r[0], r[1], r[5], r[6]) for r in rows] == [
         ("BTCUSDT", "LONG", "6,712.34", "12.34"),

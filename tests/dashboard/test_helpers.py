@@ -87,10 +87,20 @@ def positions_read(book: str = "full") -> Published:
 
 @pytest.mark.parametrize(
     ("age_s", "down"),
-    [(0.0, False), (15.0, False), (15.01, True), (-30.0, False), (3600.0, True)],
+    [
+        (0.0, False),
+        (15.0, False),
+        (15.01, True),
+        (-30.0, False),
+        (-60.0, False),
+        (-61.0, True),
+        (-3600.0, True),
+        (3600.0, True),
+    ],
 )
 def test_publisher_down_is_strictly_over_three_heartbeats(age_s: float, down: bool) -> None:
-    """15 s is three 5 s heartbeats: still up; a future stamp counts as age 0."""
+    """15 s is three 5 s heartbeats: still up; a stamp up to 60 s ahead counts as age 0, one
+    further ahead is no valid build time (contract rule 2): down."""
     found = freshness.badges(kpis_read("full", NOW - age_s), positions_read(), NOW, 15.0)
     assert (freshness.PUBLISHER_DOWN in [b.label for b in found]) is down
 
@@ -199,7 +209,10 @@ def test_symbol_risk_view_absent_without_data() -> None:
 
 
 def test_router_chart_uses_the_aggregate_with_its_quartiles() -> None:
-    rows = charts.router_rows(published.load("full", "kpis_v7.json"))
+    """A document without per-symbol router numbers: one "all symbols" row."""
+    kpis = published.load("full", "kpis_v7.json")
+    kpis["router"]["symbols"] = {}
+    rows = charts.router_rows(kpis)
     assert rows == [
         {
             "label": "all symbols",
@@ -240,4 +253,30 @@ def test_publish_age_handles_absent_and_future_stamps() -> None:
     assert freshness.publish_age_s(None, NOW) is None
     assert freshness.publish_age_s({"generated_at": None}, NOW) is None
     assert freshness.publish_age_s({"generated_at": NOW + 5}, NOW) == 0.0
+    assert freshness.publish_age_s({"generated_at": NOW + 60}, NOW) == 0.0
+    assert freshness.publish_age_s({"generated_at": NOW + 60.5}, NOW) is None
     assert freshness.publish_age_s({"generated_at": time.time()}, time.time() + 1) > 0
+
+
+def test_router_chart_has_one_row_per_published_router_symbol() -> None:
+    """router.symbols gives a row per symbol; a symbol with slippage only has no fill bar."""
+    rows = charts.router_rows(published.load("full", "kpis_v7.json"))
+    assert [(r["label"], r["maker_fill_rate"], r["slip_q50_bps"]) for r in rows] == [
+        ("BTCUSDT", 0.7, 1.2),
+        ("ETHUSDT", 0.5, 2.4),
+        ("SOLUSDT", None, 3.1),
+    ]
+    figure = charts.router_figure(rows)
+    assert figure is not None
+    slip, fill, _ = figure.data
+    assert list(slip.y) == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+    assert list(fill.x) == ["BTCUSDT", "ETHUSDT"]
+
+
+def test_a_missing_later_era_source_is_no_badge_but_an_invalid_one_is() -> None:
+    """risk_advanced (v7.6+) missing is an older desk's normal state; invalid is a fault."""
+    kpis = published.load("full", "kpis_v7.json")
+    kpis["sources"]["risk_advanced"] = {"status": "missing", "age_s": None, "error": None}
+    assert freshness.source_badges(kpis) == []
+    kpis["sources"]["risk_advanced"] = {"status": "invalid", "age_s": 3.0, "error": "torn"}
+    assert [b.label for b in freshness.source_badges(kpis)] == ["risk_advanced invalid"]

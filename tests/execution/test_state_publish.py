@@ -93,7 +93,10 @@ def test_daemon_publishes_exactly_the_in_process_payload(tmp_path, era):
     assert render(kpis) == published
     assert kpis["generated_at"] == BUILD_TS
     assert kpis["nav"]["nav_usd"] == 3892.71168962  # the third point of the real NAV series
-    assert {s["status"] for s in kpis["sources"].values()} == {"ok"}
+    # every source the demo writes is ok; it simulates no VaR (risk_advanced.json)
+    assert {n: s["status"] for n, s in kpis["sources"].items() if n != "risk_advanced"} == (
+        dict.fromkeys(["fx", "holdings", "nav", "nav_state", "positions", "risk", "router"], "ok")
+    )
 
 
 def test_once_with_now_publishes_the_same_bytes(tmp_path):
@@ -111,16 +114,27 @@ def test_positions_v7_in_process_matches_the_published_rows(tmp_path):
     assert cli.main(["once", "--state-dir", str(state), "--now", repr(BUILD_TS)]) == 0
     published = json.loads((state / "positions_v7.json").read_bytes())
     inputs = read_inputs(root)
-    ours = build_positions_v7(BUILD_TS, inputs["positions"], inputs["risk_snapshot"])
+    ours = build_positions_v7(
+        BUILD_TS,
+        inputs["positions"],
+        inputs["risk_snapshot"],
+        nav_snapshot=inputs["nav_snapshot"],
+        nav=inputs["nav"],
+    )
     assert ours["positions"] == published["positions"]
     assert ours["totals"] == published["totals"]
     assert ours["totals"]["count"] == 4
+    nav_usd = build_kpis_v7(BUILD_TS, inputs["nav_snapshot"], None, None, nav=inputs["nav"])
+    assert ours["totals"]["gross_exposure_pct"] == pytest.approx(
+        ours["totals"]["gross_notional_usd"] / nav_usd["nav"]["nav_usd"] * 100
+    )
 
 
 def test_no_inputs_means_every_source_missing_and_no_made_up_numbers():
     kpis = build_kpis_v7(BUILD_TS, None, None, None)
     assert {name: s["status"] for name, s in kpis["sources"].items()} == dict.fromkeys(
-        ["fx", "holdings", "nav", "nav_state", "positions", "risk", "router"], "missing"
+        ["fx", "holdings", "nav", "nav_state", "positions", "risk", "router", "risk_advanced"],
+        "missing",
     )
     assert kpis["nav"]["nav_usd"] is None
     assert kpis["router"]["quality"] is None  # never "good" for no data

@@ -1,7 +1,7 @@
 """The real `hedge-kpi run` daemon with one injected fault: its loop raises after N seconds.
 
 Usage: python crashing_daemon.py CRASH_AFTER_S  (settings from KPI_* env vars, JSON logs).
-Everything else is production code: the Daemon, its CrashLog in /tmp and its crash backoff,
+Everything else is production code: the Daemon, its CrashLog (private per-user dir), its backoff,
 the real watcher and publisher, the signal thread. supervisord runs this in the crash-loop
 test; the fault stands in for any bug that kills the loop after `startsecs`.
 """

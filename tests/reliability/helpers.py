@@ -25,7 +25,7 @@ import orjson
 
 from kpi_publisher import fs, pipeline, render, schemas
 from kpi_publisher.config import Settings, resolve
-from kpi_publisher.sources import SourceReader
+from kpi_publisher.sources import STATE_FILES, SourceReader
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -33,13 +33,8 @@ BIN = Path(sys.executable).parent
 HEDGE_KPI = BIN / "hedge-kpi"
 NOW = 1_764_000_000.0  # 2025-11-24T16:00:00Z: build time of in-process tests
 
-STATE_NAMES = {
-    "nav_state": "nav_state.json",
-    "nav": "nav.json",
-    "risk": "risk_snapshot.json",
-    "router": "router_health.json",
-    "positions": "positions_state.json",
-}
+# Each state-dir source's preferred file, from the publisher's own table.
+STATE_NAMES = {name: files[0] for name, files in STATE_FILES.items()}
 
 
 def good_docs(now: float = NOW, nav_usd: float = 10_234.56) -> dict[str, Any]:
@@ -101,6 +96,21 @@ def good_docs(now: float = NOW, nav_usd: float = 10_234.56) -> dict[str, Any]:
             "usd_zar_ts": now - 60,
         },
         "holdings": {"BTC": {"qty": 0.05, "avg_cost": 60_000.0}},
+        "risk_advanced": {
+            "updated_ts": now - 40,
+            "var": {
+                "portfolio_var_nav_pct": 0.021,
+                "portfolio_var_usd": 214.9,
+                "max_portfolio_var_nav_pct": 0.05,
+                "confidence": 0.99,
+                "lookback_used": 90,
+            },
+            "cvar": {
+                "per_symbol": {
+                    "BTCUSDT": {"cvar_nav_pct": 0.012, "cvar_usd": 122.8, "limit": 0.04},
+                },
+            },
+        },
     }
 
 

@@ -305,11 +305,12 @@ def test_nan_and_infinity_tokens_read_as_missing_values(layout: Layout) -> None:
     raw = raw[:-1] + ',"unrealized_pnl":Infinity}'
     layout.path("nav_state").write_text(raw)
     settings = layout.settings()
-    kpis, _ = assert_valid_outputs(*build_bytes(SourceReader(settings), settings))
+    kpis, positions = assert_valid_outputs(*build_bytes(SourceReader(settings), settings))
     assert kpis["sources"]["nav_state"]["status"] == "ok"
     assert kpis["nav"]["nav_usd"] == 10_234.56
     assert kpis["nav"]["peak_usd"] is None
-    assert kpis["nav"]["unrealized_pnl_usd"] is None
+    # Infinity is missing, so the contract's fallback (the positions' summed PnL) stands in.
+    assert kpis["nav"]["unrealized_pnl_usd"] == positions["totals"]["pnl_usd"] == 15.0
 
 
 def test_numbers_as_strings_are_numbers(layout: Layout) -> None:
@@ -329,12 +330,14 @@ def test_numbers_as_strings_are_numbers(layout: Layout) -> None:
 
 WRONG_VALUES: tuple[Any, ...] = ([], {}, [1, 2], {"x": 1}, "abc", True, None, "")
 # Blocks of kpis_v7 that a source does not feed: they must not move when it goes bad.
+# Positions feed nav (the unrealized-PnL fallback) and risk (exposure as a share of NAV).
 UNRELATED: dict[str, tuple[str, ...]] = {
     "nav_state": ("router", "fees"),
     "nav": ("router", "fees", "risk"),
     "risk": ("nav",),
     "router": ("nav", "aum", "risk", "fees"),
-    "positions": ("nav", "aum", "risk", "router", "fees"),
+    "positions": ("aum", "router", "fees"),
+    "risk_advanced": ("nav", "aum", "router", "fees"),
     "fx": ("risk", "router", "fees"),
     "holdings": ("nav", "risk", "router", "fees"),
 }
@@ -500,3 +503,135 @@ def test_running_daemon_survives_a_bad_file(layout: Layout, kind: str) -> None:
         assert proc.stop(signal.SIGTERM) == 0
     assert layout.temps() == []
     assert wait_for(lambda: kpis_nav(layout.out), 1) == 10_234.56
+
+
+# -- strings that are not valid Unicode: read as missing, named, never a stopped publisher ------
+
+
+def _with_lone_surrogates(doc: dict[str, Any]) -> bytes:
+    """The document as a Python executor with ensure_ascii writes it, plus lone surrogate
+    escapes in a value, in a key and inside a list (orjson refuses them, the stdlib accepts)."""
+    raw = orjson.dumps(doc).decode()
+    return (
+        raw[:-1] + r',"dd_state":"\udcff","\ud800key":1,"symbols":[{"symbol":"\udfff"}]}'
+    ).encode()
+
+
+def test_lone_surrogates_read_as_missing_and_are_named(layout: Layout) -> None:
+    """A value that is not valid Unicode reads as missing, an entry whose key is one is
+    dropped; the file stays ok, the error names each key path, the outputs render."""
+    layout.path("risk").write_bytes(_with_lone_surrogates(good_docs()["risk"]))
+    settings = layout.settings()
+    read = SourceReader(settings).read("risk")
+    assert read.status == OK
+    assert read.dropped == ("dd_state", r"\ud800key", "symbols[0].symbol")
+    assert read.dropped_count == 3
+    assert read.data["dd_state"] is None and r"\ud800key" not in read.data
+    kpis, _ = assert_valid_outputs(*build_bytes(SourceReader(settings), settings))
+    risk = kpis["sources"]["risk"]
+    assert risk["status"] == "ok"
+    assert risk["error"] == (
+        r"3 values not valid Unicode, read as missing: dd_state, \ud800key, symbols[0].symbol"
+    )
+    assert kpis["risk"]["dd_state"] is None
+    assert kpis["risk"]["drawdown_pct"] == 1.14  # the rest of the file is untouched
+
+
+def test_invalid_utf8_bytes_make_the_file_invalid(layout: Layout) -> None:
+    """Raw bytes that are not UTF-8 (an encoded surrogate, a stray 0xff) are rule 6: invalid."""
+    settings = layout.settings()
+    for bad in (b"\xed\xb3\xbf", b"\xff", b"\xc3"):
+        layout.path("risk").write_bytes(b'{"dd_state":"' + bad + b'","ts":1}')
+        read = SourceReader(settings).read("risk")
+        assert read.status == "invalid" and "not UTF-8" in read.error, bad
+
+
+def test_daemon_logs_the_dropped_values_once_and_keeps_publishing(layout: Layout) -> None:
+    """`source_value_dropped` names the source, the file and the key paths, once per change;
+    every pass publishes."""
+    d = Daemon(layout.settings(), batches=_NoBatches(), clock=lambda: NOW)
+    d._prepare_out_dir()
+    assert d.run_pass("start").published
+    layout.path("risk").write_bytes(_with_lone_surrogates(good_docs()["risk"]))
+    with capture_logs() as events:
+        for pass_reason in ("change", "heartbeat", "heartbeat"):
+            assert d.run_pass(pass_reason).published
+    dropped = [e for e in events if e["event"] == "source_value_dropped"]
+    assert len(dropped) == 1, events
+    assert dropped[0]["source"] == "risk"
+    assert dropped[0]["file"] == str(layout.path("risk"))
+    assert dropped[0]["keys"] == ["dd_state", r"\ud800key", "symbols[0].symbol"]
+    assert not [e for e in events if e["event"] in ("publish_failed", "build_failed")]
+    kpis, _ = read_outputs(layout.out)
+    assert kpis["sources"]["risk"]["status"] == "ok"
+
+
+def test_render_never_raises_on_a_string_from_an_in_process_caller() -> None:
+    """Lone surrogates in keys and values, huge ints, NaN: rendered, valid UTF-8, U+FFFD."""
+    doc = {"a": "x\udcffy", "\ud800": ["\ud83d\ude00", float("nan")], 3: 10**30, "b": 10**400}
+    out = render(doc)
+    assert orjson.loads(out) == {
+        "a": "x\ufffdy",
+        "\ufffd": ["\U0001f600", None],
+        "3": 1e30,
+        "b": None,
+    }
+    assert render(doc) == out
+
+
+# -- nesting: any depth is invalid past the documented limit, on every decode path ---------------
+
+MAX_DEPTH = 64
+
+
+def _nested(depth: int, *, objects: bool, nan: bool, pad_to: int = 0) -> bytes:
+    """A document nested `depth` containers deep (the top level is 1), optionally with a NaN
+    token (the stdlib path) and whitespace padding past the size where orjson's limit is used."""
+    leaf = b"NaN" if nan else b"1"
+    if objects:
+        body = b'{"k":' * depth + leaf + b"}" * depth
+    else:
+        body = b'{"k":' + b"[" * (depth - 1) + leaf + b"]" * (depth - 1) + b"}"
+    return body + b" " * max(0, pad_to - len(body))
+
+
+@pytest.mark.parametrize("pad_to", [0, 100_000], ids=["small", "large"])
+@pytest.mark.parametrize("nan", [False, True], ids=["orjson", "stdlib"])
+@pytest.mark.parametrize("objects", [False, True], ids=["arrays", "objects"])
+def test_nesting_limit_is_the_same_on_every_decode_path(
+    objects: bool, nan: bool, pad_to: int
+) -> None:
+    """64 levels decode; 65 and any deeper are invalid with a clear reason, never an
+    exception, on the orjson path (small and large files) and the stdlib (NaN token) path."""
+    from kpi_publisher.sources import decode
+
+    assert isinstance(decode(_nested(MAX_DEPTH, objects=objects, nan=nan, pad_to=pad_to)), dict)
+    for depth in (MAX_DEPTH + 1, 100, 300, 1000, 1025, 5000, 100_000):
+        raw = _nested(depth, objects=objects, nan=nan, pad_to=pad_to)
+        with pytest.raises(fs.ReadError, match=f"nested deeper than {MAX_DEPTH} levels"):
+            decode(raw)
+
+
+def test_bytes_that_close_more_than_they_open_are_not_valid_json() -> None:
+    """A large file whose brackets only balance with more around it is still not JSON."""
+    from kpi_publisher.sources import decode
+
+    for body in (b"{}],[{}", b"1],[2", b"],[", b'{"a":1}]]]]', b'[[[[{"a":1}'):
+        with pytest.raises(fs.ReadError, match="not valid JSON"):
+            decode(body + b" " * 100_000, allow_list=True)
+
+
+@pytest.mark.parametrize("depth", [100, 300, 1000, 5000, 100_000])
+def test_deep_file_is_invalid_and_publishing_goes_on(layout: Layout, depth: int) -> None:
+    """Through the reader and the pipeline: the deep source is invalid and keeps its last good
+    content, every other KPI is unchanged, the outputs render and validate."""
+    settings = layout.settings()
+    reader = SourceReader(settings)
+    good, _ = assert_valid_outputs(*build_bytes(reader, settings))
+    layout.path("risk").write_bytes(b'{"ts":1,"x":' + b"[" * depth + b"NaN" + b"]" * depth + b"}")
+    kpis, _ = assert_valid_outputs(*build_bytes(reader, settings))
+    status = kpis["sources"].pop("risk")
+    assert status["status"] == "invalid"
+    assert status["error"] == f"risk_snapshot.json: nested deeper than {MAX_DEPTH} levels"
+    good["sources"].pop("risk")
+    assert kpis == good

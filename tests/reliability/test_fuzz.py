@@ -5,6 +5,11 @@ Properties, for any input: no exception; both outputs valid against their JSON S
 NaN/Infinity in the bytes; the same files and the same build time give the same bytes; and a
 file that cannot be used never replaces the last good content.
 
+The inputs include what broke publishing before: strings that are not valid Unicode (lone
+surrogate escapes in keys and values, bytes that are not UTF-8), nesting up to 5,000 levels,
+timestamps in seconds, ms, µs and ns and ahead of the clock, and numeric strings with a comma
+anywhere.
+
 The default profile runs a few hundred examples per property (every CI run); the tests
 marked slow are the same properties at 10,000 examples: `make test-long`
 (HYPOTHESIS_PROFILE=long pytest -m slow), see tests/reliability/conftest.py.
@@ -44,6 +49,22 @@ SPECIAL_NUMBERS = st.sampled_from(
     + ([] if WILD_LIMIT else [1e308, -1e308])
 )
 NON_FINITE = st.sampled_from([float("nan"), float("inf"), float("-inf")])  # NaN tokens on disk
+
+
+def _comma_at(text_and_cut: tuple[str, int]) -> str:
+    text, cut = text_and_cut
+    cut %= len(text) + 1
+    return text[:cut] + "," + text[cut:]
+
+
+# Numeric strings with a comma anywhere: well-formed grouping is a number, the rest missing.
+COMMA_STRINGS = st.one_of(
+    st.tuples(st.one_of(FINITE.map(repr), st.integers().map(str)), st.integers(0, 30)).map(
+        _comma_at
+    ),
+    st.text(alphabet="0123456789,.-+ e_", max_size=14),
+    st.sampled_from(["0,8", "18,05", "1,2345", "1.234,5", ",", "1,,000", "1_000", "١٢٣"]),
+)
 NUMERIC_STRINGS = st.one_of(
     FINITE.map(repr),
     st.floats(min_value=-1e12, max_value=1e12).map(lambda x: f"{x:,.2f}"),
@@ -51,7 +72,11 @@ NUMERIC_STRINGS = st.one_of(
     st.sampled_from(
         ["", " ", "abc", "1,234.5", " 12.5 ", "-0", "NaN", "Infinity", "1e999", "0x10"]
     ),
+    COMMA_STRINGS,
 )
+# Text with lone surrogates (written by json.dumps as "\udXXX" escapes) and any other code point.
+SURROGATE = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+WILD_TEXT = st.text(st.one_of(st.characters(), SURROGATE), max_size=8)
 NUMBER: st.SearchStrategy[Any] = st.one_of(
     FINITE,
     st.integers(min_value=-(2**70), max_value=2**70),
@@ -67,9 +92,20 @@ DATETIMES = st.datetimes(
 OFFSETS = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
     lambda m: timezone(timedelta(minutes=m))
 )
+UNITS = st.sampled_from([1, 1_000, 1_000_000, 1_000_000_000])  # s, ms, µs, ns
+# Behind the clock, a little ahead (skew: age 0.0) and far ahead (no valid timestamp).
+OFFSET_S = st.one_of(
+    st.floats(min_value=-10 * 86_400, max_value=0),
+    st.floats(min_value=0, max_value=60),
+    st.floats(min_value=60, max_value=10 * 365 * 86_400),
+)
+EPOCH_IN_UNITS = st.tuples(OFFSET_S, UNITS).map(lambda p: int((NOW + p[0]) * p[1]))
 TIMESTAMP: st.SearchStrategy[Any] = st.one_of(
     st.floats(min_value=0, max_value=4e9),  # epoch seconds
     st.integers(min_value=10**12, max_value=4 * 10**12),  # epoch milliseconds
+    EPOCH_IN_UNITS,  # s, ms, µs or ns, behind or ahead of the clock
+    EPOCH_IN_UNITS.map(str),  # the same as digit strings
+    st.integers(min_value=0, max_value=4 * 10**18),  # any magnitude
     st.integers(min_value=0, max_value=4 * 10**12).map(str),  # digit strings
     DATETIMES.map(lambda d: d.isoformat()),  # naive ISO = UTC
     DATETIMES.map(lambda d: d.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")),
@@ -81,6 +117,7 @@ TIMESTAMP: st.SearchStrategy[Any] = st.one_of(
 SYMBOL = st.one_of(
     st.sampled_from(["BTCUSDT", "ETHUSDT", "SOLUSDT", "btcusdt", " XAUT ", "", "BTC", "X" * 40]),
     st.text(max_size=6),
+    WILD_TEXT,
 )
 ASSET = st.sampled_from(["BTC", "ETH", "XAUT", "USDT", "USDC", "SOL", ""])
 LABEL = st.one_of(
@@ -89,6 +126,7 @@ LABEL = st.one_of(
     ),
     st.sampled_from(["poor", "degraded", "broken", "low", "high", ""]),
     st.text(max_size=8),
+    WILD_TEXT,
     st.none(),
     NUMBER,
 )
@@ -275,13 +313,57 @@ SHAPED_STATE = st.fixed_dictionaries({}, optional=SHAPED)
 
 # Arbitrary JSON, NaN/Infinity included (stdlib json writes them as bare tokens).
 ANY_JSON = st.recursive(
-    st.none() | st.booleans() | NUMBER | st.text(max_size=12),
+    st.none() | st.booleans() | NUMBER | st.text(max_size=12) | WILD_TEXT,
     lambda kids: (
-        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=5)
+        st.lists(kids, max_size=4)
+        | st.dictionaries(st.one_of(st.text(max_size=8), WILD_TEXT), kids, max_size=5)
     ),
     max_leaves=25,
 )
+
+
+def _depth(value: Any) -> int:
+    """Container nesting depth of a decoded value (a top-level object is 1), iteratively."""
+    deepest, level = 0, [value]
+    while level:
+        level = [c for c in level if isinstance(c, (dict, list))]
+        deepest += bool(level)
+        level = [v for c in level for v in (c.values() if isinstance(c, dict) else c)]
+    return deepest
+
+
+def _nest(depth: int, kinds: list[bool], inner: tuple[int, bytes], pad: int) -> tuple[int, bytes]:
+    """(total depth, bytes): `inner` inside `depth` containers (True: {"k": ...}, False: a
+    list), followed by `pad` spaces."""
+    inner_depth, body = inner
+    head = b"".join(b'{"k":' if kinds[i % len(kinds)] else b"[" for i in range(depth))
+    tail = b"".join(b"}" if kinds[i % len(kinds)] else b"]" for i in reversed(range(depth)))
+    return depth + inner_depth, head + body + tail + b" " * pad
+
+
+# Nesting up to 5,000 levels around any value (a NaN token or a lone surrogate sends it to the
+# stdlib decoder): 64 levels are a document, anything deeper is an invalid file.
+DEEP = st.builds(
+    _nest,
+    st.one_of(st.integers(1, 70), st.integers(1, 5_000)),
+    st.lists(st.booleans(), min_size=1, max_size=3),
+    st.one_of(
+        ANY_JSON.map(lambda v: (_depth(v), json.dumps(v).encode())),
+        st.just((0, b"NaN")),
+        st.just((0, b'"\\udcff"')),
+    ),
+    st.sampled_from([0, 70_000]),  # small files and files past the size where orjson pads
+)
+# A JSON document with bytes that are not UTF-8 spliced in (a stray byte, an encoded surrogate).
+NOT_UTF8 = st.builds(
+    lambda doc, bad, cut: doc[: cut % (len(doc) + 1)] + bad + doc[cut % (len(doc) + 1) :],
+    ANY_JSON.map(lambda v: json.dumps(v, ensure_ascii=False).encode("utf-8", "surrogatepass")),
+    st.sampled_from([b"\xff", b"\x80", b"\xc3", b"\xed\xa0\x80", b"\xed\xb3\xbf", b"\xf8\x88"]),
+    st.integers(min_value=0),
+)
 RAW_BYTES = st.one_of(
+    DEEP.map(lambda p: p[1]),
+    NOT_UTF8,
     ANY_JSON.map(lambda v: json.dumps(v).encode()),
     st.binary(max_size=64),
     ANY_JSON.map(lambda v: b"\xef\xbb\xbf" + json.dumps(v).encode()),
@@ -329,8 +411,30 @@ def _shaped_property(docs: dict[str, Any]) -> None:
         for source in SOURCE_NAMES:
             expected = {"ok", "stale"} if source in docs else {"missing"}
             assert kpis["sources"][source]["status"] in expected, (source, kpis["sources"])
+            age = kpis["sources"][source]["age_s"]
+            assert age is None or age >= 0.0, (source, age)
+        nav = kpis["nav"]
+        # Fresh only with a real age within the limit: never from a timestamp far ahead.
+        assert nav["fresh"] is (nav["age_s"] is not None and nav["age_s"] <= 90.0), nav
+        assert nav["updated_at"] is None or nav["updated_at"] <= NOW + 60.0, nav
 
     _in_layout({s: _encode(d) for s, d in docs.items()}, check)
+
+
+def _deep_property(source: str, deep: tuple[int, bytes]) -> None:
+    """A file nested `depth` levels: a document up to 64, invalid (with the reason) beyond."""
+    depth, raw = deep
+
+    def check(layout: Layout) -> None:
+        kpis = _build_twice(layout)
+        status = kpis["sources"][source]
+        if depth > 64:
+            assert status["status"] == "invalid", status
+            assert status["error"].endswith("nested deeper than 64 levels"), status
+        elif raw.lstrip().startswith(b"{"):
+            assert status["status"] != "invalid" or "not valid JSON" in status["error"], status
+
+    _in_layout({source: raw}, check)
 
 
 def _arbitrary_property(files: dict[str, bytes]) -> None:
@@ -356,6 +460,7 @@ def _last_good_property(source: str, cut: int, junk: bytes) -> None:
 
 
 SHAPED_GIVEN = given(docs=SHAPED_STATE)
+DEEP_GIVEN = given(source=st.sampled_from(SOURCE_NAMES), deep=DEEP)
 ARBITRARY_GIVEN = given(files=ARBITRARY_STATE)
 LAST_GOOD_GIVEN = given(
     source=st.sampled_from(SOURCE_NAMES),
@@ -384,6 +489,13 @@ def test_a_torn_file_never_replaces_the_last_good_content(
     _last_good_property(source, cut, junk)
 
 
+@DEEP_GIVEN
+def test_any_nesting_depth_is_a_document_or_invalid(source: str, deep: tuple[int, bytes]) -> None:
+    """Up to 5,000 levels, objects and lists, NaN tokens and lone surrogates inside: never an
+    exception; deeper than 64 levels is invalid with the reason."""
+    _deep_property(source, deep)
+
+
 # The same properties for `make test-long` (10,000 examples each under the "long" profile).
 
 
@@ -408,6 +520,15 @@ def test_a_torn_file_never_replaces_the_last_good_content_long(
     source: str, cut: int, junk: bytes
 ) -> None:
     _last_good_property(source, cut, junk)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # 10,000 examples: minutes, not seconds
+@DEEP_GIVEN
+def test_any_nesting_depth_is_a_document_or_invalid_long(
+    source: str, deep: tuple[int, bytes]
+) -> None:
+    _deep_property(source, deep)
 
 
 # -- overflow, pinned -----------------------------------------------------------------------------

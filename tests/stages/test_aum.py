@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from kpi_publisher.stages.aum import build_aum, stated_total_mismatch
+from kpi_publisher.stages.aum import build_aum
 
 HOLDINGS = {  # the real config/offexchange_holdings.json
     "BTC": {"qty": 0.035, "avg_cost": 119073},
@@ -60,7 +60,7 @@ def test_offexchange_block_wins_over_holdings_and_breakdown_is_not_added():
         ("USDC", 250.0),
     ]
     assert out["total_usd"] == pytest.approx(1850.0 + 0.5 * 4021.84)
-    assert stated_total_mismatch(nav_state, None, out["total_usd"]) is None
+    assert out["stated_total_usd"] == pytest.approx(1850.0 + 0.5 * 4021.84)
 
 
 def test_assets_list_from_sync_writer_skips_its_futures_row():
@@ -102,12 +102,20 @@ def test_zar_is_null_without_a_rate():
     assert out["usd_zar"] is None
 
 
-def test_stated_total_off_by_more_than_a_cent_is_reported():
+def test_stated_total_is_published_as_given_even_when_it_differs():
+    """The live writer states the futures wallet alone as aum.total: published, not an error."""
     nav_state = {"aum": {"futures": 100.0, "total": 100.02}}
-    out = build_aum(nav_state, None, None, None, nav_usd=100.0, usd_zar=None)
-    source, message = stated_total_mismatch(nav_state, None, out["total_usd"])
-    assert source == "nav_state"
-    assert "100.02" in message and "100.00" in message
+    holdings = {"USDC": {"qty": 50.0, "avg_cost": 1}}
+    out = build_aum(nav_state, None, None, holdings, nav_usd=100.0, usd_zar=None)
+    assert out["stated_total_usd"] == 100.02
+    assert out["total_usd"] == 150.0
+
+
+def test_no_stated_total_is_null():
+    """A block without `total` publishes stated_total_usd null, not the computed sum."""
+    out = build_aum({"aum": {"futures": 10.0}}, None, None, None, nav_usd=10.0, usd_zar=None)
+    assert out["stated_total_usd"] is None
+    assert out["total_usd"] == 10.0
 
 
 def test_nothing_known_gives_no_slices_and_null_total():

@@ -59,3 +59,50 @@ def test_zar_needs_a_rate():
     """nav_zar = nav_usd * usd_zar, null without a rate (no default)."""
     assert nav({"nav_usd": 100.0, "updated_at": T}, usd_zar=17.5)["nav_zar"] == 1750.0
     assert nav({"nav_usd": 100.0, "updated_at": T})["nav_zar"] is None
+
+
+# The executor's nav.json mirror (what nav_state.json holds for ~20 s of every minute):
+# a NAV and a timestamp, none of peak_equity / unrealized_pnl / realized_pnl_today.
+MIRROR = {"nav": 4012.5, "nav_usd": 4012.5, "updated_at": T, "aum": {"futures": 4012.5}}
+RISK = {"dd_state": {"dd_state": "normal", "drawdown": {"peak": 4100.0, "realized_today": 12.5}}}
+
+
+def test_mirror_wrote_last_fallbacks_fill_peak_pnl():
+    """Peak and realised-today from risk.dd_state.drawdown, unrealised from the positions."""
+    out = build_nav(
+        MIRROR, None, usd_zar=None, now=T + 5, nav_fresh_s=90.0, risk=RISK, positions_pnl_usd=-3.5
+    )
+    assert out["peak_usd"] == 4100.0
+    assert out["realized_pnl_today_usd"] == 12.5
+    assert out["unrealized_pnl_usd"] == -3.5
+
+
+def test_sync_wrote_last_its_own_values_win_over_the_fallbacks():
+    """The NAV files' own keys come first; 0.0 there is a value, not a reason to fall back."""
+    sync = {**MIRROR, "peak_equity": 4200.0, "unrealized_pnl": 0.0, "realized_pnl_today": 0.0}
+    out = build_nav(
+        sync, None, usd_zar=None, now=T + 5, nav_fresh_s=90.0, risk=RISK, positions_pnl_usd=-3.5
+    )
+    assert (out["peak_usd"], out["unrealized_pnl_usd"], out["realized_pnl_today_usd"]) == (
+        4200.0,
+        0.0,
+        0.0,
+    )
+
+
+def test_top_level_risk_drawdown_is_the_last_fallback():
+    """risk.drawdown.peak / .realized_today when dd_state has no drawdown block."""
+    risk = {"dd_state": {"state": "NORMAL"}, "drawdown": {"peak": 50.0, "realized_today": 0.0}}
+    out = build_nav(MIRROR, None, usd_zar=None, now=T, nav_fresh_s=90.0, risk=risk)
+    assert out["peak_usd"] == 50.0
+    assert out["realized_pnl_today_usd"] == 0.0
+    assert out["unrealized_pnl_usd"] is None  # no positions pnl given
+
+
+def test_cold_start_placeholder_risk_gives_nulls_not_errors():
+    """The loop's first risk file {updated_ts, symbols: []}: no fallback value, no exception."""
+    out = build_nav(
+        MIRROR, None, usd_zar=None, now=T, nav_fresh_s=90.0, risk={"updated_ts": T, "symbols": []}
+    )
+    assert (out["peak_usd"], out["realized_pnl_today_usd"]) == (None, None)
+    assert out["nav_usd"] == 4012.5

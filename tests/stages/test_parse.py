@@ -4,7 +4,16 @@ import math
 
 import pytest
 
-from kpi_publisher.parse import age_s, doc_ts, first_number, iso_utc, number, parse_ts, per_symbol
+from kpi_publisher.parse import (
+    age_s,
+    doc_age,
+    doc_ts,
+    first_number,
+    iso_utc,
+    number,
+    parse_ts,
+    per_symbol,
+)
 
 T = 1_762_444_800.0  # 2025-11-06T16:00:00Z
 
@@ -61,7 +70,7 @@ def test_number(raw, expected):
     ],
 )
 def test_parse_ts(raw, expected):
-    """Epoch s, epoch ms (> 1e12), digit strings, ISO with Z, an offset, or naive (= UTC)."""
+    """Epoch s, epoch ms, digit strings, ISO with Z, an offset, or naive (= UTC)."""
     assert parse_ts(raw) == expected
 
 
@@ -99,3 +108,72 @@ def test_per_symbol_accepts_list_and_dict():
 
 def test_iso_utc_ends_in_z():
     assert iso_utc(T) == "2025-11-06T16:00:00.000Z"
+
+
+# -- numbers with a comma: only well-formed thousands grouping ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1,234.5", 1234.5),
+        ("-1,234,567.89", -1234567.89),
+        ("12,345", 12345.0),
+        (" +1,000 ", 1000.0),
+        ("999", 999.0),
+        ("0,8", None),  # a decimal comma: never 8.0
+        ("18,05", None),  # never 1805.0
+        ("1,2345", None),
+        ("1234,567", None),
+        (",123", None),
+        ("1,,234", None),
+        ("1,234,56", None),
+        ("1,234.", None),
+        ("1.234,5", None),
+        ("1,234e3", None),
+        (",", None),
+        ("1_000", None),  # float() would read it; a JSON writer never writes it
+        ("١٢٣", None),  # non-ASCII digits float() would read
+    ],
+)
+def test_a_comma_is_only_a_thousands_separator(raw, expected):
+    """A decimal comma or any malformed grouping reads as missing, not as a number x10 or x100."""
+    assert number(raw) == expected
+
+
+# -- timestamps: four units by magnitude, and not too far ahead -----------------------------
+
+DAY = 86_400.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (T - DAY, T - DAY),  # seconds
+        (int((T - DAY) * 1e3), T - DAY),  # milliseconds
+        (int((T - DAY) * 1e6), T - DAY),  # microseconds
+        (int((T - DAY) * 1e9), T - DAY),  # nanoseconds (pandas Timestamp.value)
+        (str(int((T - DAY) * 1e6)), T - DAY),
+        (str(int((T - DAY) * 1e9)), T - DAY),
+        (99_999_999_999, 99_999_999_999.0),  # just below 1e11: seconds
+        (100_000_000_000, 100_000_000.0),  # 1e11: milliseconds
+        (10**14, 10**8),  # 1e14: microseconds
+        (10**17, 10**8),  # 1e17: nanoseconds
+    ],
+)
+def test_parse_ts_tells_the_four_units_apart(raw, expected):
+    """Below 1e11 s, below 1e14 ms, below 1e17 µs, else ns; digit strings alike."""
+    assert parse_ts(raw) == pytest.approx(expected, abs=1e-3)
+
+
+def test_doc_age_refuses_a_timestamp_too_far_ahead():
+    """Up to 60 s ahead is skew (age 0.0); further ahead is no timestamp, with a reason."""
+    assert doc_age({"updated_at": T + 60}, T) == (T + 60, 0.0, None)
+    ts, age, error = doc_age({"updated_at": T + 61}, T)
+    assert (ts, age) == (None, None)
+    assert "updated_at" in error and "ahead" in error
+    ts, age, error = doc_age({"updated_at": int((T + DAY) * 1e9)}, T)
+    assert (ts, age) == (None, None) and "86,400 s ahead" in error
+    # The next valid key wins; no error then.
+    assert doc_age({"updated_at": T + DAY, "ts": T - 5}, T) == (T - 5, 5.0, None)
+    assert doc_age({}, T) == (None, None, None)

@@ -109,6 +109,8 @@ def test_build_joins_risk_formats_and_totals():
         "gross_notional_usd": pytest.approx(2660.0),
         "net_notional_usd": pytest.approx(-640.0),
         "pnl_usd": pytest.approx(60.0),
+        "gross_exposure_pct": None,  # no NAV given
+        "net_exposure_pct": None,
         "gross_notional_fmt": "2,660.00",
         "pnl_fmt": "60.00",
     }
@@ -120,6 +122,70 @@ def test_empty_book_totals():
         "gross_notional_usd": 0.0,
         "net_notional_usd": 0.0,
         "pnl_usd": None,
+        "gross_exposure_pct": None,
+        "net_exposure_pct": None,
         "gross_notional_fmt": "0.00",
         "pnl_fmt": "–",
     }
+
+
+def test_exposure_is_notional_over_nav_in_percent():
+    """gross / net notional / NAV x 100; the short book makes net negative."""
+    totals = build_positions(normalize(HEDGE_MODE), {}, nav_usd=2000.0)["totals"]
+    assert totals["gross_exposure_pct"] == pytest.approx(2660.0 / 2000.0 * 100)
+    assert totals["net_exposure_pct"] == pytest.approx(-640.0 / 2000.0 * 100)
+
+
+def test_empty_book_with_a_nav_has_zero_exposure():
+    """Zero is a value: no positions and a known NAV is 0.0 %, not unknown."""
+    totals = build_positions([], {}, nav_usd=1000.0)["totals"]
+    assert totals["gross_exposure_pct"] == 0.0
+    assert totals["net_exposure_pct"] == 0.0
+
+
+@pytest.mark.parametrize("nav_usd", [None, 0.0, -5.0])
+def test_exposure_is_null_without_a_usable_nav(nav_usd):
+    totals = build_positions(normalize(HEDGE_MODE), {}, nav_usd=nav_usd)["totals"]
+    assert totals["gross_exposure_pct"] is None
+    assert totals["net_exposure_pct"] is None
+
+
+def test_rows_dropped_for_an_unreadable_value_are_counted():
+    """A decimal-comma qty, a symbol that is not text, a row with no qty and a non-object row
+    are counted in the note; hedge-mode zero rows and rows without a symbol key are not."""
+    from kpi_publisher.stages.positions import normalize_rows
+
+    doc = {
+        "rows": [
+            {"symbol": "BTCUSDT", "qty": "0,8", "markPrice": 91000},
+            {"symbol": "ETHUSDT", "positionAmt": "18,05"},
+            {"symbol": "SOLUSDT"},
+            {"symbol": 42, "qty": 1},
+            "junk",
+            {"symbol": "XRPUSDT", "qty": "1,234.5", "markPrice": 1.0},
+            *HEDGE_MODE["rows"],
+            {"qty": 5.0},
+        ]
+    }
+    rows, note = normalize_rows(doc)
+    assert [r["symbol"] for r in rows] == ["ETHUSDT", "XRPUSDT", "BTCUSDT"]
+    assert rows[1]["qty"] == 1234.5
+    assert note == (
+        "5 rows dropped: qty unreadable (BTCUSDT, ETHUSDT); no qty (SOLUSDT); "
+        "symbol unreadable (row 3); not an object (row 4)"
+    )
+    assert normalize_rows(HEDGE_MODE) == (normalize(HEDGE_MODE), None)
+
+
+def test_dropped_rows_reach_the_positions_source_error():
+    """Through the pipeline: the positions source stays ok and its error counts the rows."""
+    from kpi_publisher import pipeline
+    from kpi_publisher.config import Settings
+    from kpi_publisher.sources import from_values
+
+    doc = {"ts": 1_762_444_800.0, "rows": [{"symbol": "BTCUSDT", "qty": "0,8"}]}
+    out = pipeline.build(from_values({"positions": doc}), 1_762_444_800.0, Settings())
+    expected = "1 row dropped: qty unreadable (BTCUSDT)"
+    assert out.kpis["sources"]["positions"] == {"status": "ok", "age_s": 0.0, "error": expected}
+    assert out.positions["source"]["error"] == expected
+    assert out.positions["totals"]["count"] == 0

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kpi_publisher.stages.risk import build_risk
+from kpi_publisher.stages.risk import build_risk, build_var, cvar_by_symbol
 
 
 def test_e1_engine_block_is_percent():
@@ -82,3 +82,97 @@ def test_wrong_types_read_as_missing():
         "atr_ratio": None,
         "atr_regime": None,
     }
+
+
+# ------------------------------------------------------------------------ VaR / CVaR
+# risk_advanced.json as the v7.6+ executor writes it: *_nav_pct are fractions of NAV
+RISK_ADVANCED = {
+    "updated_ts": 1_765_281_600.0,
+    "var": {
+        "portfolio_var_usd": 182.4,
+        "portfolio_var_nav_pct": 0.0456,
+        "portfolio_volatility": 0.021,
+        "max_portfolio_var_nav_pct": 0.12,
+        "confidence": 0.99,
+        "within_limit": True,
+        "n_assets": 2,
+        "lookback_used": 500,
+        "weights": {"BTCUSDT": 0.3, "ETHUSDT": 0.2},
+    },
+    "cvar": {
+        "per_symbol": {
+            "BTCUSDT": {
+                "cvar_nav_pct": 0.031,
+                "cvar_usd": 124.0,
+                "var_nav_pct": 0.022,
+                "var_usd": 88.0,
+                "limit": 0.04,
+                "within_limit": True,
+                "position_notional_usd": 1200.0,
+                "lookback_used": 500,
+            },
+            "ETHUSDT": {
+                "cvar_nav_pct": 0.0,
+                "cvar_usd": 0.0,
+                "var_nav_pct": 0.0,
+                "var_usd": 0.0,
+                "limit": 0.04,
+                "within_limit": True,
+                "position_notional_usd": 800.0,
+                "lookback_used": 0,
+            },
+        },
+        "max_position_cvar_nav_pct": 0.04,
+        "confidence": 0.95,
+    },
+}
+
+
+def test_var_fractions_become_percent():
+    """portfolio_var_nav_pct 0.0456 is 4.56 %; the limit 0.12 is 12 %; USD passes through."""
+    out = build_var(RISK_ADVANCED)
+    assert out["var_pct"] == pytest.approx(4.56)
+    assert out["var_usd"] == 182.4
+    assert out["var_limit_pct"] == pytest.approx(12.0)
+    assert out["var_confidence"] == 0.99
+    assert out["cvar_pct"] == pytest.approx(3.1)  # the worst symbol with an estimate
+
+
+def test_lookback_zero_is_no_estimate_whatever_the_numbers_say():
+    """The executor's no-data result (lookback_used 0, zeros): null, not a 0 % VaR."""
+    cold = {
+        "var": {
+            "portfolio_var_usd": 0.0,
+            "portfolio_var_nav_pct": 0.0,
+            "max_portfolio_var_nav_pct": 0.12,
+            "confidence": 0.99,
+            "lookback_used": 0,
+        },
+        "cvar": {"per_symbol": {"BTCUSDT": {"cvar_nav_pct": 0.0, "lookback_used": 0}}},
+    }
+    out = build_var(cold)
+    assert out == {
+        "var_pct": None,
+        "var_usd": None,
+        "var_limit_pct": pytest.approx(12.0),
+        "var_confidence": 0.99,
+        "cvar_pct": None,
+    }
+    assert cvar_by_symbol(cold) == {"BTCUSDT": None}
+
+
+def test_per_symbol_cvar_in_percent_with_no_estimate_as_null():
+    assert cvar_by_symbol(RISK_ADVANCED) == {"BTCUSDT": pytest.approx(3.1), "ETHUSDT": None}
+
+
+def test_a_real_zero_var_with_data_is_a_value():
+    """Rule 1: lookback_used > 0 and a VaR of 0.0 is a measured 0.0 %."""
+    out = build_var({"var": {"portfolio_var_nav_pct": 0.0, "lookback_used": 30}})
+    assert out["var_pct"] == 0.0
+
+
+@pytest.mark.parametrize("doc", [None, {}, {"var": [], "cvar": "x"}, {"updated_ts": 1.0}])
+def test_missing_or_malformed_risk_advanced_gives_nulls(doc):
+    assert build_var(doc) == dict.fromkeys(
+        ("var_pct", "var_usd", "var_limit_pct", "var_confidence", "cvar_pct")
+    )

@@ -32,6 +32,21 @@ def test_router_stats_block_wins_and_names_its_source():
         "quality": None,
         "source": "risk_snapshot.router_stats",
         "symbols_used": None,
+        # per-symbol rows still come from router_health (the block has none of its own)
+        "symbols": {
+            "BTCUSDT": {
+                "maker_fill_rate": 0.6,
+                "fallback_ratio": 0.2,
+                "slip_q50_bps": 1.0,
+                "samples": None,
+            },
+            "ETHUSDT": {
+                "maker_fill_rate": 0.4,
+                "fallback_ratio": None,
+                "slip_q50_bps": 3.0,
+                "samples": None,
+            },
+        },
     }
 
 
@@ -107,3 +122,260 @@ def test_e2_stats_shape_avg_slippage_only():
     assert out["slip_q50_bps"] == pytest.approx(3.0)
     assert out["maker_fill_rate"] is None
     assert out["symbols_used"] == 2
+
+
+# ------------------------------------------------------------------------ slippage sentinels
+@pytest.mark.parametrize("sentinel", [10_000.0, -10_000.0, 25_000.0, "10000"])
+def test_sentinel_quartiles_read_as_missing(sentinel):
+    """Rule 4: a stated quartile of |x| >= 10,000 bps is "no price", never published."""
+    risk = {
+        "router_stats": {
+            "maker_fill_ratio": 0.5,
+            "slip_q25": sentinel,
+            "slip_q50": 1.2,
+            "slip_q75": sentinel,
+        }
+    }
+    out = build_router(risk, None)
+    assert out["slip_q25_bps"] is None
+    assert out["slip_q75_bps"] is None
+    assert out["slip_q50_bps"] == 1.2
+    assert out["maker_fill_rate"] == 0.5
+
+
+def test_sentinel_falls_through_to_the_next_key():
+    """A sentinel under the first key is missing, so the next key of the chain is read."""
+    out = build_router({"router_stats": {"slip_q50_bps": -10_000, "slip_q50": 2.5}}, None)
+    assert out["slip_q50_bps"] == 2.5
+
+
+def test_just_below_the_sentinel_is_a_measurement():
+    out = build_router({"router_stats": {"slip_q50": 9_999.5}}, None)
+    assert out["slip_q50_bps"] == 9_999.5
+
+
+def test_block_of_only_sentinels_does_not_exist():
+    """Rules 4+5: a router_stats of nulls and sentinels does not hide the next source."""
+    risk = {
+        "router_stats": {"maker_fill_ratio": None, "slip_q25": -10000.0, "slip_q75": 10000.0},
+        "kpis_v7": {"router_stats": {"maker_fill_ratio": 0.4, "slip_q50": 1.0}},
+    }
+    out = build_router(risk, None)
+    assert out["source"] == "risk_snapshot.kpis_v7.router_stats"
+    assert (out["slip_q25_bps"], out["slip_q50_bps"], out["slip_q75_bps"]) == (None, 1.0, None)
+
+
+def test_sentinel_samples_are_left_out_of_the_means_and_the_symbol_rows():
+    """A per-symbol slippage sentinel is not averaged in and not published for the symbol."""
+    router = {
+        "symbols": [
+            {"symbol": "BTCUSDT", "maker_fill_rate": 0.5, "slippage_p50": 10000.0},
+            {"symbol": "ETHUSDT", "maker_fill_rate": 0.3, "slippage_p50": 4.0},
+            {"symbol": "XRPUSDT", "slippage_p50": -10000.0},
+        ]
+    }
+    out = build_router({}, router)
+    assert out["slip_q50_bps"] == 4.0
+    assert out["symbols_used"] == 2
+    assert out["symbols"]["BTCUSDT"]["slip_q50_bps"] is None
+    assert "XRPUSDT" not in out["symbols"]
+
+
+# ------------------------------------------------------------------------ per-symbol rows
+def test_e1_lists_give_one_row_per_symbol():
+    """E1 router_health lists: each symbol's own maker, fallback and median slippage."""
+    out = build_router({}, {"symbols": E1_ENTRIES, "per_symbol": E1_ENTRIES})
+    assert out["symbols"] == {
+        "BTCUSDT": {
+            "maker_fill_rate": 0.6,
+            "fallback_ratio": 0.2,
+            "slip_q50_bps": 1.0,
+            "samples": None,
+        },
+        "ETHUSDT": {
+            "maker_fill_rate": 0.4,
+            "fallback_ratio": None,
+            "slip_q50_bps": 3.0,
+            "samples": None,
+        },
+    }
+
+
+def test_stats_shape_rows_take_samples_from_the_stats_dict():
+    """v7.6+ stats-shaped router_health: slippage from the symbols list, event counts from
+    router_health.per_symbol, no maker/fallback (the shape has none) and no false quality."""
+    router = {
+        "updated_ts": "2025-12-09T12:00:00+00:00",
+        "router_health_score": 0.72,
+        "router_health": {
+            "global": {"quality_score": 0.72, "avg_slippage_bps": 2.0},
+            "per_symbol": {
+                "BTCUSDT": {
+                    "symbol": "BTCUSDT",
+                    "quality_score": 0.8,
+                    "avg_slippage_bps": 1.5,
+                    "event_count": 12,
+                },
+                "ETHUSDT": {
+                    "symbol": "ETHUSDT",
+                    "quality_score": 0.6,
+                    "avg_slippage_bps": 3.0,
+                    "event_count": 0,
+                },
+            },
+        },
+        "summary": {"count": 2, "quality_counts": {"good": 1, "ok": 1, "degraded": 0, "broken": 0}},
+        "symbols": [
+            {"symbol": "BTCUSDT", "avg_slippage_bps": 1.5, "quality_score": 0.8},
+            {"symbol": "ETHUSDT", "avg_slippage_bps": 3.0, "quality_score": 0.6},
+        ],
+        "symbol_stats": {"BTCUSDT": {"maker_reliability": 0.8, "avg_slippage_bps": 1.5}},
+    }
+    out = build_router({}, router)
+    assert out["symbols"] == {
+        "BTCUSDT": {
+            "maker_fill_rate": None,
+            "fallback_ratio": None,
+            "slip_q50_bps": 1.5,
+            "samples": 12,
+        },
+        "ETHUSDT": {
+            "maker_fill_rate": None,
+            "fallback_ratio": None,
+            "slip_q50_bps": 3.0,
+            "samples": 0,
+        },
+    }
+    assert out["slip_q50_bps"] == pytest.approx(2.25)
+    assert out["maker_fill_rate"] is None
+    assert out["quality"] == "ok"
+
+
+def test_router_stats_block_rows_come_first():
+    """A router_stats block with its own per-symbol rows supplies the symbol numbers."""
+    risk = {
+        "router_stats": {
+            "maker_fill_ratio": 0.5,
+            "sample_count": 40,
+            "per_symbol": {
+                "BTCUSDT": {"maker_fill_ratio": 0.7, "slip_q50": 10000.0, "sample_count": 30}
+            },
+        }
+    }
+    out = build_router(risk, {"symbols": E1_ENTRIES})
+    assert out["symbols"]["BTCUSDT"] == {
+        "maker_fill_rate": 0.7,  # not router_health's 0.6
+        "fallback_ratio": None,  # one row supplies the numbers: not mixed with 0.2
+        "slip_q50_bps": None,  # the sentinel is no measurement
+        "samples": 30,
+    }
+    # a symbol the block has no row for still gets router_health's numbers
+    assert out["symbols"]["ETHUSDT"]["maker_fill_rate"] == 0.4
+
+
+def test_symbol_rows_are_capped_with_open_positions_first():
+    entries = [{"symbol": f"S{i:02d}USDT", "maker_fill_rate": 0.5} for i in range(10)]
+    out = build_router({}, {"symbols": entries}, open_symbols=["S07USDT"], cap=3)
+    assert list(out["symbols"]) == ["S07USDT", "S00USDT", "S01USDT"]
+    assert out["symbols_used"] == 10  # the means still use every entry
+
+
+def test_no_router_data_gives_no_symbol_rows():
+    assert build_router({}, None)["symbols"] == {}
+
+
+def _health_entry(symbol, **router):
+    """An execution-health entry of risk.symbols with its per-symbol router stats."""
+    return {"symbol": symbol, "router": {"router_warnings": [], "policy_quality": "ok", **router}}
+
+
+def test_execution_health_router_stats_come_before_router_health():
+    """v7.7 loop: risk.symbols[].router (maker, fallback, quartiles) beats the stats-shaped
+    router_health row, which has slippage only; its event count still gives the samples."""
+    risk = {
+        "symbols": [
+            _health_entry("BTCUSDT", maker_fill_ratio=0.6, fallback_ratio=0.25, slip_q50=1.4),
+            # testnet "no price" quartiles around a real median of 0.0
+            _health_entry(
+                "LINKUSDT",
+                maker_fill_ratio=0.0,
+                fallback_ratio=1.0,
+                slip_q25=-10000.0,
+                slip_q50=0.0,
+                slip_q75=10000.0,
+            ),
+            _health_entry("DOGEUSDT", maker_fill_ratio=None, fallback_ratio=None, slip_q50=None),
+        ],
+        "kpis_v7": {"router_stats": {"maker_fill_ratio": 0.3, "slip_q95": 10000.0}},
+    }
+    router = {
+        "router_health": {
+            "per_symbol": {
+                "BTCUSDT": {"avg_slippage_bps": 1.1, "event_count": 2},
+                "DOGEUSDT": {"avg_slippage_bps": 0.9, "event_count": 1},
+            }
+        },
+    }
+    out = build_router(risk, router)
+    assert out["symbols"] == {
+        "BTCUSDT": {
+            "maker_fill_rate": 0.6,
+            "fallback_ratio": 0.25,
+            "slip_q50_bps": 1.4,
+            "samples": 2,
+        },
+        "LINKUSDT": {
+            "maker_fill_rate": 0.0,
+            "fallback_ratio": 1.0,
+            "slip_q50_bps": 0.0,
+            "samples": None,
+        },
+        # no router stats for DOGE: the router_health row supplies its numbers
+        "DOGEUSDT": {
+            "maker_fill_rate": None,
+            "fallback_ratio": None,
+            "slip_q50_bps": 0.9,
+            "samples": 1,
+        },
+    }
+    assert out["maker_fill_rate"] == 0.3
+
+
+def test_numbers_of_a_symbol_come_from_one_row():
+    """A row with any valid number supplies all three; a later row's maker does not mix in."""
+    risk = {"symbols": [_health_entry("BTCUSDT", slip_q50=1.4)]}
+    router = {"symbol_stats": {"BTCUSDT": {"maker_reliability": 0.81, "avg_slippage_bps": 1.2}}}
+    row = build_router(risk, router)["symbols"]["BTCUSDT"]
+    assert row == {
+        "maker_fill_rate": None,
+        "fallback_ratio": None,
+        "slip_q50_bps": 1.4,
+        "samples": None,
+    }
+
+
+def test_legacy_symbol_stats_give_counts_never_a_quality_score_as_fill_rate():
+    """v7.7+ legacy router_health: symbol_stats.maker_reliability is a quality score (0.0 for
+    a symbol that never routed), so it is no maker fill rate; order_count is the sample count."""
+    router = {
+        "symbols": [{"symbol": "DOGEUSDT", "maker_fill_rate": None, "slippage_p50": None}],
+        "symbol_stats": {
+            "DOGEUSDT": {"maker_reliability": 0.0, "order_count": 0, "maker_count": 0},
+            "BTCUSDT": {"maker_reliability": 0.0, "order_count": 5, "avg_slippage_bps": 1.6},
+        },
+    }
+    out = build_router({}, router)
+    assert out["symbols"] == {
+        "BTCUSDT": {
+            "maker_fill_rate": None,
+            "fallback_ratio": None,
+            "slip_q50_bps": 1.6,
+            "samples": 5,
+        },
+        "DOGEUSDT": {
+            "maker_fill_rate": None,
+            "fallback_ratio": None,
+            "slip_q50_bps": None,
+            "samples": 0,
+        },
+    }

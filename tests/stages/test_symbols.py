@@ -16,6 +16,7 @@ def test_health_entries_nested_then_atr_symbols_fill_gaps():
             "atr_regime": "normal",
             "dd_state": "normal",
             "dd_today_pct": 0.0,
+            "cvar_pct": None,  # no risk_advanced given
         }
     }
 
@@ -29,3 +30,18 @@ def test_open_positions_first_then_by_name_and_capped():
     risk = {"symbols": [{"symbol": s, "atr_ratio": 1.0} for s in ["AAA", "BBB", "CCC", "ZZZ"]]}
     out = build_symbols(risk, ["ZZZ", "QQQ"], 3)
     assert list(out) == ["ZZZ", "AAA", "BBB"]
+
+
+def test_cvar_joins_the_symbol_and_adds_symbols_with_only_a_cvar():
+    """Per-symbol CVaR (percent of NAV) sits beside the risk fields; a CVaR alone lists it."""
+    risk = {"symbols": [{"symbol": "BTCUSDT", "atr_ratio": 1.0}]}
+    out = build_symbols(risk, [], 64, {"BTCUSDT": 2.5, "ETHUSDT": 1.25, "SOLUSDT": None})
+    assert out["BTCUSDT"]["cvar_pct"] == 2.5
+    assert out["ETHUSDT"] == {
+        "atr_ratio": None,
+        "atr_regime": None,
+        "dd_state": None,
+        "dd_today_pct": None,
+        "cvar_pct": 1.25,
+    }
+    assert "SOLUSDT" not in out  # no estimate and nothing else: not listed

@@ -1,0 +1,161 @@
+"""One publisher per out dir: an advisory lock (`flock`) on the out dir itself.
+
+The lock is taken on a descriptor of the directory, so no file is created anywhere (the out
+dir is often the executor's state dir, where the publisher writes nothing but its outputs),
+and the kernel drops it when the holding process dies, however it dies (SIGKILL included):
+nothing stale is left to block a restart. Whoever finds the lock taken names the holder
+from the kernel's lock table (/proc/locks) and the holder's command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+DAEMON_COMMAND = "run"
+COMMANDS = ("run", "once")
+SHORT_HOLDER_WAIT_S = 5.0  # how long to wait for a holder that is not a daemon (`once`)
+_POLL_S = 0.05
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+class LockHeld(Exception):
+    """Another live process publishes into the same out dir."""
+
+    def __init__(self, path: Path, pid: int | None, command: str | None) -> None:
+        holder = f"pid {pid}" if pid is not None else "another process"
+        if command:
+            holder += f" (hedge-kpi {command})"
+        super().__init__(f"{path} is already published into by {holder}")
+        self.path = path
+        self.pid = pid
+        self.command = command
+
+
+@dataclass
+class OutDirLock:
+    """A held lock; `release()` (or the process's death) frees it."""
+
+    path: Path
+    fd: int
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+        self.fd = -1
+
+
+def holder_pid(fd: int) -> int | None:
+    """The pid holding a flock on the file open at `fd`, from /proc/locks (None if unknown).
+
+    /proc/locks names the file as major:minor:inode (hex, hex, decimal); a file system whose
+    stat device differs from that (overlayfs, btrfs subvolumes) is matched on the inode alone
+    when that match is unique.
+    """
+    st = os.fstat(fd)
+    exact = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return None
+    by_inode: set[int] = set()
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK":  # "->" lines are waiters, not holders
+            continue
+        pid_s, file_id = fields[4], fields[5]
+        if not pid_s.isdigit() or int(pid_s) == os.getpid():
+            continue
+        if file_id == exact:
+            return int(pid_s)
+        if file_id.rsplit(":", 1)[-1] == str(st.st_ino):
+            by_inode.add(int(pid_s))
+    return by_inode.pop() if len(by_inode) == 1 else None
+
+
+def holder_command(pid: int | None) -> str | None:
+    """`run` or `once` when `pid` is a hedge-kpi process running that command, else None."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            argv = cmdline.read().decode("utf-8", "replace").split("\0")
+    except OSError:
+        return None
+    return next((arg for arg in argv[1:] if arg in COMMANDS), None)
+
+
+def acquire(out_dir: Path, *, wait_s: float = 0.0) -> OutDirLock:
+    """Take the out dir's lock, or raise LockHeld naming the holder.
+
+    `wait_s`: how long to wait for a holder that is not a daemon (a `once` publishing right
+    now); a daemon (`run`) holds the lock for its whole life, so it is never waited for.
+    OSError when the out dir cannot be opened.
+    """
+    deadline = time.monotonic() + wait_s
+    fd = os.open(out_dir, _DIR_FLAGS)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = holder_pid(fd)
+                command = holder_command(pid)
+                if command == DAEMON_COMMAND or time.monotonic() >= deadline:
+                    raise LockHeld(out_dir, pid, command) from None
+                time.sleep(_POLL_S)
+                continue
+            return OutDirLock(out_dir, fd)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    p, d = Path(os.path.abspath(path)), Path(os.path.abspath(directory))
+    return p == d or d in p.parents
+
+
+def hold_for_daemon(
+    out_dir: Path,
+    state_dir: Path,
+    on_held: Callable[[LockHeld], None],
+    *,
+    poll_s: float = 1.0,
+) -> OutDirLock | None:
+    """Take the out dir's lock for `run`, for the rest of the process's life.
+
+    Raises LockHeld or OSError at once when the out dir exists or can be created. An out dir
+    inside a missing state dir is not created (the state dir is the executor's to create): a
+    daemon thread then takes the lock as soon as the directory appears, calling `on_held`
+    when another process was first. Returns the lock, or None while it is pending.
+    """
+    if out_dir.is_dir() or state_dir.is_dir() or not _inside(out_dir, state_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return acquire(out_dir, wait_s=SHORT_HOLDER_WAIT_S)
+
+    held: list[OutDirLock] = []
+
+    def _wait() -> None:
+        while not held:
+            time.sleep(poll_s)
+            if not out_dir.is_dir():
+                continue
+            try:
+                held.append(acquire(out_dir, wait_s=SHORT_HOLDER_WAIT_S))
+            except LockHeld as exc:
+                on_held(exc)
+                return
+            except OSError:
+                continue  # e.g. the directory is still being set up: try again
+
+    threading.Thread(target=_wait, name="hedge-kpi-out-dir-lock", daemon=True).start()
+    return None
