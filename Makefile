@@ -46,18 +46,23 @@ nginx:
 
 ## Every test: unit, golden, property, real inotify, real supervisord, real headless Chromium.
 test: $(STAMP) chromium prom-tools nginx
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile \
+	  --cov=kpi_publisher --cov=execution --cov=dashboard --cov-report=term:skip-covered
 
 ## The long fuzzing run (10,000 hypothesis examples per property).
 test-long: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest -m slow
 
+## Lint, format check and types (mypy strict on the packages, relaxed on tests: pyproject.toml).
+LINT_PATHS := kpi_publisher execution dashboard bench tests
 lint: $(STAMP)
-	$(VENV)/bin/ruff check kpi_publisher execution dashboard bench tests
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy
 
+## The benchmarks run from the checkout (bench/ is not part of the installed package).
 bench: $(STAMP)
-	$(VENV)/bin/hedge-kpi bench
+	$(PY) -m bench
 
 bench-quick: $(STAMP)
-	$(VENV)/bin/hedge-kpi bench --quick
+	$(PY) -m bench --quick

@@ -1,7 +1,8 @@
-"""Synthetic books in the real shapes of the executor's files (CONTRACT section 2).
+"""Synthetic books in the real shapes of the executor's files (docs/CONTRACT_RULES.md, inputs).
 
 `documents(spec, now)` is pure: the JSON of every input file for a book of `n_symbols`
-symbols and `n_positions` open positions, shaped like the v7.1 executor (research 4.1-4.11):
+symbols and `n_positions` open positions, shaped like the v7.1 executor
+(docs/CONTRACT_RULES.md, executor file shapes):
 nav_state.json (sync shape with its NAV series), nav.json (NAV detail and AUM with
 off-exchange holdings), risk_snapshot.json (per-symbol health entries, drawdown, ATR, fee/PnL
 and the embedded flat `kpis_v7`), router_health.json (the per-symbol list and a summary),
@@ -23,6 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from kpi_publisher.executor_root import (
+    CACHE_DIR,
+    CONFIG_DIR,
+    FX_FILE,
+    HOLDINGS_FILE,
+    STATE_DIR,
+    ExecutorRoot,
+)
 
 # The real universe was about 30 USDT-M perpetuals; larger books add synthetic names.
 REAL_SYMBOLS: tuple[str, ...] = (
@@ -82,7 +92,10 @@ def _iso(ts: float) -> str:
 
 
 def _health_entry(sym: str, rng: random.Random, now: float) -> dict[str, Any]:
-    """One per-symbol execution-health entry (research 4.8), slimmed to the used blocks."""
+    """One per-symbol execution-health entry, slimmed to the used blocks.
+
+    docs/CONTRACT_RULES.md, executor file shapes: per-symbol health entries.
+    """
     ratio = round(rng.uniform(0.5, 1.8), 4)
     regime = ATR_REGIMES[rng.randrange(len(ATR_REGIMES))]
     maker = round(rng.uniform(0.2, 0.8), 4)
@@ -201,7 +214,7 @@ def documents(spec: BookSpec, now: float, *, seed: int = 7) -> dict[str, Any]:
     }
     aum = {"futures": nav, "offexchange": offexchange, "total": round(nav + 48_545.0, 2)}
     return {
-        "logs/state/nav_state.json": {
+        f"{STATE_DIR}/nav_state.json": {
             "series": series,
             "peak_equity": peak,
             "total_equity": nav,
@@ -220,7 +233,7 @@ def documents(spec: BookSpec, now: float, *, seed: int = 7) -> dict[str, Any]:
             "updated_at": now,
             "age_s": 0.0,
         },
-        "logs/state/nav.json": {
+        f"{STATE_DIR}/nav.json": {
             "nav": nav,
             "nav_usd": nav,
             "updated_ts": now,
@@ -237,7 +250,7 @@ def documents(spec: BookSpec, now: float, *, seed: int = 7) -> dict[str, Any]:
             },
             "aum": aum,
         },
-        f"logs/state/{MARKER_FILE}": {
+        f"{STATE_DIR}/{MARKER_FILE}": {
             "updated_ts": now,
             "symbols": health,
             "dd_state": {"dd_state": "normal", "drawdown": drawdown},
@@ -264,7 +277,7 @@ def documents(spec: BookSpec, now: float, *, seed: int = 7) -> dict[str, Any]:
                 "router_stats": router_stats,
             },
         },
-        "logs/state/router_health.json": {
+        f"{STATE_DIR}/router_health.json": {
             "updated_ts": now,
             "summary": {
                 "updated_ts": now,
@@ -274,19 +287,19 @@ def documents(spec: BookSpec, now: float, *, seed: int = 7) -> dict[str, Any]:
             },
             "symbols": router_rows,
         },
-        "logs/state/positions_state.json": {
+        f"{STATE_DIR}/positions_state.json": {
             "updated_at": _iso(now),
             "updated_ts": _iso(now),
             "positions": positions,
         },
-        "logs/cache/coingecko_cache.json": {
+        f"{CACHE_DIR}/{FX_FILE}": {
             "prices": {"BTC": 101_500.0, "ETH": 3_520.0, "USDT": 1.0, "XAUT": 4_010.0},
             "prices_ts": now,
             "usd_zar": 17.42,
             "usd_zar_ts": now,
             "usd_zar_source": "api",
         },
-        "config/offexchange_holdings.json": {
+        f"{CONFIG_DIR}/{HOLDINGS_FILE}": {
             "BTC": {"qty": 0.35, "avg_cost": 61_000.0},
             "XAUT": {"qty": 2.0, "avg_cost": 2_400.0},
             "USDC": {"qty": 5_000.0, "avg_cost": 1.0},
@@ -310,7 +323,7 @@ class Book:
 
     @property
     def state_dir(self) -> Path:
-        return self.root / "logs" / "state"
+        return ExecutorRoot(self.root).state
 
     @property
     def out_dir(self) -> Path:
@@ -327,7 +340,7 @@ class Book:
 
     @property
     def marker_file_bytes(self) -> int:
-        return self.files[f"logs/state/{MARKER_FILE}"]
+        return self.files[f"{STATE_DIR}/{MARKER_FILE}"]
 
     def payload(self, index: int) -> bytes:
         """The risk snapshot's bytes with sample `index` encoded in `fee_pnl.fees`."""

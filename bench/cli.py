@@ -1,8 +1,9 @@
-"""`hedge-kpi bench [--quick] [--out DIR]`: every measurement in one run, then the report.
+"""`hedge-kpi bench [--quick] [--out DIR]`: every measurement in one run, judged against the
+targets, written as benchmarks.json (every figure) and benchmarks.png (the plot).
 
-The full run (under 5 minutes here) writes docs/BENCHMARKS.md, docs/benchmarks.png and
-docs/benchmarks.json. `--quick` (under 30 s, the CI smoke run) writes to a fresh temp dir
-unless `--out` is given, so it never overwrites the committed report. No timing is asserted.
+The full run (under 5 minutes here) writes into docs/, where docs/BENCHMARKS.md cites it.
+`--quick` (under 30 s, the CI smoke run) writes to a fresh temp dir unless `--out` is given,
+so it never overwrites the committed figures. No timing is asserted.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from bench import (
     burst,
     dashboard,
@@ -27,20 +30,23 @@ from bench import (
     machine,
     polling,
     profile,
-    report,
     scaling,
 )
 from bench.plan import FULL, PLANS, QUICK, Plan
+from bench.plot import plot
+from bench.targets import evaluate
 from kpi_publisher.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = "hedge-kpi.bench/1"
+JSON_NAME = "benchmarks.json"
+PNG_NAME = "benchmarks.png"
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "bench",
-        help="measure publish latency, bursts, scaling and idle cost; write the report",
+        help="measure publish latency, bursts, scaling and idle cost; write JSON + plot",
         description=__doc__,
     )
     add_options(parser)
@@ -52,7 +58,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--quick", action="store_true", help="smoke run (< 30 s); writes to a temp dir"
     )
     parser.add_argument(
-        "--out", type=Path, help="report dir (default: docs/ for the full run, a temp dir quick)"
+        "--out", type=Path, help="output dir (default: docs/ for the full run, a temp dir quick)"
     )
     parser.add_argument("--plan", choices=sorted(PLANS), help=argparse.SUPPRESS)
     parser.add_argument(
@@ -85,7 +91,7 @@ def run_all(
     """Every measurement, in one run; returns the results document."""
     load_trace: list[dict[str, Any]] = []
 
-    def step(message: str) -> None:  # the machine's load at every step goes in the report
+    def step(message: str) -> None:  # the machine's load at every step goes in the JSON
         load_trace.append({"step": message, **machine.load()})
         progress(message)
 
@@ -143,8 +149,17 @@ def run_all(
     results["load_trace"] = load_trace
     results["finished_at"] = _iso_now()
     results["duration_s"] = time.perf_counter() - started
-    results["targets"] = report.evaluate(results)
+    results["targets"] = evaluate(results)
     return results
+
+
+def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Write benchmarks.json (every figure of the run) and benchmarks.png into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png, js = out_dir / PNG_NAME, out_dir / JSON_NAME
+    plot(results, png)
+    js.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    return [js, png]
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -163,7 +178,7 @@ def run_command(args: argparse.Namespace) -> int:
         results = run_all(
             plan, work, seed=args.seed, with_dashboard=not args.no_dashboard, progress=progress
         )
-        paths = report.write(results, out)
+        paths = write(results, out)
     finally:
         if args.keep_work:
             progress(f"scratch dir kept: {work}")

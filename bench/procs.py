@@ -21,6 +21,8 @@ from typing import IO, Any
 import orjson
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Children start here, so `python -m bench.floor` finds bench/, which is not installed.
+REPO = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 
@@ -72,7 +74,7 @@ class Proc:
             self.out_file.unlink()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
-            self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=clean_env()
+            self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=clean_env(), cwd=REPO
         )
         return self
 

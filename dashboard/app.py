@@ -1,9 +1,13 @@
 """hedge-kpi overview (layout only). Run: `hedge-kpi dashboard --out-dir DIR` (or
 `streamlit run dashboard/app.py -- --out-dir DIR`).
 
-Everything below the title sits in one fragment that re-runs every REFRESH_S seconds, so a
-new publish shows in place, without a page reload. Cards and figures are built once per
-published file (keyed on its stamp), not once per refresh.
+Idle costs almost nothing: only the status line (publish age and badges) sits in a fragment
+that re-runs every REFRESH_S seconds; it stats the two published files and, when either
+changed, re-runs the page. Both files are read as one publish (`PublishedStore.snapshot`).
+The cards, figures and table are drawn on that run only, from builders cached by the file's
+stamp (`stamp_cache`), so an unchanged page re-sends nothing but the status line: Streamlit
+re-sends every element a run draws, changed or not, so not drawing is the only way not to
+re-send. Any panel drawn from a published file belongs in `body` with a `by_stamp` builder.
 """
 
 from __future__ import annotations
@@ -12,14 +16,19 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import streamlit as st
 
-from dashboard import freshness, kpi_panel, panels, settings, views
-from dashboard.data import PublishedStore
+from dashboard import freshness, history_panel, kpi_panel, panels, settings, views
+from dashboard.data import PublishedStore, Snapshot
+from dashboard.stamp_cache import by_stamp
 from dashboard.text import md_escape
 from kpi_publisher.config import ConfigError
+
+SHOWN = "shown_publish"  # session state: Snapshot.key the page body was drawn from
+
+kpi_views = by_stamp(views.kpi_views)
+positions_view = by_stamp(views.positions_view)
 
 
 @st.cache_resource
@@ -28,40 +37,31 @@ def _store(out_dir: str, max_bytes: int) -> PublishedStore:
     return PublishedStore(Path(out_dir), max_bytes=max_bytes)
 
 
-@st.cache_resource(max_entries=8)
-def _kpi_views(out_dir: str, stamp: Any, _doc: Any) -> views.KpiViews:
-    return views.kpi_views(_doc)
-
-
-@st.cache_resource(max_entries=8)
-def _positions_view(out_dir: str, stamp: Any, _doc: Any) -> views.PositionsView:
-    return views.positions_view(_doc)
-
-
-def _key(stamp: Any) -> tuple[int, int, int] | None:
-    return None if stamp is None else (stamp.ino, stamp.mtime_ns, stamp.size)
-
-
 @st.fragment(run_every=settings.REFRESH_S)
-def overview(store: PublishedStore, config: settings.DashboardSettings) -> None:
+def status(store: PublishedStore, config: settings.DashboardSettings) -> None:
+    """Publish age and freshness badges (they follow the clock); a re-run on a new publish."""
+    snapshot = store.snapshot()
     now = time.time()
-    kpis = store.kpis()
-    positions = store.positions()
-    out_dir = str(store.out_dir)
-    kpi_views = _kpi_views(out_dir, _key(kpis.stamp), kpis.doc)
-    positions_view = _positions_view(out_dir, _key(positions.stamp), positions.doc)
-    panels.render_status(kpis, freshness.badges(kpis, positions, now, config.down_after_s), now)
-    kpi_panel.render_cards(kpi_views.cards)
+    badges = freshness.badges(snapshot.kpis, snapshot.positions, now, config.down_after_s)
+    panels.render_status(snapshot.kpis, badges, now)
+    if snapshot.key != st.session_state.get(SHOWN):
+        st.rerun()
+
+
+def body(snapshot: Snapshot) -> None:
+    """Cards, AUM, positions, symbols, router: drawn only when a published file changed."""
+    overview = kpi_views(snapshot.kpis)
+    kpi_panel.render_cards(overview.cards)
     left, right = st.columns([2, 3])
     with left:
-        panels.render_aum(kpi_views)
+        panels.render_aum(overview)
     with right:
-        panels.render_positions(positions_view)
+        panels.render_positions(positions_view(snapshot.positions))
     left, right = st.columns(2)
     with left:
-        panels.render_symbols(kpi_views)
+        panels.render_symbols(overview)
     with right:
-        panels.render_router(kpi_views)
+        panels.render_router(overview)
 
 
 def main() -> None:
@@ -73,7 +73,12 @@ def main() -> None:
         st.error(md_escape(f"dashboard settings: {exc}"))
         st.stop()
     st.caption(md_escape(f"reading {config.out_dir}"))
-    overview(_store(str(config.out_dir), config.max_bytes), config)
+    store = _store(str(config.out_dir), config.max_bytes)
+    snapshot = store.snapshot()
+    st.session_state[SHOWN] = snapshot.key
+    status(store, config)
+    body(snapshot)
+    history_panel.render_history(store, snapshot.kpis)
 
 
 main()

@@ -17,14 +17,9 @@ from typing import Any
 import orjson
 
 from kpi_publisher import fs
+from kpi_publisher.contract import INVALID, KPIS_FILE, MISSING, OK, POSITIONS_FILE, SCHEMA_IDS
 
-KPIS_FILE = "kpis_v7.json"
-POSITIONS_FILE = "positions_v7.json"
-SCHEMAS: Mapping[str, str] = {KPIS_FILE: "hedge.kpis_v7", POSITIONS_FILE: "hedge.positions_v7"}
-
-OK = "ok"
-MISSING = "missing"
-INVALID = "invalid"
+SCHEMAS: Mapping[str, str] = SCHEMA_IDS  # the `schema` id each published file must carry
 
 
 @dataclass(frozen=True)
@@ -107,3 +102,42 @@ class PublishedStore:
 
     def positions(self) -> Published:
         return self.read(POSITIONS_FILE)
+
+    def snapshot(self) -> Snapshot:
+        """Both files of one publish: read again once when their `generated_at` differ.
+
+        A publish renames positions_v7.json, then kpis_v7.json; a reader between the two
+        renames sees two publishes. Still apart after one more read means it is not that
+        window (a stale or torn file, a back-to-back publish): `paired` is False then.
+        """
+        kpis, positions = self.kpis(), self.positions()
+        if not _same_publish(kpis, positions):
+            kpis, positions = self.kpis(), self.positions()
+        return Snapshot(kpis, positions, _same_publish(kpis, positions))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """kpis_v7.json and positions_v7.json as shown together; `paired` when of one publish
+    (same `generated_at`, or one of them has no document to compare)."""
+
+    kpis: Published
+    positions: Published
+    paired: bool
+
+    @property
+    def key(self) -> tuple[object, object]:
+        """Changes whenever either file shown changes (see `stamp_key`)."""
+        return stamp_key(self.kpis), stamp_key(self.positions)
+
+
+def stamp_key(published: Published) -> tuple[int, int, int] | None:
+    """The stamp of the document `published` holds, as a hashable key (None without one)."""
+    stamp = published.stamp
+    return None if stamp is None else (stamp.ino, stamp.mtime_ns, stamp.size)
+
+
+def _same_publish(kpis: Published, positions: Published) -> bool:
+    if kpis.doc is None or positions.doc is None:
+        return True
+    return bool(kpis.doc.get("generated_at") == positions.doc.get("generated_at"))

@@ -12,19 +12,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dashboard.data import MISSING, OK, Published
+from dashboard.data import Published
 from kpi_publisher import fmt, parse, schemas
-from kpi_publisher.check import CLOCK_SKEW_S
-from kpi_publisher.sources import SOURCE_NAMES, expected_absent
+from kpi_publisher.contract import (
+    CLOCK_SKEW_S,
+    CORE_SOURCES,
+    MISSING,
+    OK,
+    SOURCE_NAMES,
+    STALE,
+    STATUS_WORDS,
+    expected_absent,
+    publish_age_s,
+)
 
 SOURCE_ORDER: tuple[str, ...] = SOURCE_NAMES
-BAD_SOURCE_STATUSES: frozenset[str] = frozenset({"stale", "invalid", "missing"})
-SOURCE_STATUSES: frozenset[str] = BAD_SOURCE_STATUSES | {"ok"}
-# Sources every version of the contract lists in `sources`; one absent is "not reported".
-# Sources added later (optional ones) are badged only when a document lists them.
-CORE_SOURCES: frozenset[str] = frozenset(
-    {"nav_state", "nav", "risk", "router", "positions", "fx", "holdings"}
-)
+SOURCE_STATUSES: frozenset[str] = frozenset(STATUS_WORDS)
+# CORE_SOURCES: listed by every version of the contract; one absent is "not reported". Sources
+# added later (era-optional ones) are badged only when a document lists them.
 PUBLISHER_DOWN = "publisher down"
 SOURCES_MISSING = "sources missing"
 SOURCES_EMPTY = "sources empty"
@@ -58,18 +63,6 @@ def _cut(text: str) -> str:
 
 def _quote(value: Any) -> str:
     return _cut(repr(value))
-
-
-def publish_age_s(kpis: Mapping[str, Any] | None, now: float) -> float | None:
-    """Seconds since kpis_v7.json was generated; None when unknown.
-
-    A stamp up to CLOCK_SKEW_S ahead of the clock is skew (age 0); one further ahead is not a
-    valid timestamp (contract rule 2) and gives None, like no stamp at all.
-    """
-    generated_at = parse.number(kpis.get("generated_at")) if kpis is not None else None
-    if generated_at is None or generated_at - now > CLOCK_SKEW_S:
-        return None
-    return max(0.0, now - generated_at)
 
 
 def file_badge(read: Published) -> Badge | None:
@@ -170,7 +163,7 @@ def source_badges(kpis: Mapping[str, Any] | None) -> list[Badge]:
         error = parse.text(entry.get("error"))
         if error is not None:
             detail_parts.append(_cut(error))
-        level = "warning" if status == "stale" else "error"
+        level = "warning" if status == STALE else "error"
         badges.append(Badge(f"{name} {status}", level, "; ".join(detail_parts)))
     return badges
 

@@ -12,6 +12,7 @@ from dashboard.data import Published
 from dashboard.text import md_escape
 from dashboard.views import KpiViews, PositionsView
 from kpi_publisher import fmt, parse
+from kpi_publisher.contract import publish_age_s
 
 BadgeColor = Literal["red", "orange"]
 BADGE_COLORS: Mapping[str, BadgeColor] = {"error": "red", "warning": "orange"}
@@ -20,7 +21,7 @@ PLOTLY_CONFIG = {"displayModeBar": False}
 
 def render_status(kpis: Published, badges: Sequence[freshness.Badge], now: float) -> None:
     """A line with the publish age, then one badge per problem (or one green "all ok")."""
-    age_s = freshness.publish_age_s(kpis.doc, now)
+    age_s = publish_age_s(kpis.doc, now)
     stamp = parse.text(kpis.doc.get("updated_at")) if kpis.doc is not None else None
     st.caption(md_escape(f"published {fmt.fmt_age(age_s)} ago ({stamp or fmt.MISSING})"))
     if not badges:

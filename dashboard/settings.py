@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kpi_publisher import config
+from kpi_publisher.contract import down_after_s
 
 DEFAULT_PORT = 8501
 DEFAULT_ADDRESS = "127.0.0.1"
-REFRESH_S = 1.0  # fragment run_every: a published change shows within about a second
-DOWN_HEARTBEATS = 3  # kpis_v7.json older than this many heartbeats: "publisher down"
+REFRESH_S = 1.0  # status tick: a published change shows within about a second
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class DashboardSettings:
     @property
     def down_after_s(self) -> float:
         """Age of kpis_v7.json (s) beyond which the publisher counts as down."""
-        return DOWN_HEARTBEATS * self.heartbeat_s
+        return down_after_s(self.heartbeat_s)
 
 
 def _parser() -> argparse.ArgumentParser:

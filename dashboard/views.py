@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard import charts, kpi_panel, live_helpers, nav_helpers
+from dashboard import aum_slices, charts, kpi_panel, positions_table
 from kpi_publisher import parse
 
 
@@ -37,11 +37,11 @@ class PositionsView:
 
 def kpi_views(doc: Mapping[str, Any] | None) -> KpiViews:
     kpis = doc if doc is not None else {}
-    slices = nav_helpers.build_aum_slices(kpis)
+    slices = aum_slices.build_aum_slices(kpis)
     router = parse.mapping(kpis.get("router"))
     return KpiViews(
         cards=tuple(kpi_panel.overview_cards(doc)),
-        donut=charts.aum_donut(slices) if nav_helpers.slice_labels(slices) else None,
+        donut=charts.aum_donut(slices) if aum_slices.slice_labels(slices) else None,
         symbol_risk=charts.symbol_risk_figure(
             charts.symbol_rows(parse.mapping(kpis.get("symbols")))
         ),
@@ -52,4 +52,4 @@ def kpi_views(doc: Mapping[str, Any] | None) -> KpiViews:
 
 
 def positions_view(doc: Mapping[str, Any] | None) -> PositionsView:
-    return PositionsView(live_helpers.positions_frame(doc), live_helpers.totals_line(doc))
+    return PositionsView(positions_table.positions_frame(doc), positions_table.totals_line(doc))

@@ -1,7 +1,7 @@
 """The documents a real executor writes, built from a demo `World`, in the shape of one era.
 
-Pure functions: a world (and the era) in, JSON-ready dicts out. Shapes follow the research
-report on the real system (`shared/research/upstream_contract.md`, sections 4.1-4.11):
+Pure functions: a world (and the era) in, JSON-ready dicts out. Shapes follow the real
+system's files (docs/CONTRACT_RULES.md, executor file shapes):
 
 - era "v7.1" (v7.1.0, Nov 2025): epoch timestamps; risk snapshot with the engine's
   `dd_state{dd_state, drawdown{...}}`; router health as per-symbol *lists* with maker/fallback

@@ -17,9 +17,9 @@ from typing import Any
 
 from kpi_publisher import fs
 from kpi_publisher.config import Settings
+from kpi_publisher.contract import from_values
 from kpi_publisher.pipeline import Outputs, build
 from kpi_publisher.render import render
-from kpi_publisher.sources import from_values
 
 
 def build_outputs(

@@ -14,9 +14,10 @@ What the real sync writer got wrong, and what this one does instead:
   through the publisher's own normaliser, and carry numeric `notional` / `pnl` and the
   formatted `notional_fmt` / `pnl_fmt`.
 
-Valuation, position normalisation and formatting are the publisher's stages
-(`kpi_publisher.stages.aum`, `.positions`, `.symbols`, `kpi_publisher.fmt`), called, never
-re-implemented. Builders are pure (`now` comes in); `write_*` are the only I/O.
+Valuation, position normalisation, the symbols join and formatting are the publisher's
+(`kpi_publisher.stages.aum`, `.positions`, `kpi_publisher.pipeline.position_book`,
+`kpi_publisher.fmt`), called, never re-implemented. Builders are pure (`now` comes in);
+`write_*` are the only I/O.
 """
 
 from __future__ import annotations
@@ -27,15 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from execution.state_publish import write_state_json
-from kpi_publisher.parse import first_number, get, mapping, number, parse_ts
+from kpi_publisher.contract import DEFAULT_SYMBOLS_CAP
+from kpi_publisher.parse import age_s, first_number, get, mapping, number, parse_ts
+from kpi_publisher.pipeline import position_book
 from kpi_publisher.stages import aum as aum_stage
 from kpi_publisher.stages import positions as positions_stage
-from kpi_publisher.stages import symbols as symbols_stage
 
 NAV_STATE_FILE = "nav_state.json"
 POSITIONS_STATE_FILE = "positions_state.json"
 SERIES_MAX = 500  # points of NAV history kept in nav_state.series, as upstream
-SYMBOLS_CAP = 64
 
 
 def iso(ts: float) -> str:
@@ -61,11 +62,7 @@ def normalise_aum(
     `mark`/`usd_value` null, as the real executor wrote it.
     """
     built = aum_stage.build_aum(None, None, fx, holdings, nav_usd=futures_usd, usd_zar=None)
-    config = {
-        str(k).strip().upper(): mapping(v)
-        for k, v in mapping(holdings).items()
-        if isinstance(v, Mapping) and isinstance(k, str) and k.strip()
-    }
+    config = aum_stage.holding_map(holdings)
     assets: list[dict[str, Any]] = []
     offexchange: dict[str, dict[str, Any]] = {}
     for item in built["slices"]:
@@ -109,7 +106,7 @@ def build_positions_state(
     *,
     now: float,
     container: str = "positions",
-    symbols_cap: int = SYMBOLS_CAP,
+    symbols_cap: int = DEFAULT_SYMBOLS_CAP,
 ) -> dict[str, Any]:
     """`positions_state.json` from executor rows (camelCase or snake_case, any container).
 
@@ -122,11 +119,7 @@ def build_positions_state(
         raise ValueError(
             f"container must be one of {positions_stage.CONTAINERS}, got {container!r}"
         )
-    rows = positions_stage.normalize(raw_positions)
-    symbol_map = symbols_stage.build_symbols(
-        risk_snapshot, (r["symbol"] for r in rows), symbols_cap
-    )
-    built = positions_stage.build_positions(rows, symbol_map)
+    _, built = position_book(positions_stage.normalize(raw_positions), risk_snapshot, symbols_cap)
     totals = built["totals"]
     notionals = [r["notional"] for r in built["positions"] if r["notional"] is not None]
     stamp = iso(now)
@@ -215,7 +208,7 @@ def build_nav_state(
         "largest_position_value": 0.0 if largest is None else largest,
         "aum": normalise_aum(nav, fx, holdings, futures_pnl_usd=futures_pnl),
         "updated_at": nav_ts,
-        "age_s": None if nav_ts is None else round(max(0.0, now - nav_ts), 3),
+        "age_s": age_s(nav_ts, now),
         "written_at": now,
     }
 

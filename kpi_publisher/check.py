@@ -24,24 +24,31 @@ from typing import Any
 import orjson
 
 from kpi_publisher import fs, logs, schemas
-from kpi_publisher.cli import ExitCode, add_path_options
+from kpi_publisher.cli import add_path_options
 from kpi_publisher.config import ConfigError, resolve
-from kpi_publisher.parse import MAX_FUTURE_S, number
-from kpi_publisher.publish import KPIS_FILE, POSITIONS_FILE
+from kpi_publisher.contract import (
+    CLOCK_SKEW_S,
+    INVALID,
+    KPIS_FILE,
+    MISSING,
+    OUTPUT_FILES,
+    STALE,
+    ExitCode,
+    down_after_s,
+    publish_age_s,
+)
+from kpi_publisher.contract import OK as VALID
+from kpi_publisher.contract import not_ok as sources_not_ok
+from kpi_publisher.contract import schema_name as schema_of
+from kpi_publisher.history.curves import NAV_HISTORY_FILE
+from kpi_publisher.parse import number
 from kpi_publisher.sources import STATE_FILES
 
-FILES: Mapping[str, str] = {KPIS_FILE: "kpis_v7", POSITIONS_FILE: "positions_v7"}
-HEARTBEATS_BEFORE_STALE = 3
-# A generated_at up to this far ahead of the clock is clock skew (age 0); further ahead it is
-# not a valid timestamp (contract rule 2), so the file is not fresh.
-CLOCK_SKEW_S = MAX_FUTURE_S
+# Published file -> its JSON Schema's name.
+FILES: Mapping[str, str] = {name: schema_of(name) for name in OUTPUT_FILES}
 ALL_MISSING = (
     "every state-dir source is missing: the publisher reads nothing (is its --state-dir right?)"
 )
-
-VALID = "ok"
-STALE = "stale"
-INVALID = "invalid"
 
 
 @dataclass(frozen=True)
@@ -82,9 +89,7 @@ def _all_sources_missing(doc: Any) -> bool:
     if not isinstance(sources, dict):
         return False
     listed = [sources[name] for name in STATE_FILES if name in sources]
-    return bool(listed) and all(
-        isinstance(e, dict) and e.get("status") == "missing" for e in listed
-    )
+    return bool(listed) and all(isinstance(e, dict) and e.get("status") == MISSING for e in listed)
 
 
 def check_file(
@@ -104,16 +109,13 @@ def check_file(
     except OSError as exc:
         return FileCheck(path.name, INVALID, error=f"cannot read: {exc.strerror or exc}")
     doc, error = check_document(raw, schema_name)
+    age = publish_age_s(doc, now) if isinstance(doc, dict) else None
     generated = number(doc.get("generated_at")) if isinstance(doc, dict) else None
     ahead = None if generated is None else generated - now
-    age = None if ahead is None or ahead > CLOCK_SKEW_S else max(0.0, -ahead)
     not_ok = None
     if isinstance(doc, dict) and isinstance(doc.get("sources"), dict):
-        not_ok = {
-            str(name): str(entry.get("status") if isinstance(entry, dict) else entry)
-            for name, entry in doc["sources"].items()
-            if not isinstance(entry, dict) or entry.get("status") != "ok"
-        }
+        # The log lists every source that is not ok, an older era's missing one included.
+        not_ok = sources_not_ok(doc, include_expected=True)
     if error is None and schema_name == FILES[KPIS_FILE] and _all_sources_missing(doc):
         error = ALL_MISSING
     if error is not None:
@@ -127,6 +129,22 @@ def check_file(
     if age > max_age_s:
         return FileCheck(path.name, STALE, age, f"{age:.1f} s old, limit {max_age_s:.1f} s", not_ok)
     return FileCheck(path.name, VALID, age, None, not_ok)
+
+
+def check_optional(path: Path, schema_name: str, *, max_bytes: int) -> FileCheck | None:
+    """A file only some publishers write (nav_history_v7.json, with a history): absent is
+    fine (None); present, it must fit its schema. Its age is not judged: it is rewritten only
+    when the NAV history gains a point."""
+    try:
+        raw, _ = fs.read_bytes(path, max_bytes=max_bytes)
+    except FileNotFoundError:
+        return None
+    except fs.ReadError as exc:
+        return FileCheck(path.name, INVALID, error=f"cannot read: {exc.reason}")
+    except OSError as exc:
+        return FileCheck(path.name, INVALID, error=f"cannot read: {exc.strerror or exc}")
+    _, error = check_document(raw, schema_name)
+    return FileCheck(path.name, VALID if error is None else INVALID, None, error)
 
 
 def exit_code(results: list[FileCheck]) -> ExitCode:
@@ -191,9 +209,7 @@ def run_check(args: argparse.Namespace) -> int:
         log.error("config_invalid", reason=str(exc))
         return ExitCode.USAGE
     logs.configure(settings.log_format)
-    max_age_s = (
-        HEARTBEATS_BEFORE_STALE * settings.heartbeat_s if args.max_age_s is None else args.max_age_s
-    )
+    max_age_s = down_after_s(settings.heartbeat_s) if args.max_age_s is None else args.max_age_s
     now = args.now if args.now is not None else time.time()
     results = [
         check_file(
@@ -201,6 +217,12 @@ def run_check(args: argparse.Namespace) -> int:
         )
         for name, schema in FILES.items()
     ]
+    history = check_optional(
+        settings.publish_dir / NAV_HISTORY_FILE,
+        schema_of(NAV_HISTORY_FILE),
+        max_bytes=settings.max_input_bytes,
+    )
+    results += [history] if history is not None else []
     for r in results:
         path = settings.publish_dir / r.file
         fields_out: dict[str, Any] = {"file": str(path), "status": r.status}

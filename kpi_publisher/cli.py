@@ -14,33 +14,22 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from enum import IntEnum
 from typing import Any
 
+# main() returns one of these; callers compare its result to cli.ExitCode.
+from kpi_publisher.contract import ExitCode as ExitCode
 
-class ExitCode(IntEnum):
-    """Documented exit codes (README, "Exit codes")."""
-
-    OK = 0
-    FAILURE = 1  # unexpected internal error
-    USAGE = 2  # bad arguments or an unusable config file
-    OUT_DIR_UNWRITABLE = 3  # the out dir cannot be created or written
-    STRICT_INPUTS = 4  # --strict and a source is missing, invalid or stale
-    CHECK_STALE = 5  # `check`: a published file is older than allowed
-    CHECK_INVALID = 6  # `check`: a published file is missing or fails its schema
-    WORKER_STUCK = 70  # `run`: the publish loop made no progress; exit so supervisord restarts
-
-
-# Subcommand -> the module registering it, in the order `--help` lists them. Only the module of
-# the command being run is imported, so `run` starts without the dashboard or benchmark code.
+# Every subcommand -> the module registering it, in the order `--help` lists them. Only the
+# module of the command being run is imported, so `run` starts without the dashboard, the demo
+# or the benchmark code.
 COMMANDS: dict[str, str] = {
     "once": "kpi_publisher.once",
     "run": "kpi_publisher.run",
     "check": "kpi_publisher.check",
-    "demo-executor": "execution.demo",
-    "demo": "kpi_publisher.demo",
-    "dashboard": "kpi_publisher.demo",
+    "demo": "kpi_publisher.demo_supervisor",
+    "dashboard": "dashboard.serve",
     "bench": "bench.cli",
+    "demo-executor": "execution.demo_executor",
 }
 
 
@@ -52,13 +41,40 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
-    for name in modules:
-        importlib.import_module(name).register(subparsers)
+    for name in [command] if command in COMMANDS else list(COMMANDS):
+        try:
+            module = importlib.import_module(COMMANDS[name])
+        except ModuleNotFoundError as exc:
+            if exc.name != COMMANDS[name].partition(".")[0]:
+                raise
+            _register_checkout_only(subparsers, name, exc.name)
+            continue
+        module.register(subparsers)
     return parser
 
 
-# Epoch seconds are below this (contract rule 2: larger values are ms, µs or ns).
+def _register_checkout_only(subparsers: Any, command: str, package: str) -> None:
+    """A command whose package is not installed (bench/ runs from the source checkout)."""
+    parser = subparsers.add_parser(
+        command,
+        help=f"(from a source checkout: python -m {package})",
+        add_help=False,
+        prefix_chars="\0",  # every argument, options included, lands in `args`
+    )
+    parser.add_argument("args", nargs="*")
+
+    def unavailable(_args: argparse.Namespace) -> int:
+        print(
+            f"hedge-kpi {command}: the {package} package is not installed; "
+            f"run `python -m {package}` from a source checkout",
+            file=sys.stderr,
+        )
+        return ExitCode.USAGE
+
+    parser.set_defaults(func=unavailable)
+
+
+# Epoch seconds are below this (docs/CONTRACT_RULES.md, rule 2: larger values are ms, µs or ns).
 EPOCH_S_LIMIT = 1e11
 
 
@@ -106,7 +122,7 @@ def add_path_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# Held from the first moment of `run` until its signal thread takes them (daemon.py).
+# Held from the first moment of `run` until its signal thread takes them (daemon/signals.py).
 RUN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kpi_publisher import fs
+from kpi_publisher import executor_root, fs
+from kpi_publisher.contract import DEFAULT_SYMBOLS_CAP
 
-# Seconds after which a source counts as stale (contract 4, `sources`); None = never. One entry
-# per source (sources.SOURCE_NAMES): the [stale_s] table accepts exactly these names.
+# Seconds after which a source counts as stale (docs/CONTRACT_RULES.md, rule 10); None = never.
+# One entry per source (contract.SOURCE_NAMES): the [stale_s] table accepts exactly these names.
 DEFAULT_STALE_S: Mapping[str, float | None] = {
     "nav_state": 90.0,
     "nav": 90.0,
@@ -39,7 +40,7 @@ class ConfigError(ValueError):
 class Settings:
     """Everything the publisher needs, resolved once. Paths are absolute."""
 
-    state_dir: Path = Path("logs/state")
+    state_dir: Path = executor_root.STATE_DIR
     out_dir: Path | None = None  # None: publish into state_dir
     fx_path: Path | None = None  # None: <state>/../cache/coingecko_cache.json
     holdings_path: Path | None = None  # None: <state>/../../config/offexchange_holdings.json
@@ -50,7 +51,7 @@ class Settings:
 
     nav_fresh_s: float = 90.0
     stale_s: Mapping[str, float | None] = field(default_factory=lambda: dict(DEFAULT_STALE_S))
-    symbols_cap: int = 64
+    symbols_cap: int = DEFAULT_SYMBOLS_CAP
     max_input_bytes: int = 16 * 1024 * 1024
 
     debounce_ms: float = 50.0
@@ -60,6 +61,8 @@ class Settings:
     fsync: bool = True
     log_format: str = "auto"  # auto | json | console
     metrics_port: int | None = None
+    history_path: Path | None = None  # None: beside the crash log, in the private runtime dir
+    history_retention_days: float = 400.0
 
     @property
     def publish_dir(self) -> Path:
@@ -70,19 +73,27 @@ class Settings:
     def resolved_fx_path(self) -> Path:
         if self.fx_path is not None:
             return self.fx_path
-        return self.state_dir.parent / "cache" / "coingecko_cache.json"
+        return executor_root.fx_path_beside(self.state_dir)
 
     @property
     def resolved_holdings_path(self) -> Path:
         if self.holdings_path is not None:
             return self.holdings_path
-        return self.state_dir.parent.parent / "config" / "offexchange_holdings.json"
+        return executor_root.holdings_path_above(self.state_dir)
 
     def stale_limit_s(self, source: str) -> float | None:
         return self.stale_s.get(source, 300.0)
 
 
-_PATH_FIELDS = {"state_dir", "out_dir", "fx_path", "holdings_path", "prom_dir", "config_file"}
+_PATH_FIELDS = {
+    "state_dir",
+    "out_dir",
+    "fx_path",
+    "holdings_path",
+    "prom_dir",
+    "config_file",
+    "history_path",
+}
 _INT_FIELDS = {"symbols_cap", "max_input_bytes", "metrics_port"}
 _BOOL_FIELDS = {"fsync"}
 _STR_FIELDS = {"host_label", "account_label", "log_format"}
@@ -129,6 +140,7 @@ RANGES: Mapping[str, Range] = {
     "symbols_cap": Range(1, 100_000, "symbols"),
     "max_input_bytes": Range(1024, 1024**3, "bytes"),
     "metrics_port": Range(0, 65_535, "(0 = any free port)"),
+    "history_retention_days": Range(1, 36_500, "days"),
 }
 STALE_RANGE = Range(0, YEAR_S, "s", low_open=True)  # each [stale_s] limit, or "never"
 
@@ -374,5 +386,5 @@ def resolve(
         for name, value in layer.items():
             merged[name] = _coerce(name, value, origin)
     if "state_dir" not in merged:
-        merged["state_dir"] = _coerce("state_dir", "logs/state", CLI)
+        merged["state_dir"] = _coerce("state_dir", str(executor_root.STATE_DIR), CLI)
     return Settings(**merged)

@@ -14,7 +14,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +52,30 @@ def stamp(path: Path) -> FileStamp | None:
         return None
 
 
+class StampLedger:
+    """What was last seen of each path (its stamp, None for no file): the one record that
+    answers "did this file change since it was looked at?"."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Path, FileStamp | None] = {}
+
+    def see(self, path: Path, seen: FileStamp | None) -> None:
+        self._seen[path] = seen
+
+    def look(self, paths: Iterable[Path]) -> None:
+        """Record the current stamp of `paths`."""
+        for path in paths:
+            self._seen[path] = stamp(path)
+
+    def forget(self, paths: Iterable[Path]) -> None:
+        for path in paths:
+            self._seen.pop(path, None)
+
+    def moved(self) -> set[Path]:
+        """Paths whose stamp is no longer the one seen (one stat each)."""
+        return {p for p, seen in list(self._seen.items()) if stamp(p) != seen}
+
+
 # O_NONBLOCK: a FIFO planted where a file belongs must never block the reader. O_NOCTTY: a
 # terminal device must never become the process's controlling terminal.
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
@@ -74,7 +98,9 @@ def _inside(target: str, real_root: str) -> bool:
 
 
 def _check_opened(fd: int, path: Path, real_root: str) -> None:
-    """Refuse the open descriptor `fd` unless it is a file inside `real_root` (contract rule 6).
+    """Refuse the open descriptor `fd` unless it is a file inside `real_root`.
+
+    docs/CONTRACT_RULES.md, rule 6.
 
     The check is on what was opened, never on the path before opening: swapping a symlink
     between an inside and an outside file cannot get an outside file past it.

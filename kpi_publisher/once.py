@@ -9,11 +9,20 @@ import time
 from typing import Any
 
 from kpi_publisher import lock, pipeline, prom
-from kpi_publisher.cli import PATH_OPTION_FIELDS, ExitCode, add_path_options, epoch_seconds
+from kpi_publisher.cli import PATH_OPTION_FIELDS, add_path_options, epoch_seconds
 from kpi_publisher.config import ConfigError, Settings, resolve
+from kpi_publisher.contract import (
+    INVALID,
+    KPIS_FILE,
+    MISSING,
+    POSITIONS_FILE,
+    ExitCode,
+    expected_absent,
+    not_ok,
+)
 from kpi_publisher.fmt import fmt_money
-from kpi_publisher.publish import KPIS_FILE, POSITIONS_FILE, publish
-from kpi_publisher.sources import INVALID, MISSING, SourceReader, expected_absent
+from kpi_publisher.publish import publish
+from kpi_publisher.sources import SourceReader
 
 
 def register(subparsers: Any) -> None:
@@ -43,12 +52,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def summary(outputs: pipeline.Outputs, out_dir: str, duration_ms: float) -> str:
     kpis = outputs.kpis
-    not_ok = {
-        n: s["status"]
-        for n, s in kpis["sources"].items()
-        if s["status"] != "ok" and not expected_absent(n, s["status"])
-    }
-    problems = ", ".join(f"{n}={s}" for n, s in not_ok.items()) or "none"
+    problems = ", ".join(f"{n}={s}" for n, s in not_ok(kpis).items()) or "none"
     return (
         f"published {KPIS_FILE} and {POSITIONS_FILE} to {out_dir}: "
         f"nav {fmt_money(kpis['nav']['nav_usd'])} USD, "

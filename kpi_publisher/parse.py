@@ -1,10 +1,10 @@
 """The one tolerant reader all stages use: numbers, strings, timestamps, key paths, per-symbol data.
 
-Rules (contract section 3): zero is a value; a missing key, null, a boolean, a non-numeric
-string, NaN or +-Infinity is missing; numeric strings ("1.5", "1,234.5") are numbers. A comma
-in a numeric string is only ever a thousands separator in well-formed groups of three
-("1,234.5", "-1,234,567.89"); anything else with a comma ("0,8", "18,05": a decimal comma),
-an underscore ("1_000") or a non-ASCII character is missing, never a misread number.
+Rules (docs/CONTRACT_RULES.md, rules 1-6): zero is a value; a missing key, null, a boolean,
+a non-numeric string, NaN or +-Infinity is missing; numeric strings ("1.5", "1,234.5") are
+numbers. A comma in a numeric string is only ever a thousands separator in well-formed groups
+of three ("1,234.5", "-1,234,567.89"); anything else with a comma ("0,8", "18,05": a decimal
+comma), an underscore ("1_000") or a non-ASCII character is missing, never a misread number.
 Every helper takes any JSON value and never raises.
 """
 
@@ -17,9 +17,11 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from kpi_publisher.contract import CLOCK_SKEW_S
+
 EMPTY: Mapping[str, Any] = {}
 
-# A file's own timestamp: the first valid of these keys (contract rule 2).
+# A file's own timestamp: the first valid of these keys (docs/CONTRACT_RULES.md, rule 2).
 DOC_TS_KEYS: tuple[str, ...] = (
     "updated_at",
     "updated_ts",
@@ -28,14 +30,14 @@ DOC_TS_KEYS: tuple[str, ...] = (
     "updated",
     "generated_at",
 )
-# Epoch units told apart by magnitude (contract rule 2): below 1e11 seconds, below 1e14
-# milliseconds, below 1e17 microseconds, else nanoseconds (pandas' Timestamp.value).
+# Epoch units told apart by magnitude (docs/CONTRACT_RULES.md, rule 2): below 1e11 seconds,
+# below 1e14 milliseconds, below 1e17 microseconds, else nanoseconds (pandas' Timestamp.value).
 MS_THRESHOLD = 1e11
 US_THRESHOLD = 1e14
 NS_THRESHOLD = 1e17
 # A timestamp up to this far ahead of the build time is clock skew (age 0.0); further ahead it
-# is not a valid timestamp (contract rule 2).
-MAX_FUTURE_S = 60.0
+# is not a valid timestamp (docs/CONTRACT_RULES.md, rule 2).
+MAX_FUTURE_S = CLOCK_SKEW_S
 # Thousands grouping, the only comma a numeric string may hold.
 _GROUPED = re.compile(r"[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?")
 
@@ -208,7 +210,7 @@ def first_ts(obj: Any, *paths: str) -> float | None:
 
 
 def doc_ts(doc: Any, keys: tuple[str, ...] = DOC_TS_KEYS) -> float | None:
-    """A file's own timestamp (epoch seconds) per contract rule 2."""
+    """A file's own timestamp (epoch seconds), docs/CONTRACT_RULES.md rule 2."""
     return first_ts(doc, *keys)
 
 
@@ -224,7 +226,9 @@ def age_s(ts: float | None, now: float) -> float | None:
 def doc_age(
     doc: Any, now: float, keys: tuple[str, ...] = DOC_TS_KEYS
 ) -> tuple[float | None, float | None, str | None]:
-    """(timestamp, age_s, error) of a file's own timestamp at build time `now` (rule 2).
+    """(timestamp, age_s, error) of a file's own timestamp at build time `now`.
+
+    docs/CONTRACT_RULES.md, rule 2.
 
     The first valid of `keys` wins. A timestamp more than MAX_FUTURE_S ahead of `now` is not
     valid: it is skipped, and when no valid one follows, timestamp and age are None and

@@ -7,16 +7,39 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from kpi_publisher.config import Settings
+from kpi_publisher.contract import KPIS_SCHEMA, POSITIONS_SCHEMA, SCHEMA_VERSION, SourceRead
 from kpi_publisher.parse import iso_utc
-from kpi_publisher.sources import SourceRead
 from kpi_publisher.stages import aum, fees, fx, nav, positions, risk, router, status, symbols
 
-# 2: nav fallbacks, aum.stated_total_usd, router.symbols, exposure and VaR/CVaR fields,
-# the risk_advanced source, positions totals' exposure.
-SCHEMA_VERSION = 2
+
+class BuildSettings(Protocol):
+    """The settings a build reads (config.Settings has them all)."""
+
+    @property
+    def nav_fresh_s(self) -> float: ...
+
+    @property
+    def symbols_cap(self) -> int: ...
+
+    def stale_limit_s(self, source: str) -> float | None: ...
+
+
+def position_book(
+    rows: list[dict[str, Any]],
+    risk_doc: Any,
+    symbols_cap: int,
+    cvar: Mapping[str, float | None] | None = None,
+    nav_usd: float | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """(the `symbols` map, the {positions, totals} block) for normalised position rows.
+
+    The held symbols come first in the map (capped at `symbols_cap`), and each row is joined
+    with its symbol's risk fields. The executor's positions_state.json is built by this too.
+    """
+    symbol_map = symbols.build_symbols(risk_doc, [r["symbol"] for r in rows], symbols_cap, cvar)
+    return symbol_map, positions.build_positions(rows, symbol_map, nav_usd)
 
 
 @dataclass(frozen=True)
@@ -25,7 +48,7 @@ class Outputs:
     positions: dict[str, Any]
 
 
-def build(sources: Mapping[str, SourceRead], now: float, settings: Settings) -> Outputs:
+def build(sources: Mapping[str, SourceRead], now: float, settings: BuildSettings) -> Outputs:
     """Build kpis_v7 and positions_v7 from the sources as read at `now` (epoch seconds)."""
     data = {name: read.data for name, read in sources.items()}
     nav_state, nav_doc, risk_doc = data.get("nav_state"), data.get("nav"), data.get("risk")
@@ -51,7 +74,9 @@ def build(sources: Mapping[str, SourceRead], now: float, settings: Settings) -> 
     router_block = router.build_router(risk_doc, data.get("router"), held, settings.symbols_cap)
     fees_block = fees.build_fees(risk_doc)
     cvar = risk.cvar_by_symbol(data.get("risk_advanced"))
-    symbol_map = symbols.build_symbols(risk_doc, held, settings.symbols_cap, cvar)
+    symbol_map, book = position_book(
+        rows, risk_doc, settings.symbols_cap, cvar, nav_usd=nav_block["nav_usd"]
+    )
     aum_block = aum.build_aum(
         nav_state,
         nav_doc,
@@ -65,7 +90,7 @@ def build(sources: Mapping[str, SourceRead], now: float, settings: Settings) -> 
     source_status = status.build_sources(sources, now, settings.stale_limit_s, notes)
     stamp = {"generated_at": now, "updated_at": iso_utc(now)}
     kpis = {
-        "schema": "hedge.kpis_v7",
+        "schema": KPIS_SCHEMA,
         "schema_version": SCHEMA_VERSION,
         **stamp,
         "ts": now,
@@ -84,7 +109,7 @@ def build(sources: Mapping[str, SourceRead], now: float, settings: Settings) -> 
     pos_read = sources.get("positions")
     pos_status = source_status["positions"]
     positions_doc = {
-        "schema": "hedge.positions_v7",
+        "schema": POSITIONS_SCHEMA,
         "schema_version": SCHEMA_VERSION,
         **stamp,
         "source": {
@@ -95,9 +120,9 @@ def build(sources: Mapping[str, SourceRead], now: float, settings: Settings) -> 
             "age_s": pos_status["age_s"],
             "error": pos_status["error"],
         },
-        **positions.build_positions(rows, symbol_map, nav_block["nav_usd"]),
+        **book,
     }
     return Outputs(kpis=kpis, positions=positions_doc)
 
 
-__all__ = ["SCHEMA_VERSION", "Outputs", "build"]
+__all__ = ["SCHEMA_VERSION", "BuildSettings", "Outputs", "build", "position_book"]

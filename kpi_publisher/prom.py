@@ -23,6 +23,7 @@ from typing import Any
 
 from kpi_publisher import fs
 from kpi_publisher.config import Settings
+from kpi_publisher.contract import OK, STATUS_WORDS
 from kpi_publisher.parse import mapping, number
 from kpi_publisher.pipeline import Outputs
 
@@ -30,7 +31,7 @@ PROM_FILE = "kpis.prom"
 PREFIX = "hedge_kpi_"
 DEFAULT_ACCOUNT = "default"
 SECONDS_PER_DAY = 86400.0
-SOURCE_STATUSES: tuple[str, ...] = ("ok", "missing", "invalid", "stale")
+SOURCE_STATUSES: tuple[str, ...] = STATUS_WORDS  # every word is exported, one-hot
 # Error kinds always exported (0 until one happens) so `increase()` sees the first error.
 ERROR_KINDS: tuple[str, ...] = ("build", "publish", "prom")
 # `quartile` label values; not `quantile`, which Prometheus reserves for summaries.
@@ -92,6 +93,12 @@ CATALOGUE: dict[str, tuple[str, tuple[str, ...], str]] = {
     "drawdown_pct": ("gauge", (), "Portfolio drawdown in percent (1.14 = 1.14 %)."),
     "drawdown_abs_usd": ("gauge", (), "Portfolio drawdown in USD."),
     "daily_loss_pct": ("gauge", (), "Daily loss in percent."),
+    "nav_pnl_usd": ("gauge", ("window",), "NAV change in USD over a window, from the history."),
+    "nav_pnl_pct": ("gauge", ("window",), "NAV change in percent over a window."),
+    "nav_max_drawdown_pct": ("gauge", ("window",), "Largest peak-to-trough fall in a window, %."),
+    "nav_history_drawdown_pct": ("gauge", (), "Fall from the history's all-time peak, %."),
+    "nav_sharpe": ("gauge", ("window",), "Annualised Sharpe ratio of daily returns (rf 0)."),
+    "nav_history_points": ("gauge", (), "NAV points held in the history."),
     "dd_state": ("gauge", ("state",), "Drawdown state of the executor: 1 for the current state."),
     "atr_ratio": ("gauge", (), "Median ATR ratio across symbols."),
     "atr_regime": ("gauge", ("regime",), "ATR regime: 1 for the current regime."),
@@ -203,6 +210,20 @@ def _risk(s: _Samples, kpis: Mapping[str, Any]) -> None:
         s.add(name, risk.get(name))
 
 
+def _performance(s: _Samples, kpis: Mapping[str, Any]) -> None:
+    """The history's figures; absent (no samples) when the publisher keeps no history."""
+    performance = mapping(kpis.get("performance"))
+    for window, entry in mapping(performance.get("windows")).items():
+        row = mapping(entry)
+        s.add("nav_pnl_usd", row.get("pnl_usd"), window=window)
+        s.add("nav_pnl_pct", row.get("pnl_pct"), window=window)
+        s.add("nav_max_drawdown_pct", row.get("max_drawdown_pct"), window=window)
+    s.add("nav_history_drawdown_pct", performance.get("drawdown_pct"))
+    for window, entry in mapping(performance.get("ratios")).items():
+        s.add("nav_sharpe", mapping(entry).get("sharpe"), window=window)
+    s.add("nav_history_points", mapping(performance.get("history")).get("points"))
+
+
 def _router_fees(s: _Samples, kpis: Mapping[str, Any]) -> None:
     router = mapping(kpis.get("router"))
     s.add("router_maker_fill_ratio", router.get("maker_fill_rate"))
@@ -276,7 +297,7 @@ def _sources(s: _Samples, kpis: Mapping[str, Any]) -> None:
         row = mapping(entry)
         status = row.get("status")
         if isinstance(status, str) and status:
-            s.add("source_up", 1.0 if status == "ok" else 0.0, source=source)
+            s.add("source_up", 1.0 if status == OK else 0.0, source=source)
             for known in dict.fromkeys((*SOURCE_STATUSES, status)):
                 s.add("source_status", 1.0 if known == status else 0.0, source=source, status=known)
         s.add("source_age_seconds", row.get("age_s"), source=source)
@@ -299,6 +320,7 @@ def families(
     s.add("generated_timestamp_seconds", kpis.get("generated_at"))
     _nav(s, kpis)
     _risk(s, kpis)
+    _performance(s, kpis)
     _router_fees(s, kpis)
     _aum(s, kpis)
     _symbols(s, kpis)

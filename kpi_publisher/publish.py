@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from kpi_publisher import fs
+from kpi_publisher.contract import KPIS_FILE, POSITIONS_FILE
 from kpi_publisher.pipeline import Outputs
 from kpi_publisher.render import render
-
-KPIS_FILE = "kpis_v7.json"
-POSITIONS_FILE = "positions_v7.json"
 
 
 def publish(outputs: Outputs, out_dir: Path, *, fsync: bool = True) -> None:

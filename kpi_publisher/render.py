@@ -24,7 +24,7 @@ def _key(key: Any) -> str:
     return _text(key if isinstance(key, str) else str(key))
 
 
-def _finite(value: Any) -> Any:
+def _encodable(value: Any) -> Any:
     """A copy orjson can always encode: finite floats, 64-bit ints, str keys, valid Unicode."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -32,13 +32,13 @@ def _finite(value: Any) -> Any:
         return _text(value)
     if type(value) is int and not -(2**63) <= value < 2**64:
         try:
-            return _finite(float(value))
+            return _encodable(float(value))
         except OverflowError:
             return None
     if isinstance(value, Mapping):
-        return {_key(k): _finite(v) for k, v in value.items()}
+        return {_key(k): _encodable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [_encodable(v) for v in value]
     return value
 
 
@@ -54,4 +54,4 @@ def render(doc: Mapping[str, Any]) -> bytes:
     except (TypeError, orjson.JSONEncodeError):
         # Non-str keys, integers beyond 64 bits or strings that are not valid Unicode from an
         # in-process caller: normalise, retry.
-        return orjson.dumps(_finite(doc), option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(_encodable(doc), option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)

@@ -3,7 +3,10 @@
 Prints nothing but structlog lines (JSON when stdout is not a TTY). Exit codes: 0 after
 SIGTERM/SIGINT, 2 for an unusable config or when another process already publishes into the
 same out dir (lock.py; the log line names its pid), 3 when the out dir cannot be created, 1
-after an internal crash (having backed off first, see daemon.CrashLog).
+after an internal crash (having backed off first, see daemon.survival.CrashLog).
+
+This is the composition root: `build_daemon` makes the reader, the watcher (whose rescan asks
+the reader which inputs changed since it read them) and the `Daemon` that receives both.
 
 A stdout that is closed or whose reader went away never stops publishing: SIGPIPE is
 ignored and log lines that cannot be written are dropped (logs.SafePrintLogger).
@@ -19,9 +22,14 @@ import sys
 from typing import Any
 
 from kpi_publisher import lock, logs
-from kpi_publisher.cli import PATH_OPTION_FIELDS, ExitCode, add_path_options
+from kpi_publisher.cli import PATH_OPTION_FIELDS, add_path_options
 from kpi_publisher.config import ConfigError, Settings, resolve
-from kpi_publisher.daemon import Daemon, install_signal_thread
+from kpi_publisher.contract import ExitCode
+from kpi_publisher.daemon import Daemon, input_paths, install_signal_thread, output_paths
+from kpi_publisher.history.recorder import recorder_for
+from kpi_publisher.pipeline import build
+from kpi_publisher.sources import SourceReader
+from kpi_publisher.watcher import Watcher
 
 # The command-line names of the settings `run` accepts (None = not given on the CLI).
 CLI_FIELDS: tuple[str, ...] = (
@@ -79,6 +87,33 @@ def cli_values(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name, None) for name in CLI_FIELDS}
 
 
+def build_watcher(
+    settings: Settings, reader: SourceReader, watcher_class: type[Watcher] = Watcher
+) -> Watcher:
+    """The watcher of `reader`'s input files and of the published outputs."""
+    return watcher_class(
+        input_paths(reader),
+        debounce_s=settings.debounce_ms / 1000.0,
+        rescan_s=settings.rescan_s,
+        outputs=output_paths(settings),
+    )
+
+
+def build_daemon(
+    settings: Settings,
+    *,
+    watcher: Watcher | None = None,
+    **seams: Any,
+) -> Daemon:
+    """The daemon with the real reader and watcher; `seams` go to `Daemon` (publisher, clocks,
+    reload, observers ...). The watcher's rescan asks the daemon's current reader."""
+    reader = SourceReader(settings)
+    watcher = watcher if watcher is not None else build_watcher(settings, reader)
+    daemon = Daemon(settings, batches=watcher, reader=reader, **seams)
+    watcher.set_probe(daemon.unread_changes)
+    return daemon
+
+
 def _guard_std_streams() -> None:
     """A closed stdout/stderr descriptor (`>&-`) is pointed at /dev/null, so no file the
     daemon opens later takes descriptor 1 or 2; SIGPIPE is ignored (a write to a pipe
@@ -124,7 +159,11 @@ def run(args: argparse.Namespace) -> int:
         logs.get_logger("hedge-kpi.run").error("config_invalid", reason=str(exc))
         return ExitCode.USAGE
     logs.configure(settings.log_format)
-    daemon = Daemon(settings, reload=lambda: resolve(cli))
+    recorder = recorder_for(settings)
+    seams: dict[str, Any] = {}
+    if recorder is not None:  # the history: a post-publish observer, its block in the build
+        seams = {"observers": [recorder.observe], "build": recorder.with_performance(build)}
+    daemon = build_daemon(settings, reload=lambda: resolve(cli), **seams)
     held_elsewhere: list[lock.LockHeld] = []
 
     def lost_to(exc: lock.LockHeld) -> None:  # the out dir appeared, another daemon was first
@@ -147,10 +186,14 @@ def run(args: argparse.Namespace) -> int:
         )
         restore()
         return ExitCode.OUT_DIR_UNWRITABLE
+    if recorder is not None:
+        recorder.start()
     try:
         code = daemon.run()
     finally:
         restore()
+        if recorder is not None:
+            recorder.stop()
     if held_elsewhere:
         code = ExitCode.USAGE
     # The daemon has stopped its threads and every log line is flushed. Skipping the

@@ -2,7 +2,7 @@
 
 A `SourceReader` is the only stateful piece between the filesystem and the pure pipeline:
 it re-parses a file only when its stamp changed, and keeps the last good content of every
-source so that a torn or malformed file never blanks good data (contract rule 7).
+source so that a torn or malformed file never blanks good data (docs/CONTRACT_RULES.md, rule 7).
 """
 
 from __future__ import annotations
@@ -21,17 +21,8 @@ import orjson
 
 from kpi_publisher import fs
 from kpi_publisher.config import Settings
+from kpi_publisher.contract import INVALID, MISSING, OK, SOURCE_NAMES, SourceRead
 
-SOURCE_NAMES: tuple[str, ...] = (
-    "nav_state",
-    "nav",
-    "risk",
-    "router",
-    "positions",
-    "fx",
-    "holdings",
-    "risk_advanced",
-)
 STATE_FILES: Mapping[str, tuple[str, ...]] = {
     "nav_state": ("nav_state.json",),
     "nav": ("nav.json",),
@@ -40,38 +31,6 @@ STATE_FILES: Mapping[str, tuple[str, ...]] = {
     "positions": ("positions_state.json", "positions.json"),
     "risk_advanced": ("risk_advanced.json",),  # VaR/CVaR, written from v7.6 on
 }
-# Written only from a later executor era on (risk_advanced.json: v7.6). "missing" is the
-# normal state of an older desk: --strict does not require it and it raises no alarm.
-ERA_OPTIONAL: frozenset[str] = frozenset({"risk_advanced"})
-
-
-def expected_absent(name: str, status: object) -> bool:
-    """True for a later-era source reported missing: its normal state, not a problem."""
-    return status == "missing" and name in ERA_OPTIONAL
-
-
-OUTPUT_FILES: tuple[str, ...] = ("kpis_v7.json", "positions_v7.json")
-
-OK = "ok"
-MISSING = "missing"
-INVALID = "invalid"
-
-
-@dataclass(frozen=True)
-class SourceRead:
-    """One source as the pipeline sees it. `data` is the last good content when invalid."""
-
-    name: str
-    status: str
-    data: Any = None
-    error: str | None = None
-    path: Path | None = None
-    stamp: fs.FileStamp | None = None
-    version: int = 0  # bumped on every successful parse: new content even when the stamp is not
-    # Key paths of values read as missing because they were not valid Unicode (the first
-    # DROPPED_SHOWN of them) and how many there were in all.
-    dropped: tuple[str, ...] = ()
-    dropped_count: int = 0
 
 
 def source_paths(settings: Settings) -> dict[str, tuple[Path, ...]]:
@@ -85,8 +44,8 @@ def source_paths(settings: Settings) -> dict[str, tuple[Path, ...]]:
 
 
 # The deepest nesting a file may have (a top-level object is depth 1). Real files are under 10
-# levels deep; anything deeper is invalid (rule 6) on every decode path, before any code could
-# recurse into it.
+# levels deep; anything deeper is invalid (docs/CONTRACT_RULES.md, rule 6) on every decode
+# path, before any code could recurse into it.
 MAX_DEPTH = 64
 DROPPED_SHOWN = 20  # key paths kept per source for the log and the sources block
 
@@ -265,7 +224,8 @@ def decode_doc(raw: bytes, *, allow_list: bool = False) -> Decoded:
     A string that is not valid Unicode (a lone surrogate escape such as "\\udcff", which
     orjson refuses and the stdlib accepts) reads as null, and an object entry whose key is one
     is dropped; the file stays valid and `Decoded.dropped` names the key paths. Bytes that are
-    not UTF-8 and nesting deeper than MAX_DEPTH make the file invalid (rule 6).
+    not UTF-8 and nesting deeper than MAX_DEPTH make the file invalid (docs/CONTRACT_RULES.md,
+    rule 6).
     """
     if not raw.strip():
         raise fs.ReadError("empty file")
@@ -310,8 +270,23 @@ def decode(raw: bytes, *, allow_list: bool = False) -> Any:
     return decode_doc(raw, allow_list=allow_list).value
 
 
+@dataclass(frozen=True)
+class Refresh:
+    """Every source as it stands, and which of them changed since the previous refresh."""
+
+    sources: dict[str, SourceRead]
+    # Anything a reader of the outputs could see: status, file, stamp, error or a new parse.
+    changed: frozenset[str]
+    # New content: a new parse, another file, or the file appearing or disappearing.
+    content_changed: frozenset[str]
+
+
 class SourceReader:
-    """Reads every source, re-parsing only files whose stamp changed, keeping last good data."""
+    """Reads every source, re-parsing only files whose stamp changed, keeping last good data.
+
+    It is the one judge of "did this source change": `refresh` reports the changed sources,
+    and `unread_changes` (the watcher's rescan) names the files changed since it read them.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._paths = source_paths(settings)
@@ -322,6 +297,9 @@ class SourceReader:
         self._versions = itertools.count(1)
         self._digests: dict[Path, int] = {}
         self._verify: set[Path] = set()
+        self._seen = fs.StampLedger()  # the stamp of every file as this reader last saw it
+        self._reported: dict[str, tuple[Any, ...]] = {}
+        self._content: dict[str, tuple[Any, ...]] = {}
 
     @property
     def paths(self) -> Mapping[str, tuple[Path, ...]]:
@@ -332,11 +310,13 @@ class SourceReader:
         cached = self._last.get(path)
         verify = path in self._verify
         self._verify.discard(path)
+        self._seen.see(path, current)
         if cached is not None and current is not None and cached.stamp == current and not verify:
             return cached
         root = self._root if path.parent == self._root else None
         try:
             raw, file_stamp = fs.read_bytes(path, max_bytes=self._max_bytes, root=root)
+            self._seen.see(path, file_stamp)
             digest = hash(raw)
             if cached is not None and cached.stamp == file_stamp and self._digests[path] == digest:
                 return cached  # an event, but the same bytes: nothing new to parse or publish
@@ -372,11 +352,14 @@ class SourceReader:
         """The source as it stands now; an invalid file yields the last good content, if any.
 
         Later candidates (positions.json after positions_state.json) are tried only while no
-        earlier one gave data and there is no last good content (contract rule 7).
+        earlier one gave data and there is no last good content (docs/CONTRACT_RULES.md, rule 7).
         """
         failures: list[SourceRead] = []
-        for path in self._paths[name]:
+        candidates = self._paths[name]
+        for index, path in enumerate(candidates):
             result = self._read_file(name, path)
+            # A later candidate not consulted now cannot change what is published.
+            self._seen.forget(candidates[index + 1 :])
             if result.status == OK:
                 self._good[name] = result
                 broken = [f.error for f in failures if f.status == INVALID]
@@ -399,16 +382,25 @@ class SourceReader:
     def read_all(self) -> dict[str, SourceRead]:
         return {name: self.read(name) for name in SOURCE_NAMES}
 
-    def stamps(self) -> dict[Path, fs.FileStamp | None]:
-        """Current stamps of every candidate path, for the periodic rescan."""
-        return {p: fs.stamp(p) for paths in self._paths.values() for p in paths}
+    def refresh(self, events: Iterable[Path] = ()) -> Refresh:
+        """Read every source and say which changed since the previous refresh. `events` had
+        file-system events: they are re-read even when their stamp looks unchanged."""
+        self.invalidate(events)
+        sources = self.read_all()
+        changed: set[str] = set()
+        content_changed: set[str] = set()
+        for name, read in sources.items():
+            reported = (read.status, read.path, read.stamp, read.error, read.version)
+            if reported != self._reported.get(name):
+                self._reported[name] = reported
+                changed.add(name)
+            content = (read.status == MISSING, read.path, read.version)
+            if content != self._content.get(name):
+                self._content[name] = content
+                content_changed.add(name)
+        return Refresh(sources, frozenset(changed), frozenset(content_changed))
 
-
-def from_values(values: Mapping[str, Any]) -> dict[str, SourceRead]:
-    """Sources for in-process callers that already hold parsed snapshots (None = missing)."""
-    return {
-        name: SourceRead(name, MISSING)
-        if values.get(name) is None
-        else SourceRead(name, OK, values[name])
-        for name in SOURCE_NAMES
-    }
+    def unread_changes(self) -> set[Path]:
+        """Files this reader consulted whose stamp changed since it read them (events the
+        watcher may have missed); a file it never needed is not its concern."""
+        return self._seen.moved()

@@ -7,11 +7,15 @@ happens in the worker's thread, inside `Watcher.next_batch`:
 - coalescing: the first change after a quiet spell is returned at once (leading edge); further
   changes are gathered until `debounce_s` after the previous batch, so no change waits longer
   than `debounce_s` and a burst becomes a few batches;
-- safety nets, because inotify can lose events: a periodic rescan comparing
-  (inode, mtime_ns, size) of every input path, an immediate rescan when watchdog logs a queue
-  overflow, observer/emitter liveness checks, and a re-watch when a watched directory is
-  deleted, recreated or replaced (inode change);
+- safety nets, because inotify can lose events: a periodic rescan, an immediate rescan when
+  watchdog logs a queue overflow, observer/emitter liveness checks, and a re-watch when a
+  watched directory is deleted, recreated or replaced (inode change);
 - a fall-back to `PollingObserver` when inotify is out of instances or watches.
+
+The watcher only says which paths had events; whether a file changed is not its question. The
+rescan asks a probe which inputs changed since they were last read: in the daemon that is the
+`SourceReader` (`unread_changes`), the one owner of "did this source change". A watcher used
+on its own keeps a `fs.StampLedger` of what it handed out instead.
 
 Only the paths given to the watcher count: the inputs, and the publisher's own outputs (so
 that a write by another process to an output is seen; the daemon tells its own renames from
@@ -26,7 +30,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +80,6 @@ def real_key(path: Path) -> str:
     return os.path.join(os.path.realpath(path.parent), path.name)
 
 
-def is_ignored_name(name: str, outputs: Iterable[str] = ()) -> bool:
-    """True for names that must never trigger a rebuild: temp files, dot-files, our outputs."""
-    return fs.is_temp_name(name) or name in set(outputs)
-
-
 def _dir_stamp(directory: str) -> int | None:
     """The inode of `directory`, or None when it is missing or not a directory."""
     try:
@@ -100,8 +99,9 @@ class _Handler(FileSystemEventHandler):
     def dispatch(self, event: FileSystemEvent) -> None:
         try:
             self._watcher._on_event(event)
-        except BaseException:  # a raising handler would kill the observer thread
+        except BaseException as exc:  # a raising handler would kill the observer thread
             self._watcher._handler_errors += 1
+            self._watcher._handler_error = f"{type(exc).__name__}: {exc}"
 
 
 class _OverflowHook(logging.Handler):
@@ -120,6 +120,8 @@ class _OverflowHook(logging.Handler):
 
 
 ObserverFactory = Callable[[], BaseObserver]
+# The rescan's question: which inputs changed since they were last read?
+Probe = Callable[[], set[Path]]
 
 
 def _no_move_pairing_delay(observer: BaseObserver) -> None:
@@ -171,6 +173,7 @@ class Watcher:
         observer_factory: ObserverFactory = _inotify_observer,
         monotonic: Callable[[], float] = time.monotonic,
         outputs: Iterable[Path] = (),
+        probe: Probe | None = None,
     ) -> None:
         self.debounce_s = debounce_s
         self.rescan_s = rescan_s
@@ -182,7 +185,9 @@ class Watcher:
         self._pending: set[Path] = set()
         self._rescan_reason: str | None = None
         self._rewatch_reason: str | None = None
-        self._handler_errors = 0
+        self._handler_errors = 0  # events our handler failed to record (logged by _maintain)
+        self._handler_error = ""
+        self._handler_errors_logged = 0
         self._watch_failures = 0
         self._handler = _Handler(self)
         self._overflow_hook = _OverflowHook(self)
@@ -194,6 +199,9 @@ class Watcher:
         self._next_maintain = 0.0
         self.restarts = 0  # how many times the observer was rebuilt (tests, logs)
         self._outputs: tuple[Path, ...] = tuple(outputs)
+        # Without a probe the watcher keeps its own record of what it handed out.
+        self._ledger = fs.StampLedger() if probe is None else None
+        self._probe: Probe = probe if probe is not None else self._ledger_changes
         self._set_paths(paths)
 
     # -- configuration ------------------------------------------------------------------
@@ -202,7 +210,9 @@ class Watcher:
         self._inputs = tuple(dict.fromkeys(paths))
         self._paths = tuple(dict.fromkeys((*self._inputs, *self._outputs)))
         self._resolve()
-        self._stamps = {p: fs.stamp(p) for p in self._paths}
+        if self._ledger is not None:
+            self._ledger = fs.StampLedger()
+            self._ledger.look(self._inputs)
 
     def _resolve(self) -> bool:
         """Map the real paths watchdog reports to our paths; True when that mapping changed
@@ -273,11 +283,9 @@ class Watcher:
         self._interrupt.set()
         self._wake.set()
 
-    def notify(self, paths: Iterable[Path]) -> None:
-        """Mark paths as changed from outside watchdog (tests, reloads)."""
-        with self._lock:
-            self._pending.update(paths)
-        self._wake.set()
+    def set_probe(self, probe: Probe) -> None:
+        """Let the rescan ask `probe` (the reader) which inputs changed since they were read."""
+        self._probe, self._ledger = probe, None
 
     # -- observer lifecycle -------------------------------------------------------------
 
@@ -357,7 +365,8 @@ class Watcher:
         """
         for name in OVERFLOW_LOGGERS:
             logging.getLogger(name).addHandler(self._overflow_hook)
-        self._stamps = {p: fs.stamp(p) for p in self._paths}
+        if self._ledger is not None:
+            self._ledger.look(self._inputs)
         try:
             self._start_observer()
         except OSError as exc:
@@ -403,17 +412,34 @@ class Watcher:
                 return f"directory replaced or appeared: {directory}"
         return None
 
-    def rescan(self) -> set[Path]:
-        """Input paths whose (inode, mtime_ns, size) changed since the previous rescan. The
-        outputs are left out: they change on every publish, and the heartbeat rewrites them
-        anyway should a foreign write's event be lost."""
-        current = {p: fs.stamp(p) for p in self._inputs}
-        changed = {p for p, s in current.items() if s != self._stamps.get(p)}
-        self._stamps = current
+    def _ledger_changes(self) -> set[Path]:
+        assert self._ledger is not None
+        changed = self._ledger.moved()
+        self._ledger.look(changed)  # reported once: the caller reads them after this
         return changed
+
+    def rescan(self) -> set[Path]:
+        """Inputs that changed since they were last read (the probe's answer). The outputs are
+        left out: they change on every publish, and the heartbeat rewrites them anyway should
+        a foreign write's event be lost."""
+        inputs = set(self._inputs)
+        return {p for p in self._probe() if p in inputs}
+
+    def _log_handler_errors(self) -> None:
+        errors = self._handler_errors
+        if errors != self._handler_errors_logged:
+            log.error(
+                "watch_handler_failed",
+                events=errors - self._handler_errors_logged,
+                total=errors,
+                reason=self._handler_error,
+                covered_by="rescan",
+            )
+            self._handler_errors_logged = errors
 
     def _maintain(self, now: float) -> None:
         """Liveness, re-watch and rescan. Runs on the caller's thread, at most every rescan_s."""
+        self._log_handler_errors()
         dead = self._rewatch_reason or self._dead_reason()
         self._rewatch_reason = None
         if dead is not None:
@@ -444,10 +470,10 @@ class Watcher:
             self._pending.clear()
         if batch:
             self._last_batch = now
-            for path in batch:
-                # The events told us: the next rescan looks only for what events missed. The
-                # daemon reads after this, so it reads at least the version stamped here.
-                self._stamps[path] = fs.stamp(path)
+            if self._ledger is not None:
+                # Handed out: the next rescan looks only for what events missed. (With a probe,
+                # the reader records what it reads.)
+                self._ledger.look(batch & set(self._inputs))
         return batch
 
     def next_batch(self, timeout_s: float) -> frozenset[Path]:
@@ -482,10 +508,3 @@ class Watcher:
             if self._rescan_reason or self._rewatch_reason or self._interrupt.is_set():
                 continue
             self._wake.wait(min(deadline, self._next_maintain) - now)
-
-    def batches(self, stop: threading.Event, timeout_s: float = 1.0) -> Iterator[frozenset[Path]]:
-        """Yield non-empty batches until `stop` is set (then `interrupt()` to end promptly)."""
-        while not stop.is_set():
-            batch = self.next_batch(timeout_s)
-            if batch and not stop.is_set():
-                yield batch

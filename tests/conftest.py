@@ -25,6 +25,15 @@ def _no_kpi_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _private_state_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The publisher keeps its crash log and NAV history under $XDG_STATE_HOME: the daemons a
+    test starts keep them in the session's temp dir, not in the developer's home."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.getbasetemp() / "state-home"))
+
+
 def kpi_free_env() -> dict[str, str]:
     """The current environment without KPI_* settings, for subprocesses."""
     return {k: v for k, v in os.environ.items() if not k.startswith("KPI_")}

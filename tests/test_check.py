@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -26,7 +26,7 @@ def captured_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, An
     """The command's structlog events (its own logs.configure would replace the capture)."""
     monkeypatch.setattr(logs, "configure", lambda *args, **kwargs: None)
     with capture_logs() as events:
-        yield events
+        yield cast(list[dict[str, Any]], events)  # structlog types them as MutableMapping
 
 
 @pytest.fixture

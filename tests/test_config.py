@@ -419,7 +419,7 @@ def test_every_value_the_tests_and_deploy_files_use_stays_valid(tmp_path: Path) 
 
 def test_a_stale_limit_exists_for_every_source() -> None:
     """[stale_s] accepts exactly the source names the reader knows."""
-    from kpi_publisher.sources import SOURCE_NAMES
+    from kpi_publisher.contract import SOURCE_NAMES
 
     assert set(DEFAULT_STALE_S) == set(SOURCE_NAMES)
 

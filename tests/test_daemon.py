@@ -19,9 +19,10 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from kpi_publisher import publish
 from kpi_publisher.config import ConfigError, Settings
+from kpi_publisher.contract import SOURCE_NAMES
 from kpi_publisher.daemon import CrashLog, Daemon, crash_backoff_s, retry_delay_s
 from kpi_publisher.pipeline import Outputs
-from kpi_publisher.sources import SOURCE_NAMES
+from kpi_publisher.run import build_daemon
 from kpi_publisher.watcher import Watcher
 
 pytestmark = pytest.mark.timeout(60)
@@ -580,10 +581,10 @@ class Counting:
 class Running:
     """A daemon with the real watcher and publisher, running in a thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, watcher: Watcher | None = None) -> None:
         self.settings = settings
         self.publisher = Counting()
-        self.daemon = Daemon(settings, publisher=self.publisher)
+        self.daemon = build_daemon(settings, watcher=watcher, publisher=self.publisher)
         self.code: int | None = None
         self.events: list[dict[str, Any]] = []  # captured log events
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -734,3 +735,106 @@ def test_same_size_rewrite_within_one_mtime_tick_is_published(settings: Settings
 
     _, _, publisher, _, _ = play(settings, [same_stamp_rewrite])
     assert [o.kpis["nav"]["nav_usd"] for o in publisher.outputs] == [1000.0, 2000.0]
+
+
+# -- post-publish observers --------------------------------------------------------------------
+
+
+def test_post_publish_observers_see_every_published_document_and_cannot_stop_it(
+    settings: Settings,
+) -> None:
+    """Each observer gets exactly the outputs that were published, in order; one that raises
+    is logged and neither the other observers nor the next publishes are affected."""
+    nav_state = settings.state_dir / "nav_state.json"
+    write_now(nav_state, nav_doc(1000.0))
+    seen: list[float] = []
+
+    def broken(_: Outputs) -> None:
+        raise RuntimeError("observer bug")
+
+    steps = [write(nav_state, nav_doc(1250.5)), write(nav_state, nav_doc(1300.0))]
+    _, _, publisher, events, code = play(
+        settings, steps, observers=[broken, lambda o: seen.append(o.kpis["nav"]["nav_usd"])]
+    )
+    assert code == 0
+    assert seen == [o.kpis["nav"]["nav_usd"] for o in publisher.outputs] == [1000.0, 1250.5, 1300.0]
+    failures = [e for e in events if e["event"] == "observer_failed"]
+    assert len(failures) == 3 and "observer bug" in failures[0]["reason"]
+
+
+# -- one change detector: the reader answers the watcher's rescan ------------------------------
+
+
+class Deaf:
+    """A real watcher whose observer never reports: only the rescan can find a change."""
+
+    @staticmethod
+    def watcher(settings: Settings, rescan_s: float) -> Watcher:
+        from watchdog.observers.polling import PollingObserver
+
+        from kpi_publisher.daemon import input_paths, output_paths
+        from kpi_publisher.sources import SourceReader
+
+        return Watcher(
+            input_paths(SourceReader(settings)),
+            debounce_s=0.01,
+            rescan_s=rescan_s,
+            observer_factory=lambda: PollingObserver(timeout=3600),
+            outputs=output_paths(settings),
+        )
+
+
+def _run_deaf(
+    settings: Settings, body: Callable[[Running], None], rescan_s: float = 0.2
+) -> list[dict[str, Any]]:
+    real = replace(settings, out_dir=None, heartbeat_s=60.0, rescan_s=rescan_s)
+    write_now(real.state_dir / "nav_state.json", nav_doc(1000.0))
+    r = Running(real, Deaf.watcher(real, rescan_s))
+    with capture_logs() as events:
+        r.events = events
+        r.thread.start()
+        try:
+            assert r.wait_until(lambda: r.publisher.count >= 1), "no start-up publish"
+            body(r)
+        finally:
+            r.daemon.request_stop()
+            r.thread.join(WAIT_S)
+    assert r.code == 0
+    return events
+
+
+def test_a_change_no_event_reported_is_published_by_the_rescan_once(settings: Settings) -> None:
+    """With every inotify event lost, the rescan (asking the reader what changed since it read
+    it) publishes the new NAV, and never reports that same change again."""
+
+    def body(r: Running) -> None:
+        write_now(r.settings.state_dir / "nav_state.json", nav_doc(2500.0))
+        assert r.wait_nav(2500.0)
+        time.sleep(1.0)  # five more rescans
+
+    events = _run_deaf(settings, body)
+    found = [e for e in events if e["event"] == "rescan_found_changes"]
+    assert len(found) == 1
+    assert found[0]["paths"] == [str(settings.state_dir / "nav_state.json")]
+    assert [e["changed"] for e in publishes(events)][1:] == [["nav_state"]]
+
+
+def test_a_fallback_file_the_reader_does_not_need_causes_no_rescan_pass(
+    settings: Settings,
+) -> None:
+    """positions.json is only read while positions_state.json gives nothing: rewriting it
+    beside a good positions_state.json changes nothing published, so no pass is made."""
+    state = settings.state_dir
+    write_now(state / "positions_state.json", {"positions": []})
+
+    def body(r: Running) -> None:
+        for i in range(3):
+            write_now(state / "positions.json", {"positions": [{"symbol": "X", "qty": i + 1}]})
+            time.sleep(0.3)
+        write_now(state / "nav_state.json", nav_doc(3000.0))
+        assert r.wait_nav(3000.0)
+
+    events = _run_deaf(settings, body)
+    found = [e for e in events if e["event"] == "rescan_found_changes"]
+    assert [f["paths"] for f in found] == [[str(state / "nav_state.json")]]
+    assert len(publishes(events)) == 2

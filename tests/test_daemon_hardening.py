@@ -83,7 +83,7 @@ def running(settings: Settings) -> Iterator[Running]:
 
 
 def foreign_kpis() -> dict[str, Any]:
-    """The executor's own flat kpis_v7.json (research 4.7, shape A)."""
+    """The executor's own flat kpis_v7.json (docs/CONTRACT_RULES.md, shapes: kpis_v7.json)."""
     return {"ts": time.time(), "atr_regime": "normal", "dd_state": "normal", "fees": 1.0}
 
 
@@ -321,12 +321,13 @@ FROZEN_DRIVER = textwrap.dedent(
     from pathlib import Path
     from kpi_publisher import logs
     from kpi_publisher.config import Settings
-    from kpi_publisher.daemon import Daemon, install_signal_thread
+    from kpi_publisher.daemon import install_signal_thread
+    from kpi_publisher.run import build_daemon
 
     logs.configure("json")
     state, out = Path(sys.argv[1]), Path(sys.argv[2])
     settings = Settings(state_dir=state, out_dir=out, fsync=False, heartbeat_s=0.2)
-    daemon = Daemon(settings, stuck_after_s=float(sys.argv[3]))
+    daemon = build_daemon(settings, stuck_after_s=float(sys.argv[3]))
     install_signal_thread(daemon)
     code = daemon.run()
     sys.stdout.flush()

@@ -1,4 +1,4 @@
-"""Every key variant the contract adopts (research 4.13 + CONTRACT section 3/4/5) is read.
+"""Every key variant the contract adopts is read (docs/CONTRACT_RULES.md, rules 1-11).
 
 One row per variant: the source documents in, the output field it feeds, the value expected
 from the contract's chains. Rows run through the whole pipeline (pipeline.build), so a
@@ -14,7 +14,7 @@ import pytest
 
 from kpi_publisher import pipeline
 from kpi_publisher.config import Settings
-from kpi_publisher.sources import from_values
+from kpi_publisher.contract import from_values
 
 NOW = 1_700_000_100.0  # 2023-11-14T22:15:00Z
 TS = 1_700_000_000.0  # 100 s before NOW
@@ -1493,7 +1493,7 @@ def test_offexchange_usd_value_zero_is_a_value() -> None:
 
 
 def test_stored_notional_zero_is_a_value() -> None:
-    """Rule 1 + section 5: with no price, a stored notional of 0.0 is published as 0.0."""
+    """Rules 1 and 11: with no price, a stored notional of 0.0 is published as 0.0."""
     row = build(positions={"items": [{"symbol": "X", "qty": 5.0, "notional": 0.0}]}).positions
     assert row["positions"][0]["notional"] == 0.0
     assert row["positions"][0]["notional_fmt"] == "0.00"

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from kpi_publisher import cli, fs
+from kpi_publisher import cli
 from tests.conftest import FIXTURES
 
 GOLDEN = FIXTURES / "golden"
@@ -218,7 +218,7 @@ def test_failed_write_exits_3_and_keeps_the_old_file_whole(
             raise OSError(errno.ENOSPC, "No space left on device")
         real_replace(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(fs.os, "replace", full_disk)
+    monkeypatch.setattr(os, "replace", full_disk)
     code = once("--state-dir", state_of(root), "--out-dir", out, "--now", "1762435800")
     monkeypatch.undo()
     assert code == 3

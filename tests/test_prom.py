@@ -26,7 +26,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from kpi_publisher import cli, fs, pipeline, prom
+from kpi_publisher import cli, pipeline, prom
 from kpi_publisher.config import resolve
 from kpi_publisher.metrics_server import MetricsServer, MetricsUnavailable
 from kpi_publisher.pipeline import Outputs
@@ -457,7 +457,7 @@ def test_a_failed_write_keeps_the_old_file_and_exits_3(
             raise OSError(28, "No space left on device")
         os.rename(src, dst)
 
-    monkeypatch.setattr(fs.os, "replace", refuse)
+    monkeypatch.setattr(os, "replace", refuse)
     assert cli.main([*args, "--now", str(NOW + 60)]) == 3
     assert "cannot write kpis.prom" in capsys.readouterr().err
     assert (prom_dir / "kpis.prom").read_bytes() == before

@@ -2,7 +2,8 @@
 
 The JSON includes strings that are not valid Unicode (lone surrogates, in keys and values),
 timestamps in s, ms, µs and ns and ahead of the clock, numeric strings with a comma anywhere,
-and documents nested up to 5,000 levels (deeper than 64 is an invalid file, contract rule 6).
+and documents nested up to 5,000 levels (deeper than 64 is an invalid file: rule 6 of
+docs/CONTRACT_RULES.md).
 """
 
 import json

@@ -21,7 +21,8 @@ import pytest
 
 from kpi_publisher import cli, pipeline
 from kpi_publisher.config import Settings
-from kpi_publisher.sources import SourceReader, from_values
+from kpi_publisher.contract import from_values
+from kpi_publisher.sources import SourceReader
 from tests.conftest import FIXTURES
 
 UPSTREAM = FIXTURES / "upstream"
@@ -173,7 +174,10 @@ def test_probe_with_an_open_book_publishes_only_the_open_rows(
 
 # ------------------------------------------------------------------------------ NAV series
 def _series_point(p: dict[str, Any]) -> dict[str, Any]:
-    """A nav_state series point: nav_log's epoch `t` becomes an ISO string (research 4.2)."""
+    """A nav_state series point: nav_log's epoch `t` becomes an ISO string.
+
+    docs/CONTRACT_RULES.md, executor file shapes: nav_state.json.
+    """
     return {
         "nav": p["nav"],
         "t": datetime.fromtimestamp(p["t"], UTC).isoformat(),
@@ -186,7 +190,10 @@ def _series_point(p: dict[str, Any]) -> dict[str, Any]:
 def _sync_nav_state(
     points: list[dict[str, Any]], series: list[dict[str, Any]], peak: float
 ) -> dict[str, Any]:
-    """The sync writer's nav_state shape (research 4.2) after the last of `points`."""
+    """The sync writer's nav_state shape after the last of `points`.
+
+    docs/CONTRACT_RULES.md, executor file shapes: nav_state.json.
+    """
     last = points[-1]
     dd_abs = peak - last["nav"]
     return {

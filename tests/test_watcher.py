@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.polling import PollingObserver
 
-from kpi_publisher.watcher import Watcher, is_ignored_name
+from kpi_publisher.watcher import Watcher
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -135,22 +136,6 @@ def test_temp_files_dot_files_outputs_and_strangers_trigger_nothing(
     assert drain(watcher) == set()
 
 
-@pytest.mark.parametrize(
-    ("name", "ignored"),
-    [
-        ("kpis_v7.json", True),
-        ("positions_v7.json", True),
-        (".nav_state.json.991.tmp", True),
-        ("nav_state.json.tmp", True),
-        (".swp", True),
-        ("nav_state.json", False),
-    ],
-)
-def test_ignored_names(name: str, ignored: bool) -> None:
-    """Temp names, dot-files and the publisher's outputs are ignored by name."""
-    assert is_ignored_name(name, ("kpis_v7.json", "positions_v7.json")) is ignored
-
-
 def test_burst_of_1000_writes_coalesces_into_few_batches(
     watcher: Watcher, layout: dict[str, Path]
 ) -> None:
@@ -244,6 +229,27 @@ def test_our_handler_never_raises_and_keeps_the_observer_alive(
     assert watcher._handler_errors > 0
     observer = watcher.observer
     assert observer is not None and observer.is_alive()
+
+
+def test_events_the_handler_failed_to_record_are_logged_and_covered_by_the_rescan(
+    layout: dict[str, Path],
+) -> None:
+    """A failure inside our handler (which must swallow it) is not silent: the next maintenance
+    logs how many events were lost and why, and the rescan still reports the change."""
+    w = Watcher([layout["nav_state"]], debounce_s=0.01, rescan_s=0.1)
+    w.start()
+    try:
+        with capture_logs() as events:
+            w._by_key = None  # type: ignore[assignment]  # every lookup now raises
+            replace_into(layout["nav_state"], '{"a": 1}')
+            assert layout["nav_state"] in wait_for(w, layout["nav_state"])
+        failed = [e for e in events if e["event"] == "watch_handler_failed"]
+        assert failed, "the handler's failures were never logged"
+        assert failed[0]["total"] >= 1
+        assert "AttributeError" in failed[0]["reason"]
+        assert failed[0]["log_level"] == "error"
+    finally:
+        w.stop()
 
 
 def test_queue_overflow_warning_triggers_an_immediate_rescan(layout: dict[str, Path]) -> None:
@@ -368,29 +374,6 @@ def test_an_observer_that_cannot_start_is_retried_at_the_rescan_pace(
         assert attempts <= (elapsed_s + 1.0) / 0.1 + 2  # one try per rescan, not a spin
     finally:
         w.stop()
-
-
-def test_batches_iterator_yields_changes_until_stopped(
-    watcher: Watcher, layout: dict[str, Path]
-) -> None:
-    """The generator form: `for batch in watcher.batches(stop)` ends once stop is set."""
-    stop = threading.Event()
-    got: list[frozenset[Path]] = []
-
-    def consume() -> None:
-        got.extend(watcher.batches(stop, timeout_s=0.1))
-
-    consumer = threading.Thread(target=consume)
-    consumer.start()
-    replace_into(layout["nav_state"], "{}")
-    deadline = time.monotonic() + WAIT_S
-    while not got and time.monotonic() < deadline:
-        time.sleep(0.01)
-    stop.set()
-    watcher.interrupt()
-    consumer.join(WAIT_S)
-    assert not consumer.is_alive()
-    assert got and got[0] == frozenset({layout["nav_state"]})
 
 
 def test_rescan_does_not_re_report_what_events_already_delivered(tmp_path: Path) -> None:

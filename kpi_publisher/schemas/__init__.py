@@ -7,7 +7,10 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-NAMES = ("kpis_v7", "positions_v7")
+from kpi_publisher.contract import OUTPUT_FILES, schema_name
+
+# nav_history_v7 is published only with a history (kpi_publisher.history).
+NAMES: tuple[str, ...] = (*(schema_name(f) for f in OUTPUT_FILES), "nav_history_v7")
 
 
 @cache

@@ -25,7 +25,7 @@ def _block_exists(block: Any) -> bool:
     return (
         first_number(block, "futures", "total") is not None
         or bool(_assets_list(block))
-        or bool(_holding_map(block.get("offexchange")))
+        or bool(holding_map(block.get("offexchange")))
     )
 
 
@@ -36,7 +36,7 @@ def _assets_list(block: Any) -> list[Mapping[str, Any]]:
     return [a for a in assets if isinstance(a, Mapping) and first_text(a, "asset", "label")]
 
 
-def _holding_map(value: Any) -> dict[str, Mapping[str, Any]]:
+def holding_map(value: Any) -> dict[str, Mapping[str, Any]]:
     """{SYM: entry} from a holdings-style map; non-object entries are skipped."""
     if not isinstance(value, Mapping):
         return {}
@@ -153,8 +153,8 @@ def build_aum(
     for entry in listed:
         if entry is not futures_entry:
             assets.setdefault((first_text(entry, "asset", "label") or "").upper(), entry)
-    offexchange = _holding_map(block.get("offexchange"))
-    config = _holding_map(holdings)
+    offexchange = holding_map(block.get("offexchange"))
+    config = holding_map(holdings)
     if assets:
         others, unpriced = _holdings_slices(assets, pricer)
     elif offexchange:

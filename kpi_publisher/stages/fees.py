@@ -1,4 +1,7 @@
-"""Fee/PnL: all four fields from one source, the first that exists (contract 4, `fees`)."""
+"""Fee/PnL: all four fields from one source, the first that exists.
+
+docs/CONTRACT_RULES.md, rule 9.
+"""
 
 from __future__ import annotations
 

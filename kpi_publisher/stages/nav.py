@@ -1,4 +1,7 @@
-"""NAV: value, timestamp, age and freshness, from nav_state then nav (contract 4, `nav`)."""
+"""NAV: value, timestamp, age and freshness, from nav_state then nav.
+
+docs/CONTRACT_RULES.md, rules 2 and 9.
+"""
 
 from __future__ import annotations
 

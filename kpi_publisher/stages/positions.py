@@ -1,4 +1,6 @@
-"""Positions: normalised rows with notional, pnl and formatted strings (contract section 5).
+"""Positions: normalised rows with notional, pnl and formatted strings.
+
+docs/CONTRACT_RULES.md, rule 11.
 
 Rows come camelCase from the exchange or snake_case from the sync/executor writers, inside
 `rows | items | positions` or a bare list. Hedge-mode empty rows are dropped; qty is signed by
@@ -41,11 +43,6 @@ def _items(doc: Any) -> list[Any]:
         return doc
     doc = mapping(doc)
     return next((doc[k] for k in CONTAINERS if isinstance(doc.get(k), list) and doc[k]), [])
-
-
-def raw_rows(doc: Any) -> list[Mapping[str, Any]]:
-    """The row objects of a positions document: the first non-empty container, or a bare list."""
-    return [row for row in _items(doc) if isinstance(row, Mapping)]
 
 
 def _price(row: Mapping[str, Any], keys: tuple[str, ...], qty: float) -> float | None:

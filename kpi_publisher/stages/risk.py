@@ -1,4 +1,4 @@
-"""Risk: drawdown %, daily loss %, dd_state, ATR ratio and regime (contract 4, `risk`).
+"""Risk: drawdown %, daily loss %, dd_state, ATR ratio and regime (docs/CONTRACT_RULES.md, rule 9).
 
 Units are decided by the key, never by magnitude: `dd_pct`/`pct` are percent, `*_frac` are
 fractions (x100). One exception is pinned by the contract: a writer-synthesised `dd_state`

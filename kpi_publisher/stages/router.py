@@ -1,4 +1,4 @@
-"""Router: maker fill, fallback, slippage quartiles and quality (contract 4, `router`).
+"""Router: maker fill, fallback, slippage quartiles and quality (docs/CONTRACT_RULES.md, rule 9).
 
 router_stats blocks come first; otherwise the per-symbol router_health entries are averaged.
 `symbols` carries each symbol's own numbers from every per-symbol shape. Ratios are fractions
@@ -191,7 +191,8 @@ def build_router(
         ("kpis_v7.router_stats", "risk_snapshot.kpis_v7.router_stats"),
     ):
         candidate = get(risk, path)
-        # A block of sentinels and nulls does not exist (rules 4 and 5): the next one is used.
+        # A block of sentinels and nulls does not exist (docs/CONTRACT_RULES.md, rules 4 and 5):
+        # the next one is used.
         if any(v is not None for v in _fields(mapping(candidate)).values()) or has_valid(
             candidate, labels=QUALITY_KEYS
         ):

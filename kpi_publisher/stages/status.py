@@ -1,26 +1,23 @@
-"""Source status: ok | missing | invalid | stale, with each source's age (contract 4, `sources`)."""
+"""Source status (ok | missing | invalid | stale) and each source's age.
+
+The rules are docs/CONTRACT_RULES.md, rules 2 and 10.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kpi_publisher.parse import DOC_TS_KEYS, doc_age, doc_ts
-from kpi_publisher.sources import INVALID, MISSING, OK, SOURCE_NAMES, SourceRead
+from kpi_publisher.contract import INVALID, MISSING, OK, SOURCE_NAMES, STALE, SourceRead
+from kpi_publisher.parse import DOC_TS_KEYS, doc_age
 
-STALE = "stale"
 FX_TS_KEYS = ("usd_zar_ts", "prices_ts")
 
 
-def source_ts(name: str, data: Any) -> float | None:
-    """A source's own timestamp; the FX cache stamps its rate and prices separately."""
-    if name == "fx":
-        return doc_ts(data, FX_TS_KEYS)
-    return doc_ts(data)
-
-
 def source_age(name: str, data: Any, now: float) -> tuple[float | None, str | None]:
-    """(age_s, error) of a source at `now`: a timestamp too far ahead has no age (rule 2)."""
+    """(age_s, error) of a source at `now`: a timestamp too far ahead has no age.
+
+    The FX cache stamps its rate and its prices separately; either one dates it."""
     _, age, error = doc_age(data, now, FX_TS_KEYS if name == "fx" else DOC_TS_KEYS)
     return age, error
 
@@ -67,4 +64,4 @@ def build_sources(
     return out
 
 
-__all__ = ["INVALID", "MISSING", "OK", "STALE", "build_sources", "source_age", "source_ts"]
+__all__ = ["build_sources", "source_age"]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from dashboard import serve
-from kpi_publisher.demo import stop_all
+from kpi_publisher.demo_supervisor import stop_all
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from dashboard import charts, freshness, live_helpers, nav_helpers
-from dashboard.data import INVALID, MISSING, OK, Published, PublishedStore
+from dashboard import aum_slices, charts, freshness, positions_table
+from dashboard.data import Published, PublishedStore
 from kpi_publisher import schemas
+from kpi_publisher.contract import INVALID, MISSING, OK
 from tests.dashboard import published
 
 NOW = 1_790_000_000.0
@@ -100,7 +100,7 @@ def positions_read(book: str = "full") -> Published:
 )
 def test_publisher_down_is_strictly_over_three_heartbeats(age_s: float, down: bool) -> None:
     """15 s is three 5 s heartbeats: still up; a stamp up to 60 s ahead counts as age 0, one
-    further ahead is no valid build time (contract rule 2): down."""
+    further ahead is no valid build time (docs/CONTRACT_RULES.md, rule 2): down."""
     found = freshness.badges(kpis_read("full", NOW - age_s), positions_read(), NOW, 15.0)
     assert (freshness.PUBLISHER_DOWN in [b.label for b in found]) is down
 
@@ -125,7 +125,7 @@ def test_source_badges_carry_age_and_error() -> None:
 
 def test_build_aum_slices_returns_the_published_slices() -> None:
     doc = published.load("full", "kpis_v7.json")
-    assert nav_helpers.build_aum_slices(doc) == [
+    assert aum_slices.build_aum_slices(doc) == [
         {"label": "Futures", "usd": 10234.5, "zar": 189338.25, "qty": None, "pnl_usd": None},
         {"label": "BTC", "usd": 4321.0, "zar": 79938.5, "qty": 0.05, "pnl_usd": 321.0},
         {"label": "XAUT", "usd": 1310.3, "zar": 1310.3 * 18.5, "qty": 0.5, "pnl_usd": -12.0},
@@ -133,33 +133,15 @@ def test_build_aum_slices_returns_the_published_slices() -> None:
     ]
 
 
-def test_build_aum_slices_values_a_raw_snapshot_with_the_shared_stage() -> None:
-    """A nav.json-like snapshot goes through kpi_publisher.stages.aum: same rules, same order."""
-    snapshot = {
-        "nav": 1000.0,
-        "aum": {
-            "futures": 1000.0,
-            "offexchange": {
-                "BTC": {"qty": 0.01, "usd_value": 650.0},
-                "USDC": {"qty": 200.0, "mark": 1.0},
-                "DOGE": {"qty": 5.0},
-            },
-        },
-    }
-    assert nav_helpers.build_aum_slices(snapshot, usd_zar=18.0) == [
-        {"label": "Futures", "usd": 1000.0, "zar": 18000.0, "qty": None, "pnl_usd": None},
-        {"label": "BTC", "usd": 650.0, "zar": 11700.0, "qty": 0.01, "pnl_usd": None},
-        {"label": "USDC", "usd": 200.0, "zar": 3600.0, "qty": 200.0, "pnl_usd": None},
-    ]
-
-
-def test_raw_snapshot_without_a_rate_has_no_zar() -> None:
-    slices = nav_helpers.build_aum_slices({"nav": 10.0, "aum": {"futures": 10.0}})
-    assert slices == [{"label": "Futures", "usd": 10.0, "zar": None, "qty": None, "pnl_usd": None}]
+def test_aum_slices_are_never_valued_a_second_way() -> None:
+    """A document without published slices (a raw NAV snapshot) gives no slices, not a guess."""
+    assert aum_slices.build_aum_slices({"nav": 10.0, "aum": {"futures": 10.0}}) == []
+    block = published.load("full", "kpis_v7.json")["aum"]
+    assert aum_slices.build_aum_slices(block) == aum_slices.published_slices(block)
 
 
 def test_donut_has_one_slice_per_valued_asset_with_zar_in_the_tooltip() -> None:
-    figure = charts.aum_donut(nav_helpers.build_aum_slices(published.load("full", "kpis_v7.json")))
+    figure = charts.aum_donut(aum_slices.build_aum_slices(published.load("full", "kpis_v7.json")))
     (pie,) = figure.data
     assert list(pie.labels) == ["Futures", "BTC", "XAUT", "USDC"]
     assert list(pie.values) == [10234.5, 4321.0, 1310.3, 500.0]
@@ -172,23 +154,23 @@ def test_donut_tooltip_says_missing_zar_without_a_rate() -> None:
 
 
 def test_positions_frame_of_nothing_keeps_its_columns_and_dtypes() -> None:
-    frame = live_helpers.positions_frame(None)
-    assert list(frame.columns) == list(live_helpers.COLUMNS)
+    frame = positions_table.positions_frame(None)
+    assert list(frame.columns) == list(positions_table.COLUMNS)
     assert len(frame) == 0
-    assert all(frame[c].dtype == "float64" for c in live_helpers.FLOAT_COLUMNS)
+    assert all(frame[c].dtype == "float64" for c in positions_table.FLOAT_COLUMNS)
 
 
 def test_positions_frame_coerces_numeric_strings_and_junk() -> None:
     """A stray string in a numeric field never turns the column into objects."""
     doc = {"positions": [{"symbol": "X", "qty": "1,234.5", "entry_price": "n/a", "leverage": True}]}
-    frame = live_helpers.positions_frame(doc)
+    frame = positions_table.positions_frame(doc)
     assert frame["qty"].tolist() == [1234.5]
     assert frame["entry"].isna().all() and frame["leverage"].isna().all()
     assert frame["entry"].dtype == "float64"
 
 
 def test_totals_line_uses_the_published_strings() -> None:
-    line = live_helpers.totals_line(published.load("full", "positions_v7.json"))
+    line = positions_table.totals_line(published.load("full", "positions_v7.json"))
     assert line == "3 positions · gross 13,480.34 USD · net 2,944.34 USD · PnL -5.66 USD"
 
 
@@ -247,15 +229,6 @@ def test_router_chart_goes_per_symbol_when_symbols_carry_router_figures() -> Non
 
 def test_router_chart_absent_without_router_data() -> None:
     assert charts.router_figure(charts.router_rows({"router": {"source": None}})) is None
-
-
-def test_publish_age_handles_absent_and_future_stamps() -> None:
-    assert freshness.publish_age_s(None, NOW) is None
-    assert freshness.publish_age_s({"generated_at": None}, NOW) is None
-    assert freshness.publish_age_s({"generated_at": NOW + 5}, NOW) == 0.0
-    assert freshness.publish_age_s({"generated_at": NOW + 60}, NOW) == 0.0
-    assert freshness.publish_age_s({"generated_at": NOW + 60.5}, NOW) is None
-    assert freshness.publish_age_s({"generated_at": time.time()}, time.time() + 1) > 0
 
 
 def test_router_chart_has_one_row_per_published_router_symbol() -> None:

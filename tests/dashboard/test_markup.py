@@ -20,8 +20,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import charts, freshness
-from dashboard.data import OK, Published
+from dashboard.data import Published
 from dashboard.text import md_escape, plotly_escape
+from kpi_publisher.contract import OK
 from tests.dashboard import published
 from tests.dashboard.test_app import badges, chart_specs, run_app, texts, unescape
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from execution import demo
+from execution import demo_executor
 from execution.state_publish import (
     build_kpis_v7,
     build_positions_v7,
@@ -43,8 +43,9 @@ class NoBatches:
 def demo_tree(root: Path, era: str) -> Path:
     """A state tree written by the demo executor (the real NAV series replayed)."""
     clock = iter(BUILD_TS - 10.0 + i for i in range(100))
-    demo.run(
-        demo.DemoOptions(root=root, interval_s=0.001, era=era, cycles=3), clock=lambda: next(clock)
+    demo_executor.run(
+        demo_executor.DemoOptions(root=root, interval_s=0.001, era=era, cycles=3),
+        clock=lambda: next(clock),
     )
     return root
 

@@ -13,7 +13,8 @@ import time
 
 from kpi_publisher import logs
 from kpi_publisher.config import resolve
-from kpi_publisher.daemon import Daemon, input_paths, install_signal_thread
+from kpi_publisher.daemon import install_signal_thread
+from kpi_publisher.run import build_daemon, build_watcher
 from kpi_publisher.sources import SourceReader
 from kpi_publisher.watcher import Watcher
 
@@ -32,13 +33,10 @@ class FaultyWatcher(Watcher):
 def main(crash_after_s: float) -> int:
     settings = resolve({})
     logs.configure("json")
-    watcher = FaultyWatcher(
-        input_paths(SourceReader(settings)),
-        debounce_s=settings.debounce_ms / 1000.0,
-        rescan_s=settings.rescan_s,
-    )
+    watcher = build_watcher(settings, SourceReader(settings), FaultyWatcher)
+    assert isinstance(watcher, FaultyWatcher)
     watcher.crash_at = time.monotonic() + crash_after_s
-    daemon = Daemon(settings, batches=watcher)
+    daemon = build_daemon(settings, watcher=watcher)
     restore = install_signal_thread(daemon)
     try:
         return int(daemon.run())

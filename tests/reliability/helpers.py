@@ -25,6 +25,7 @@ import orjson
 
 from kpi_publisher import fs, pipeline, render, schemas
 from kpi_publisher.config import Settings, resolve
+from kpi_publisher.executor_root import ExecutorRoot
 from kpi_publisher.sources import STATE_FILES, SourceReader
 
 HERE = Path(__file__).resolve().parent
@@ -114,27 +115,12 @@ def good_docs(now: float = NOW, nav_usd: float = 10_234.56) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class Layout:
-    """The real directory layout: <root>/logs/state, <root>/logs/cache, <root>/config."""
-
-    root: Path
-
-    @property
-    def state(self) -> Path:
-        return self.root / "logs" / "state"
+class Layout(ExecutorRoot):
+    """The executor's tree under a test's root, and an out dir beside it."""
 
     @property
     def out(self) -> Path:
         return self.root / "out"
-
-    @property
-    def fx(self) -> Path:
-        return self.root / "logs" / "cache" / "coingecko_cache.json"
-
-    @property
-    def holdings(self) -> Path:
-        return self.root / "config" / "offexchange_holdings.json"
 
     def path(self, source: str) -> Path:
         if source == "fx":

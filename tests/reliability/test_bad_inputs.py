@@ -1,4 +1,4 @@
-"""A bad input never blanks good data (contract rules 6 and 7).
+"""A bad input never blanks good data (docs/CONTRACT_RULES.md, rules 6 and 7).
 
 Each corruption lands on a source that was read good once: the rebuilt KPIs must equal the
 previous ones except for that source's status (`invalid`) and error (the file and the reason),
@@ -22,9 +22,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from kpi_publisher import fs, pipeline
+from kpi_publisher.contract import OK, SOURCE_NAMES, SourceRead
 from kpi_publisher.daemon import Daemon
 from kpi_publisher.render import render
-from kpi_publisher.sources import OK, SOURCE_NAMES, SourceRead, SourceReader
+from kpi_publisher.sources import SourceReader
 
 from .helpers import (
     NOW,
@@ -38,7 +39,7 @@ from .helpers import (
     wait_for,
 )
 
-CAP_BYTES = 16 * 1024 * 1024  # the default size cap (contract rule 6)
+CAP_BYTES = 16 * 1024 * 1024  # the default size cap (docs/CONTRACT_RULES.md, rule 6)
 HUNDRED_MB = 100 * 1024 * 1024
 
 
@@ -148,10 +149,10 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
     "directory": (_directory, "not a regular file"),
     "fifo": (_fifo, "not a regular file"),
     "symlink_out_of_state_dir": (_symlink_out, "symlink leaves"),
-    # An array where an object belongs; for positions an array is legal (contract rule 6).
+    # An array where an object belongs; for positions an array is legal (rule 6).
     "top_level_array": (_top_level_array, "top level is list"),
 }
-STATE_DIR_ONLY = {"symlink_out_of_state_dir"}  # the rule guards the state dir (contract 6)
+STATE_DIR_ONLY = {"symlink_out_of_state_dir"}  # the rule guards the state dir (rule 6)
 
 
 def _cases() -> Iterable[Any]:
@@ -270,7 +271,7 @@ def test_bad_file_with_no_last_good_content_falls_through(layout: Layout) -> Non
 def test_invalid_positions_state_without_last_good_falls_back_to_positions_json(
     layout: Layout,
 ) -> None:
-    """positions_state.json broken from the start: positions.json is used (contract rule 7)."""
+    """positions_state.json broken from the start: positions.json is used (rule 7)."""
     layout.path("positions").write_bytes(b"{")
     (layout.state / "positions.json").write_bytes(
         orjson.dumps([{"symbol": "SOLUSDT", "qty": 2.0, "mark_price": 150.0}])
@@ -314,7 +315,7 @@ def test_nan_and_infinity_tokens_read_as_missing_values(layout: Layout) -> None:
 
 
 def test_numbers_as_strings_are_numbers(layout: Layout) -> None:
-    """Numeric strings such as "1,234.5" and "11000" are numbers (contract rule 3)."""
+    """Numeric strings such as "1,234.5" and "11000" are numbers (rule 1)."""
     doc = good_docs()["nav_state"]
     doc.update(nav_usd="10,234.56", peak_equity="11000", unrealized_pnl=" -12.5 ")
     layout.write("nav_state", doc)

@@ -29,7 +29,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kpi_publisher.sources import SOURCE_NAMES, SourceReader
+from kpi_publisher.contract import SOURCE_NAMES
+from kpi_publisher.sources import SourceReader
 
 from .helpers import NOW, Layout, assert_valid_outputs, build_bytes, good_docs
 

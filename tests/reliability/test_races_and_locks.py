@@ -22,8 +22,9 @@ import orjson
 import pytest
 
 from kpi_publisher import fs, lock
+from kpi_publisher.contract import OK
 from kpi_publisher.daemon import CrashLog, default_crash_file, runtime_dir
-from kpi_publisher.sources import OK, SourceReader
+from kpi_publisher.sources import SourceReader
 
 from .helpers import HEDGE_KPI, HERE, Layout, good_docs, run_argv, spawn, wait_for
 

@@ -181,7 +181,7 @@ def test_dropped_rows_reach_the_positions_source_error():
     """Through the pipeline: the positions source stays ok and its error counts the rows."""
     from kpi_publisher import pipeline
     from kpi_publisher.config import Settings
-    from kpi_publisher.sources import from_values
+    from kpi_publisher.contract import from_values
 
     doc = {"ts": 1_762_444_800.0, "rows": [{"symbol": "BTCUSDT", "qty": "0,8"}]}
     out = pipeline.build(from_values({"positions": doc}), 1_762_444_800.0, Settings())

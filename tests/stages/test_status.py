@@ -3,7 +3,7 @@
 import pytest
 
 from kpi_publisher.config import Settings
-from kpi_publisher.sources import SourceRead
+from kpi_publisher.contract import SourceRead
 from kpi_publisher.stages.status import build_sources
 
 T = 1_762_444_800.0
@@ -86,7 +86,7 @@ def test_a_timestamp_far_ahead_has_no_age_and_says_why():
 def test_a_day_old_nav_in_us_or_ns_is_a_day_old_and_not_fresh():
     """A NAV stamped one day ago in µs or ns: age 86,400, fresh false, nav_state stale."""
     from kpi_publisher import pipeline
-    from kpi_publisher.sources import from_values
+    from kpi_publisher.contract import from_values
 
     for scale in (1.0, 1e3, 1e6, 1e9):
         stamp = int((T - DAY) * scale)
@@ -99,7 +99,7 @@ def test_a_day_old_nav_in_us_or_ns_is_a_day_old_and_not_fresh():
 def test_a_nav_stamped_far_ahead_is_not_fresh():
     """A NAV a day in the future: updated_at and age null, fresh false, the source says why."""
     from kpi_publisher import pipeline
-    from kpi_publisher.sources import from_values
+    from kpi_publisher.contract import from_values
 
     future = from_values({"nav_state": {"nav": 100.0, "updated_at": T + DAY}})
     out = pipeline.build(future, T, Settings())

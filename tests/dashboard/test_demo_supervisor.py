@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kpi_publisher import cli, demo
+from kpi_publisher import cli, demo_supervisor
 
 URL = "http://127.0.0.1:8501"
 
@@ -39,27 +39,29 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def layout(tmp_path: Path) -> demo.Layout:
-    out = demo.Layout(tmp_path / "root")
-    out.state_dir.mkdir(parents=True)
-    (out.state_dir / "kpis_v7.json").write_text("{}")
+def layout(tmp_path: Path) -> demo_supervisor.DemoRoot:
+    out = demo_supervisor.DemoRoot(tmp_path / "root")
+    out.state.mkdir(parents=True)
+    (out.state / "kpis_v7.json").write_text("{}")
     return out
 
 
-def run_supervise(layout: demo.Layout, argvs: dict[str, list[str]], stop: threading.Event):
+def run_supervise(
+    layout: demo_supervisor.DemoRoot, argvs: dict[str, list[str]], stop: threading.Event
+):
     out, err = io.StringIO(), io.StringIO()
-    code = demo.supervise(
+    code = demo_supervisor.supervise(
         layout, argvs, base_url=URL, stop=stop, out=out, err=err, healthy=lambda _: True
     )
     return code, out.getvalue(), err.getvalue()
 
 
 def test_commands_bind_loopback_and_publish_into_the_state_dir(tmp_path: Path) -> None:
-    layout = demo.Layout(tmp_path)
-    argvs = demo.commands(layout, port=8765, interval_s=1.5, python="py")
+    layout = demo_supervisor.DemoRoot(tmp_path)
+    argvs = demo_supervisor.commands(layout, port=8765, interval_s=1.5, python="py")
     state = str(tmp_path / "logs" / "state")
     assert argvs["executor"] == [
-        "py", "-m", "execution.demo", "--root", str(tmp_path), "--log-format", "json",
+        "py", "-m", "execution.demo_executor", "--root", str(tmp_path), "--log-format", "json",
         "--interval", "1.5",
     ]  # fmt: skip
     assert argvs["publisher"][:4] == ["py", "-m", "kpi_publisher", "run"]
@@ -71,10 +73,12 @@ def test_commands_bind_loopback_and_publish_into_the_state_dir(tmp_path: Path) -
     assert dashboard[dashboard.index("--") + 1 :] == ["--out-dir", state]
 
 
-def test_url_is_printed_alone_then_every_child_stops(layout: demo.Layout, tmp_path: Path) -> None:
+def test_url_is_printed_alone_then_every_child_stops(
+    layout: demo_supervisor.DemoRoot, tmp_path: Path
+) -> None:
     """Each child leads its own process group; a stop request ends all three with SIGTERM."""
-    markers = {name: tmp_path / f"{name}.pgid" for name in demo.CHILD_ORDER}
-    argvs = {name: sleeper(markers[name]) for name in demo.CHILD_ORDER}
+    markers = {name: tmp_path / f"{name}.pgid" for name in demo_supervisor.CHILD_ORDER}
+    argvs = {name: sleeper(markers[name]) for name in demo_supervisor.CHILD_ORDER}
     stop = threading.Event()
 
     def stop_when_started() -> None:
@@ -86,7 +90,7 @@ def test_url_is_printed_alone_then_every_child_stops(layout: demo.Layout, tmp_pa
     code, out, err = run_supervise(layout, argvs, stop)
     assert (code, out) == (0, URL + "\n")
     assert {name: m.read_text() for name, m in markers.items()} == dict.fromkeys(
-        demo.CHILD_ORDER, "True"
+        demo_supervisor.CHILD_ORDER, "True"
     )
     pids = [
         int(line.rsplit("pid ", 1)[1].rstrip(")")) for line in err.splitlines() if "pid" in line
@@ -96,9 +100,9 @@ def test_url_is_printed_alone_then_every_child_stops(layout: demo.Layout, tmp_pa
 
 
 def test_a_dying_child_fails_the_demo_and_stops_the_others(
-    layout: demo.Layout, tmp_path: Path
+    layout: demo_supervisor.DemoRoot, tmp_path: Path
 ) -> None:
-    argvs = {name: sleeper(tmp_path / name) for name in demo.CHILD_ORDER}
+    argvs = {name: sleeper(tmp_path / name) for name in demo_supervisor.CHILD_ORDER}
     argvs["publisher"] = [sys.executable, "-c", "import sys; print('no state dir'); sys.exit(3)"]
     code, _out, err = run_supervise(layout, argvs, threading.Event())
     assert code == cli.ExitCode.FAILURE
@@ -109,15 +113,17 @@ def test_a_dying_child_fails_the_demo_and_stops_the_others(
 
 def test_a_child_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:
     marker = tmp_path / "stubborn"
-    proc = demo.start("dashboard", sleeper(marker, ignore_term=True), tmp_path)
+    proc = demo_supervisor.start("dashboard", sleeper(marker, ignore_term=True), tmp_path)
     while not (marker.exists() and marker.read_text()):
         threading.Event().wait(0.05)
-    assert demo.stop_all({"dashboard": proc}, grace_s=0.5) == {"dashboard": -signal.SIGKILL}
+    assert demo_supervisor.stop_all({"dashboard": proc}, grace_s=0.5) == {
+        "dashboard": -signal.SIGKILL
+    }
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_sigint_and_sigterm_request_a_stop(sig: int) -> None:
-    with demo._stop_requests() as stop:
+    with demo_supervisor._stop_requests() as stop:
         os.kill(os.getpid(), sig)
         assert stop.wait(5.0)
 
@@ -138,8 +144,8 @@ def test_children_die_when_the_demo_is_killed(tmp_path: Path) -> None:
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from kpi_publisher import demo\n"
-        f"proc = demo.start('executor', {sleeper(marker)!r}, Path({str(tmp_path)!r}))\n"
+        "from kpi_publisher import demo_supervisor\n"
+        f"proc = demo_supervisor.start('executor', {sleeper(marker)!r}, Path({str(tmp_path)!r}))\n"
         "print(proc.pid, flush=True)\n"
         "time.sleep(120)\n"
     )

@@ -1,7 +1,7 @@
 """A demo executor: writes what the real one writes, on a cadence, with no exchange.
 
-`hedge-kpi demo-executor --root DIR` (or `python -m execution.demo --root DIR`) lays out the
-real tree under DIR (`logs/state`, `logs/cache`, `config`) and every `--interval` seconds
+`hedge-kpi demo-executor --root DIR` (or `python -m execution.demo_executor --root DIR`) lays
+out the real tree under DIR (`logs/state`, `logs/cache`, `config`) and every `--interval` seconds
 writes nav.json, nav_state.json, risk_snapshot.json, router_health.json, positions.json,
 positions_state.json, the NAV log, the drawdown tracker and the price/FX cache, in the shapes
 of the chosen era (`--era v7.1|v7.6`, see `execution.demo_shapes`). The holdings config is
@@ -32,14 +32,18 @@ from typing import Any
 
 import structlog
 
-from execution import demo_market, demo_shapes, sync_state
+from execution import demo_history, demo_market, demo_shapes, sync_state
 from execution.state_publish import write_state_json
-from kpi_publisher.cli import ExitCode
+from kpi_publisher.contract import ExitCode
+from kpi_publisher.executor_root import (
+    CACHE_DIR,
+    FX_FILE,
+    HOLDINGS_FILE,
+    STATE_DIR,
+    ExecutorRoot,
+)
 
 log = structlog.get_logger("hedge-kpi.demo-executor")
-
-HOLDINGS_FILE = "offexchange_holdings.json"
-FX_FILE = "coingecko_cache.json"
 
 # How a file reaches the disk.
 RENAME_STEM = "rename:<stem>.tmp"  # v7.1 state_publish: nav.json -> nav.tmp, then rename
@@ -63,29 +67,6 @@ class DemoOptions:
     cycles: int | None = None  # None: until SIGTERM/SIGINT
     nav_source: str = "replay"  # replay | random
     fsync: bool = False
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The real executor's tree under one root."""
-
-    root: Path
-
-    @property
-    def state(self) -> Path:
-        return self.root / "logs" / "state"
-
-    @property
-    def cache(self) -> Path:
-        return self.root / "logs" / "cache"
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
 
 
 @dataclass(frozen=True)
@@ -116,7 +97,7 @@ def plan_cycle(
 ) -> list[FileWrite]:
     """Every file this cycle writes, in order (pure: the world in, the writes out)."""
     style = executor_style(era)
-    state = "logs/state/"
+    state = f"{STATE_DIR}/"
     fx = demo_shapes.fx_cache_doc(w, era)
     raw_positions = demo_shapes.positions_doc(w, era)
     risk = demo_shapes.risk_doc(w, era, kpis)
@@ -134,10 +115,10 @@ def plan_cycle(
     )
     writes = []
     if w.cycle % FX_EVERY == 0:
-        writes.append(FileWrite(f"logs/cache/{FX_FILE}", fx, IN_PLACE))
+        writes.append(FileWrite(f"{CACHE_DIR}/{FX_FILE}", fx, IN_PLACE))
     writes += [
-        FileWrite("logs/nav_log.json", demo_shapes.nav_log_doc(w), IN_PLACE),
-        FileWrite("logs/cache/peak_state.json", demo_shapes.peak_state_doc(w), IN_PLACE),
+        FileWrite(f"{STATE_DIR.parent}/nav_log.json", demo_shapes.nav_log_doc(w), IN_PLACE),
+        FileWrite(f"{CACHE_DIR}/peak_state.json", demo_shapes.peak_state_doc(w), IN_PLACE),
         FileWrite(state + "nav.json", demo_shapes.nav_doc(w, era, holdings), style),
         FileWrite(state + "positions.json", raw_positions, IN_PLACE),
         FileWrite(state + "risk_snapshot.json", risk, style),
@@ -190,9 +171,9 @@ def apply_write(root: Path, item: FileWrite, *, fsync: bool = False) -> None:
         _rename_into_place(target, data, item.how)
 
 
-def install_holdings(layout: Layout) -> Mapping[str, Any]:
+def install_holdings(layout: ExecutorRoot) -> Mapping[str, Any]:
     """Copy the shipped holdings config into `<root>/config` unless one exists; return it."""
-    path = layout.config / HOLDINGS_FILE
+    path = layout.holdings
     if not path.exists():
         path.write_bytes(demo_market.data_bytes(HOLDINGS_FILE))
         log.info("holdings_installed", file=str(path))
@@ -214,7 +195,7 @@ def run(
     if options.era not in demo_shapes.ERAS:
         raise ValueError(f"era must be one of {', '.join(demo_shapes.ERAS)}, got {options.era!r}")
     stop = stop if stop is not None else threading.Event()
-    layout = Layout(options.root)
+    layout = ExecutorRoot(options.root)
     for directory in (layout.state, layout.cache, layout.config):
         directory.mkdir(parents=True, exist_ok=True)
     holdings = install_holdings(layout)
@@ -231,6 +212,10 @@ def run(
         cycles=options.cycles,
     )
     world = demo_market.initial_world(clock(), rng, nav_source, seed)
+    if options.nav_source == "replay" and demo_history.install_month(
+        layout.logs, world.nav_t, world.nav_usd, options.interval_s
+    ):
+        log.info("nav_history_installed", file=str(layout.logs / demo_history.NAV_JSONL))
     done = 0
     while not stop.is_set():
         if done > 0:
@@ -321,7 +306,7 @@ class _Stopper:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Entry point of both `hedge-kpi demo-executor` and `python -m execution.demo`."""
+    """Entry point of both `hedge-kpi demo-executor` and `python -m execution.demo_executor`."""
     from kpi_publisher import logs
     from kpi_publisher.daemon import install_signal_thread
 
@@ -336,7 +321,7 @@ def run_cli(args: argparse.Namespace) -> int:
         fsync=args.fsync,
     )
     stop = threading.Event()
-    restore = install_signal_thread(_Stopper(stop))  # type: ignore[arg-type]
+    restore = install_signal_thread(_Stopper(stop))
     try:
         run(options, stop)
     except OSError as exc:
@@ -361,7 +346,7 @@ def register(subparsers: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m execution.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m execution.demo_executor", description=__doc__)
     add_options(parser)
     try:
         args = parser.parse_args(argv)

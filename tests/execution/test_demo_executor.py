@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 from structlog.testing import capture_logs
 
-from execution import demo, demo_market
+from execution import demo_executor, demo_market
 from kpi_publisher import cli, fs, schemas
 
 NAVS = [p["nav"] for p in demo_market.load_data("nav_log.json")]  # the real series, 720 points
@@ -32,8 +32,8 @@ def ticking(start: float = START, step: float = 2.0):
 
 
 def run_demo(root: Path, era: str, cycles: int, **kw) -> int:
-    options = demo.DemoOptions(root=root, interval_s=0.001, era=era, cycles=cycles, **kw)
-    return demo.run(options, clock=ticking())
+    options = demo_executor.DemoOptions(root=root, interval_s=0.001, era=era, cycles=cycles, **kw)
+    return demo_executor.run(options, clock=ticking())
 
 
 def once(root: Path, cycles: int) -> tuple[dict, dict]:
@@ -376,14 +376,14 @@ def test_each_cycle_logs_one_event_with_the_replayed_nav(tmp_path):
 
 
 def test_a_write_failure_is_logged_and_the_loop_goes_on(tmp_path, monkeypatch):
-    real = demo.apply_write
+    real = demo_executor.apply_write
 
     def flaky(root, item, *, fsync=False):
         if item.path.endswith("router_health.json"):
             raise PermissionError(13, "Permission denied")
         real(root, item, fsync=fsync)
 
-    monkeypatch.setattr(demo, "apply_write", flaky)
+    monkeypatch.setattr(demo_executor, "apply_write", flaky)
     with capture_logs() as logs:
         assert run_demo(tmp_path, "v7.1", cycles=3) == 3
     failures = [e for e in logs if e["event"] == "write_failed"]
@@ -397,9 +397,11 @@ def test_a_write_failure_is_logged_and_the_loop_goes_on(tmp_path, monkeypatch):
 
 def test_cli_rejects_bad_options(tmp_path, capsys):
     assert cli.main(["demo-executor", "--root", str(tmp_path), "--era", "v9"]) == cli.ExitCode.USAGE
-    assert demo.main(["--root", str(tmp_path), "--interval", "0"]) == cli.ExitCode.USAGE
-    assert demo.main(["--root", str(tmp_path), "--cycles", "0"]) == cli.ExitCode.USAGE
-    assert demo.main(["--root", str(tmp_path), "--nav-source", "csv"]) == cli.ExitCode.USAGE
+    assert demo_executor.main(["--root", str(tmp_path), "--interval", "0"]) == cli.ExitCode.USAGE
+    assert demo_executor.main(["--root", str(tmp_path), "--cycles", "0"]) == cli.ExitCode.USAGE
+    assert (
+        demo_executor.main(["--root", str(tmp_path), "--nav-source", "csv"]) == cli.ExitCode.USAGE
+    )
     assert "invalid choice: 'v9'" in capsys.readouterr().err
     assert not (tmp_path / "logs").exists()
 
@@ -420,7 +422,15 @@ def test_hedge_kpi_demo_executor_runs_as_a_subcommand(tmp_path):
 @pytest.mark.timeout(60)
 def test_a_stop_signal_ends_the_loop_at_once(tmp_path, signum):
     """Interval 30 s: the signal must cut the wait short, and the exit code is 0."""
-    argv = [sys.executable, "-m", "execution.demo", "--root", str(tmp_path), "--interval", "30"]
+    argv = [
+        sys.executable,
+        "-m",
+        "execution.demo_executor",
+        "--root",
+        str(tmp_path),
+        "--interval",
+        "30",
+    ]
     proc = subprocess.Popen(
         [*argv, "--log-format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO
     )

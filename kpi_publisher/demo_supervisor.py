@@ -4,8 +4,6 @@ Each child runs in its own process group, so Ctrl-C reaches only this supervisor
 stops all three in order (SIGTERM, a grace period, SIGKILL) and exits 0. The dashboard URL is
 printed on its own line on stdout once the server answers; children's output goes to
 ROOT/logs/demo/<name>.log. A temp root (the default) is removed afterwards.
-
-Also registers `hedge-kpi dashboard`: the overview alone, over a publish dir.
 """
 
 from __future__ import annotations
@@ -22,11 +20,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from kpi_publisher.cli import ExitCode
+from kpi_publisher.contract import KPIS_FILE, ExitCode
+from kpi_publisher.executor_root import ExecutorRoot
 
 STOP_GRACE_S = 10.0  # SIGTERM -> SIGKILL
 START_TIMEOUT_S = 90.0  # the dashboard must answer its health check within this
@@ -34,40 +32,41 @@ FIRST_PUBLISH_TIMEOUT_S = 30.0
 CHILD_ORDER: tuple[str, ...] = ("executor", "publisher", "dashboard")
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where the demo's pieces live under `root`."""
-
-    root: Path
-
-    @property
-    def state_dir(self) -> Path:
-        return self.root / "logs" / "state"
+class DemoRoot(ExecutorRoot):
+    """The executor's tree the demo runs in, and where it keeps its children's logs."""
 
     @property
     def log_dir(self) -> Path:
-        return self.root / "logs" / "demo"
+        return self.logs / "demo"
 
 
 def commands(
-    layout: Layout, *, port: int, interval_s: float | None, python: str = sys.executable
+    layout: DemoRoot, *, port: int, interval_s: float | None, python: str = sys.executable
 ) -> dict[str, list[str]]:
     """The three children's argv, in start order. The publisher publishes into the state dir."""
     from dashboard.serve import streamlit_command
 
-    executor = [python, "-m", "execution.demo", "--root", str(layout.root), "--log-format", "json"]
+    executor = [
+        python,
+        "-m",
+        "execution.demo_executor",
+        "--root",
+        str(layout.root),
+        "--log-format",
+        "json",
+    ]
     if interval_s is not None:
         executor += ["--interval", str(interval_s)]
     publisher = [
         python, "-m", "kpi_publisher", "run",
-        "--state-dir", str(layout.state_dir),
-        "--out-dir", str(layout.state_dir),
+        "--state-dir", str(layout.state),
+        "--out-dir", str(layout.state),
         "--log-format", "json",
     ]  # fmt: skip
     return {
         "executor": executor,
         "publisher": publisher,
-        "dashboard": streamlit_command(layout.state_dir, port=port, python=python),
+        "dashboard": streamlit_command(layout.state, port=port, python=python),
     }
 
 
@@ -153,7 +152,7 @@ def _stop_requests() -> Iterator[threading.Event]:
 
 
 def supervise(
-    layout: Layout,
+    layout: DemoRoot,
     argvs: Mapping[str, Sequence[str]],
     *,
     base_url: str,
@@ -187,7 +186,7 @@ def _first_dead(children: Mapping[str, subprocess.Popen[bytes]]) -> str | None:
 
 
 def _report_dead(
-    layout: Layout, children: Mapping[str, subprocess.Popen[bytes]], name: str, err: TextIO
+    layout: DemoRoot, children: Mapping[str, subprocess.Popen[bytes]], name: str, err: TextIO
 ) -> ExitCode:
     log = layout.log_dir / f"{name}.log"
     _say(err, f"demo: {name} exited with code {children[name].returncode}; its log {log}:")
@@ -196,7 +195,7 @@ def _report_dead(
 
 
 def _wait_until_up(
-    layout: Layout,
+    layout: DemoRoot,
     children: Mapping[str, subprocess.Popen[bytes]],
     base_url: str,
     stop: threading.Event,
@@ -205,7 +204,7 @@ def _wait_until_up(
     healthy: Callable[[str], bool],
 ) -> ExitCode:
     """Wait for the first publish and the dashboard's health check, then print the URL."""
-    kpis = layout.state_dir / "kpis_v7.json"
+    kpis = layout.state / KPIS_FILE
     started = time.monotonic()
     while not stop.is_set():
         dead = _first_dead(children)
@@ -237,11 +236,11 @@ def run_demo(args: argparse.Namespace) -> int:
         return ExitCode.USAGE
     temp_root = args.root is None
     root = Path(tempfile.mkdtemp(prefix="hedge-kpi-demo-")) if temp_root else Path(args.root)
-    layout = Layout(root.expanduser().absolute())
+    layout = DemoRoot(root.expanduser().absolute())
     try:
-        layout.state_dir.mkdir(parents=True, exist_ok=True)
+        layout.state.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        _say(sys.stderr, f"demo: cannot create {layout.state_dir}: {exc.strerror or exc}")
+        _say(sys.stderr, f"demo: cannot create {layout.state}: {exc.strerror or exc}")
         return ExitCode.OUT_DIR_UNWRITABLE
     _say(sys.stderr, f"demo: root {layout.root}; Ctrl-C stops everything")
     argvs = commands(layout, port=port, interval_s=args.interval)
@@ -262,8 +261,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add `hedge-kpi demo` and `hedge-kpi dashboard`."""
-    from dashboard import serve
+    """Add `hedge-kpi demo`."""
     from dashboard.settings import DEFAULT_PORT
 
     parser = subparsers.add_parser(
@@ -278,11 +276,3 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--interval", type=float, help="seconds between executor cycles (2)")
     parser.add_argument("--keep", action="store_true", help="keep the temp root after exit")
     parser.set_defaults(func=run_demo)
-
-    dash = subparsers.add_parser(
-        "dashboard",
-        help="serve the Streamlit overview of a publish dir (127.0.0.1 by default)",
-        description=serve.__doc__.split("\n\n")[0] if serve.__doc__ else None,
-    )
-    serve.add_options(dash)
-    dash.set_defaults(func=serve.serve)

@@ -1,0 +1,127 @@
+"""The targets each run is judged against: one row per target with the measured value, the
+limit, and met (True), missed (False) or not measured (None). Pure: results in, rows out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+TARGET_IDS = (
+    "e2e_p50",
+    "e2e_p99",
+    "floor_ratio",
+    "large_p99",
+    "burst_lag",
+    "idle_cpu",
+    "rss",
+    "build_10k",
+    "dashboard",
+)
+
+
+def number(x: Any) -> float | None:
+    """x as a float; None for a bool, a non-number or NaN."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return None if math.isnan(x) else float(x)
+
+
+def ms(x: Any) -> str:
+    """Milliseconds for a table: 3 significant-ish digits; a dash when missing."""
+    v = number(x)
+    if v is None:
+        return "–"
+    if v < 1:
+        return f"{v:.3f}"
+    if v < 10:
+        return f"{v:.2f}"
+    if v < 100:
+        return f"{v:.1f}"
+    return f"{v:,.0f}"
+
+
+def times(x: Any) -> str:
+    v = number(x)
+    if v is None:
+        return "–"
+    return f"{v:,.0f}×" if v >= 100 else f"{v:.2f}×"
+
+
+def case(results: Mapping[str, Any], book: str, fsync: bool) -> Mapping[str, Any]:
+    """The e2e case of one book and fsync setting, or {} when the run has none."""
+    for c in results.get("e2e") or ():
+        if isinstance(c, Mapping) and c.get("book") == book and c.get("fsync") is fsync:
+            return c
+    return {}
+
+
+def lookup(obj: Any, *path: str) -> Any:
+    """obj[path[0]][path[1]]..., or None where a level is missing or not a mapping."""
+    for key in path:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _row(
+    tid: str, target: str, value: float | None, limit: float, unit: str, *,
+    strict: bool = False, detail: str = "", missing: str = "not measured",
+) -> dict[str, Any]:  # fmt: skip
+    if value is None:
+        met = None
+        measured = missing
+    else:
+        met = value < limit if strict else value <= limit
+        shown = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+        measured = (f"{shown} {unit}" if unit != "×" else f"{value:.2f}×") + (
+            f" ({detail})" if detail else ""
+        )
+    return {"id": tid, "target": target, "value": value, "limit": limit, "unit": unit,
+            "measured": measured, "met": met}  # fmt: skip
+
+
+def evaluate(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per target of the issue; `met` is True, False, or None (not measured)."""
+    real = case(results, "realistic", True)
+    large = case(results, "large", True)
+    burst = results.get("burst") or {}
+    idle = results.get("idle") or {}
+    bound = number(burst.get("coalescing_bound_ms"))
+    rss_values = [
+        number(idle.get("peak_rss_mb")),
+        number(burst.get("daemon_peak_rss_mb")),
+        *(number(c.get("daemon_peak_rss_mb")) for c in results.get("e2e") or ()),
+    ]
+    rss = [v for v in rss_values if v is not None]
+    sizes = lookup(results, "scaling", "sizes") or []
+    at_10k = (lookup(s, "build_render_ms", "median") for s in sizes if s.get("n_symbols") == 10_000)
+    build_10k = number(next(at_10k, None))
+    dash = results.get("dashboard") or {}
+    return [
+        _row("e2e_p50", "Realistic book, end to end p50 with fsync ≤ 2 ms",
+             number(lookup(real, "ours", "median")), 2.0, "ms"),
+        _row("e2e_p99", "Realistic book, end to end p99 with fsync ≤ 5 ms",
+             number(lookup(real, "ours", "p99")), 5.0, "ms"),
+        _row("floor_ratio", "Realistic book, median ≤ 1.5× the floor's median (fsync on; "
+             "floor = raw inotify + copy)", number(real.get("ratio_to_floor_inotify")), 1.5, "×",
+             detail=f"{times(real.get('ratio_to_floor_watchdog'))} of the watchdog floor"),
+        _row("large_p99", "Large book, end to end p99 ≤ 50 ms (fsync on)",
+             number(lookup(large, "ours", "p99")), 50.0, "ms"),
+        _row("burst_lag", "Burst: max lag ≤ coalescing bound + 10 ms",
+             number(burst.get("max_lag_ms")), (bound or 0.0) + 10.0, "ms",
+             detail=f"bound {ms(bound)} ms + 10 ms"),
+        _row("idle_cpu", "Idle CPU < 0.2 % of one core", number(idle.get("cpu_pct_of_core")),
+             0.2, "%", strict=True, detail=f"{number(idle.get('cpu_s')) or 0:.2f} CPU s in "
+             f"{number(idle.get('window_s')) or 0:.0f} s"),
+        _row("rss", "Peak RSS < 60 MB (worst daemon of the run)", max(rss) if rss else None,
+             60.0, "MB", strict=True),
+        _row("build_10k", "10,000-symbol build < 50 ms (build + render, median)", build_10k,
+             50.0, "ms", strict=True, missing="not part of this run"),
+        _row("dashboard", "Dashboard: a change visible in the browser within 1.5 s (max)",
+             number(lookup(dash, "input_to_visible_ms", "max")), 1500.0, "ms",
+             detail=f"p50 {ms(lookup(dash, 'input_to_visible_ms', 'median'))} ms",
+             missing=f"skipped: {dash.get('skipped', 'not measured')}"),
+    ]  # fmt: skip

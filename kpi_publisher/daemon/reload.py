@@ -1,0 +1,112 @@
+"""SIGHUP: switch the running daemon to freshly resolved Settings, or keep the running ones.
+
+What differs decides what is rebuilt: other input files get a new reader (otherwise the
+reader, and with it the last good content of every source, is kept), new timings go to the
+watcher, a new out dir is prepared and watched, a new log format reconfigures logging. Any
+exception, not only ConfigError, keeps (and restores) the running config: a reload must never
+end the process (supervisord marks a program that keeps dying FATAL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from kpi_publisher.config import ConfigError, Settings
+from kpi_publisher.sources import SourceReader, source_paths
+
+if TYPE_CHECKING:
+    from kpi_publisher.daemon.loop import Daemon
+
+log = structlog.get_logger("hedge-kpi.daemon")
+
+
+def input_paths(reader: SourceReader) -> list[Path]:
+    """Every candidate input path, in source order (what the watcher watches)."""
+    return [p for paths in reader.paths.values() for p in paths]
+
+
+def changed_fields(old: Settings, new: Settings) -> list[str]:
+    return sorted(
+        f.name for f in dataclasses.fields(new) if getattr(new, f.name) != getattr(old, f.name)
+    )
+
+
+def apply_reload(daemon: Daemon) -> bool:
+    """Reload `daemon`'s config; True when the new settings are in force."""
+    if daemon.reload_settings is None:
+        return False
+    old = daemon.settings
+    try:
+        new = daemon.reload_settings()
+    except Exception as exc:
+        _reload_failed(old, exc)
+        return False
+    batches = daemon.batches
+    saved = (daemon.reader, batches.debounce_s, batches.rescan_s)
+    try:
+        return _switch(daemon, old, new)
+    except Exception as exc:
+        daemon.settings = old
+        daemon.reader, batches.debounce_s, batches.rescan_s = saved
+        with contextlib.suppress(Exception):
+            batches.set_paths(input_paths(daemon.reader))
+        _reload_failed(old, exc)
+        return False
+
+
+def _reload_failed(old: Settings, exc: Exception) -> None:
+    reason = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+    log.error(
+        "config_reload_failed",
+        file=str(old.config_file) if old.config_file else None,
+        reason=reason,
+        kept="previous config",
+    )
+
+
+def _switch(daemon: Daemon, old: Settings, new: Settings) -> bool:
+    changed = changed_fields(old, new)
+    if new.publish_dir != old.publish_dir:
+        try:
+            new.publish_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.error(
+                "config_reload_failed",
+                file=str(old.config_file) if old.config_file else None,
+                reason=f"out dir {new.publish_dir}: {exc.strerror or exc}",
+                kept="previous config",
+            )
+            return False
+    old_paths = input_paths(daemon.reader)
+    daemon.settings = new
+    new_paths = [p for paths in source_paths(new).values() for p in paths]
+    if (new.state_dir, new.max_input_bytes) != (old.state_dir, old.max_input_bytes) or (
+        new_paths != old_paths
+    ):
+        # Different files: start afresh (every source is then reported as changed). Otherwise
+        # keep the reader and with it the last good content of every source (a reload must not
+        # blank an invalid source).
+        daemon.reader = SourceReader(new)
+    daemon.batches.debounce_s = new.debounce_ms / 1000.0
+    daemon.batches.rescan_s = new.rescan_s
+    if input_paths(daemon.reader) != old_paths:
+        daemon.batches.set_paths(input_paths(daemon.reader))
+    if new.publish_dir != old.publish_dir:
+        daemon.prepare_out_dir()
+    if new.log_format != old.log_format:
+        from kpi_publisher import logs
+
+        logs.configure(new.log_format)
+    log.info(
+        "config_reloaded",
+        file=str(new.config_file) if new.config_file else None,
+        changed=changed,
+        # The /metrics listener is bound once, at start-up.
+        needs_restart=[n for n in changed if n == "metrics_port"],
+    )
+    return True

@@ -1,0 +1,229 @@
+"""Recording the published NAV into the history, off the publish path.
+
+`HistoryRecorder.observe` is a post-publish observer: it takes the NAV point out of the kpis
+just published and, when its timestamp is new, hands it to the recorder's own thread (a few
+microseconds; an unchanged NAV costs one comparison). That thread owns the store: at start it
+back-fills the executor's NAV logs and loads the series, then for every batch of new points it
+appends them, rebuilds nav_history_v7.json (written atomically into the publish dir once the
+history holds two points) and the `performance` block, which `with_performance` adds to the next
+kpis_v7.json. With no new point the block is recomputed every `REFRESH_S`, so a NAV that stopped
+moving shows as a gap, and a nav_history write that failed (a full disk) is tried again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from kpi_publisher import fs
+from kpi_publisher.config import Settings
+from kpi_publisher.daemon.outdir import inside
+from kpi_publisher.daemon.survival import runtime_dir, runtime_dir_candidates
+from kpi_publisher.history.backfill import backfill
+from kpi_publisher.history.curves import NAV_HISTORY_FILE, Series, build_nav_history
+from kpi_publisher.history.store import HistoryStore, Point
+from kpi_publisher.render import render
+from kpi_publisher.stages.performance import performance_of_columns
+
+log = structlog.get_logger("hedge-kpi.history")
+
+REFRESH_S = 60.0
+LATE_S = 2.0
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def point_of(kpis: Mapping[str, Any]) -> Point | None:
+    """The history point a kpis_v7 document states: the NAV at its own timestamp."""
+    nav = kpis.get("nav") or {}
+    risk = kpis.get("risk") or {}
+    t, nav_usd = _number(nav.get("updated_at")), _number(nav.get("nav_usd"))
+    if t is None or nav_usd is None or nav_usd <= 0:
+        return None
+    gross_pct = _number(risk.get("gross_exposure_pct"))
+    return Point(
+        t,
+        nav_usd,
+        _number(nav.get("unrealized_pnl_usd")),
+        _number(risk.get("drawdown_pct")),
+        None if gross_pct is None else gross_pct * nav_usd / 100.0,
+    )
+
+
+class HistoryRecorder:
+    """The history for one publisher: `start()`, register `observe`, wrap the build with
+    `with_performance`, `stop()` at the end."""
+
+    def __init__(
+        self,
+        store: HistoryStore,
+        publish_dir: Path,
+        logs_dir: Path | None,
+        *,
+        fsync: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.publish_dir = publish_dir
+        self.logs_dir = logs_dir
+        self.fsync = fsync
+        self.performance: dict[str, Any] | None = None
+        self.rebuilds = 0
+        self._clock = clock
+        self._series = Series()
+        self._pending: queue.SimpleQueue[Point | None] = queue.SimpleQueue()
+        self._last_t: float | None = None
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Event()
+        self._unwritten = False
+        self._backfill_checked = time.monotonic()
+
+    # -- the publisher's side (loop thread) ----------------------------------------------------
+
+    def observe(self, outputs: Any) -> None:
+        """Post-publish observer: queue the published NAV point when it is new."""
+        nav = outputs.kpis.get("nav")
+        if not isinstance(nav, Mapping) or nav.get("updated_at") == self._last_t:
+            return
+        point = point_of(outputs.kpis)
+        if point is None:
+            return
+        self._last_t = point.t
+        self._idle.clear()
+        self._pending.put(point)
+
+    def with_performance(self, build: Callable[..., Any]) -> Callable[..., Any]:
+        """`build` whose kpis carry the latest `performance` block once there is one."""
+
+        def build_with_performance(*args: Any, **kwargs: Any) -> Any:
+            outputs = build(*args, **kwargs)
+            if self.performance is not None:
+                outputs.kpis["performance"] = self.performance
+            return outputs
+
+        return build_with_performance
+
+    # -- the recorder's thread -----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="history", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 0.5) -> None:
+        """Write what is queued, then end the thread; waits at most `timeout_s` (the process
+        exits on time: a point not yet written is lost, the file stays whole, WAL)."""
+        if self._thread is None:
+            return
+        self._pending.put(None)
+        self._thread.join(timeout_s)
+        if not self._thread.is_alive():
+            self.store.close()
+        self._thread = None
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """True once every queued point is stored and published (for tests and the demo)."""
+        return self._idle.wait(timeout_s)
+
+    def _run(self) -> None:
+        try:
+            if self.logs_dir is not None:
+                backfill(self.store, self.logs_dir)
+            self.store.thin(self._clock())
+            self._series = Series.of(self.store.navs())
+            self._rebuild()
+        except Exception as exc:  # the history must never take the publisher down
+            log.exception("history_failed", reason=f"{type(exc).__name__}: {exc}")
+        if self._pending.empty():
+            self._idle.set()
+        while True:
+            try:
+                first = self._pending.get(timeout=REFRESH_S)
+            except queue.Empty:
+                if self._unwritten:  # the last write failed (a full disk): try again
+                    self._rebuild()
+                else:
+                    self._refresh_performance()
+                continue
+            batch = [first]
+            while not self._pending.empty():
+                batch.append(self._pending.get_nowait())
+            stop = None in batch
+            try:
+                late = self._late_backfill()
+                added = [p for p in batch if p is not None and self._add(p)]
+                if added or late:
+                    self._rebuild()
+            except Exception as exc:
+                log.exception("history_failed", reason=f"{type(exc).__name__}: {exc}")
+            if self._pending.empty():
+                self._idle.set()
+            if stop:
+                return
+
+    def _late_backfill(self) -> bool:
+        """Import an executor NAV file that appeared after start-up (checked every LATE_S)."""
+        now = time.monotonic()
+        if self.logs_dir is None or now - self._backfill_checked < LATE_S:
+            return False
+        self._backfill_checked = now
+        if not backfill(self.store, self.logs_dir, new_files_only=True):
+            return False
+        self._series = Series.of(self.store.navs())
+        return True
+
+    def _add(self, point: Point) -> bool:
+        thinned = self.store.thinned
+        self.store.append(point, now=self._clock())
+        if self.store.thinned != thinned:  # retention ran: hold what the store holds
+            self._series = Series.of(self.store.navs())
+            return True
+        return self._series.add(point.t, point.nav_usd)
+
+    def _refresh_performance(self) -> None:
+        now = self._clock()
+        self.performance = performance_of_columns(self._series.times, self._series.navs, now)
+
+    def _rebuild(self) -> None:
+        """New performance block; nav_history_v7.json once there is a curve (two points)."""
+        now = self._clock()
+        self._refresh_performance()
+        if len(self._series.times) < 2:
+            return
+        data = render(build_nav_history(self._series, now))
+        try:
+            fs.write_atomic(self.publish_dir / NAV_HISTORY_FILE, data, fsync=self.fsync)
+        except OSError as exc:
+            if not self._unwritten:
+                log.warning("history_publish_failed", file=NAV_HISTORY_FILE, reason=str(exc))
+            self._unwritten = True
+            return
+        self._unwritten = False
+        self.rebuilds += 1
+
+
+def default_history_file(publish_dir: Path, environ: Mapping[str, str] | None = None) -> Path:
+    """Beside the crash log: the private per-user runtime dir, never the state dir."""
+    digest = hashlib.sha1(str(publish_dir).encode(), usedforsecurity=False).hexdigest()[:12]
+    directory = runtime_dir(environ) or runtime_dir_candidates(environ)[-1]
+    return directory / f"history-{digest}.sqlite"
+
+
+def recorder_for(settings: Settings) -> HistoryRecorder | None:
+    """The recorder `settings` ask for; None (with one log line) for a path in the state dir."""
+    path = settings.history_path or default_history_file(settings.publish_dir)
+    if inside(path, settings.state_dir):
+        log.error("history_path_refused", file=str(path), reason="inside the state dir")
+        return None
+    store = HistoryStore(path, retention_days=settings.history_retention_days)
+    return HistoryRecorder(
+        store, settings.publish_dir, settings.state_dir.parent, fsync=settings.fsync
+    )

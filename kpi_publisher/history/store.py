@@ -1,0 +1,278 @@
+"""The NAV history on disk: one SQLite file (stdlib `sqlite3`, WAL) of points keyed by the
+NAV's own timestamp.
+
+Durability: every append is its own transaction in WAL mode with `synchronous=NORMAL`, so a
+process killed mid-write loses at most the point in flight (the WAL is replayed on the next
+open). A file SQLite cannot read is moved aside (`<name>.corrupt-<epoch>`) with one log line and
+a new one is started. A full disk (or any write error) pauses the history with one log line;
+appends are dropped quietly until `PAUSE_RETRY_S` has passed, then tried again. Nothing here
+raises into the publisher.
+
+Retention (`thin`): points older than `retention_days` are deleted. Older points are thinned,
+never dropped at random: beyond `HOURLY_AFTER_S` (30 days) each UTC hour keeps its first, its
+lowest and its highest point; beyond `DAILY_AFTER_S` (365 days) each UTC day keeps the same
+three. Keeping the extremes means the drawdowns of thinned stretches stay visible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import structlog
+
+log = structlog.get_logger("hedge-kpi.history")
+
+DAY_S = 86_400.0
+DEFAULT_RETENTION_DAYS = 400
+HOURLY_AFTER_S = 30 * DAY_S
+DAILY_AFTER_S = 365 * DAY_S
+THIN_EVERY_S = 3600.0
+PAUSE_RETRY_S = 60.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS points (
+    t REAL PRIMARY KEY,
+    nav_usd REAL NOT NULL,
+    unrealized_pnl_usd REAL,
+    drawdown_pct REAL,
+    gross_exposure_usd REAL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS imports (
+    source TEXT PRIMARY KEY,
+    identity TEXT NOT NULL
+);
+"""
+_INSERT = "INSERT OR IGNORE INTO points VALUES (?, ?, ?, ?, ?)"
+
+
+class Point(NamedTuple):
+    """One NAV observation; `t` is the NAV's own timestamp (epoch s), not the publish time."""
+
+    t: float
+    nav_usd: float
+    unrealized_pnl_usd: float | None = None
+    drawdown_pct: float | None = None
+    gross_exposure_usd: float | None = None
+
+
+@dataclass
+class HistoryStore:
+    """The store behind one `history_path`. Open lazily; every method is safe to call after a
+    failure (it then does nothing and returns the empty answer)."""
+
+    path: Path
+    retention_days: float = DEFAULT_RETENTION_DAYS
+    _db: sqlite3.Connection | None = None
+    _paused_until: float = 0.0
+    _last_thin: float = 0.0
+    _last_t: float | None = None
+    thinned: int = 0  # points removed by retention since open
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def open(self) -> bool:
+        """Open (or create) the file; a corrupt one is moved aside and replaced. False when the
+        history is unavailable (the reason was logged)."""
+        if self._db is not None:
+            return True
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._connect()
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                return self._pause("open", exc)
+            self._move_aside(exc)
+            try:
+                self._db = self._connect()
+            except (sqlite3.Error, OSError) as again:
+                return self._pause("open", again)
+        except OSError as exc:
+            return self._pause("open", exc)
+        return True
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            ok = db.execute("PRAGMA quick_check").fetchone()
+            if ok is None or ok[0] != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {ok}")
+            db.executescript(_SCHEMA)
+            row = db.execute("SELECT MAX(t) FROM points").fetchone()
+            self._last_t = row[0] if row else None
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _move_aside(self, exc: BaseException) -> None:
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(str(self.path) + suffix)
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(source, Path(str(aside) + suffix))
+        log.error("history_corrupt", file=str(self.path), moved_to=str(aside), reason=str(exc))
+
+    def close(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+    # -- failures ----------------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_until > 0.0
+
+    def _pause(self, action: str, exc: BaseException) -> bool:
+        """Stop writing for PAUSE_RETRY_S; log only the first failure of a run of failures."""
+        if not self.paused:
+            log.warning("history_paused", file=str(self.path), action=action, reason=str(exc))
+        self._paused_until = time.monotonic() + PAUSE_RETRY_S
+        return False
+
+    def _writable(self) -> bool:
+        if self.paused and time.monotonic() < self._paused_until:
+            return False
+        return self.open()
+
+    def _resumed(self) -> None:
+        if self.paused:
+            self._paused_until = 0.0
+            log.info("history_resumed", file=str(self.path))
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def append(self, point: Point, now: float | None = None) -> bool:
+        """Store one point; True when it is new (the same timestamp twice is one row)."""
+        if point.t == self._last_t or not self._writable():
+            return False
+        assert self._db is not None
+        try:
+            added = self._db.execute(_INSERT, point).rowcount == 1
+        except sqlite3.Error as exc:
+            return self._pause("append", exc)
+        self._resumed()
+        if added and (self._last_t is None or point.t > self._last_t):
+            self._last_t = point.t
+        clock = time.time() if now is None else now
+        if added and clock - self._last_thin >= THIN_EVERY_S:
+            self.thin(clock)
+        return added
+
+    def extend(self, points: Iterable[Point]) -> int:
+        """Store many points in one transaction; returns how many were new."""
+        if not self._writable():
+            return 0
+        assert self._db is not None
+        try:
+            before = self._db.total_changes
+            self._db.execute("BEGIN")
+            self._db.executemany(_INSERT, points)
+            self._db.execute("COMMIT")
+            added = self._db.total_changes - before
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            return self._pause("extend", exc)
+        self._resumed()
+        row = self._db.execute("SELECT MAX(t) FROM points").fetchone()
+        self._last_t = row[0] if row else None
+        return added
+
+    def thin(self, now: float) -> int:
+        """Apply retention (see the module docstring); returns how many points were removed."""
+        self._last_thin = now
+        if not self._writable():
+            return 0
+        assert self._db is not None
+        horizon = now - self.retention_days * DAY_S
+        try:
+            before = self._db.total_changes
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM points WHERE t < ?", (horizon,))
+            for older, newer, bucket in (
+                (-1e300, now - DAILY_AFTER_S, DAY_S),
+                (now - DAILY_AFTER_S, now - HOURLY_AFTER_S, 3600.0),
+            ):
+                self._db.execute(_THIN, (older, newer, bucket))
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            return self._pause("thin", exc)
+        removed = self._db.total_changes - before
+        self.thinned += removed
+        return removed
+
+    # -- imports bookkeeping ------------------------------------------------------------------
+
+    def imported(self, source: str) -> str | None:
+        if not self.open():
+            return None
+        assert self._db is not None
+        row = self._db.execute("SELECT identity FROM imports WHERE source = ?", (source,))
+        found = row.fetchone()
+        return None if found is None else str(found[0])
+
+    def mark_imported(self, source: str, identity: str) -> None:
+        if not self._writable():
+            return
+        assert self._db is not None
+        try:
+            self._db.execute("INSERT OR REPLACE INTO imports VALUES (?, ?)", (source, identity))
+        except sqlite3.Error as exc:
+            self._pause("import", exc)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def count(self) -> int:
+        if not self.open():
+            return 0
+        assert self._db is not None
+        return int(self._db.execute("SELECT COUNT(*) FROM points").fetchone()[0])
+
+    def navs(self, since: float | None = None) -> list[tuple[float, float]]:
+        """(t, nav_usd) in time order, from `since` on (everything when None)."""
+        if not self.open():
+            return []
+        assert self._db is not None
+        query = "SELECT t, nav_usd FROM points"
+        if since is None:
+            return self._db.execute(query + " ORDER BY t").fetchall()
+        return self._db.execute(query + " WHERE t >= ? ORDER BY t", (since,)).fetchall()
+
+    def points(self) -> list[Point]:
+        if not self.open():
+            return []
+        assert self._db is not None
+        rows: Sequence[tuple[float, ...]] = self._db.execute(
+            "SELECT * FROM points ORDER BY t"
+        ).fetchall()
+        return [Point(*row) for row in rows]
+
+
+# Within [older, newer) keep, per bucket, the first, the lowest and the highest point.
+_THIN = """
+DELETE FROM points WHERE t >= ?1 AND t < ?2 AND t NOT IN (
+    SELECT MIN(t) FROM points WHERE t >= ?1 AND t < ?2 GROUP BY CAST(t / ?3 AS INTEGER)
+    UNION SELECT t FROM (SELECT t, MIN(nav_usd) FROM points WHERE t >= ?1 AND t < ?2
+                         GROUP BY CAST(t / ?3 AS INTEGER))
+    UNION SELECT t FROM (SELECT t, MAX(nav_usd) FROM points WHERE t >= ?1 AND t < ?2
+                         GROUP BY CAST(t / ?3 AS INTEGER))
+)
+"""
+
+
+def _is_corruption(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text or "corrupt" in text
