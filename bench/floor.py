@@ -2,10 +2,11 @@
 
 `python -m bench.floor --watch-file F --out-dir D [--watcher inotify|watchdog] [--fsync]`.
 On every rename into place (or close after writing) of F it reads F's bytes and publishes
-them with the publisher's own atomic writer (`kpi_publisher.fs.write_atomic`), so the floor
-pays the same publish cost per file. `inotify` reads raw inotify events in the main thread
-(the absolute floor); `watchdog` does the copy inside the watchdog handler (the least any
-watchdog-based publisher can do). Publishes once at start so a prober knows it is ready.
+them with the publisher's own atomic writer (`kpi_publisher.fs.write_atomic`, in the daemon's
+default durability order), so the floor pays the same publish cost per file. `inotify` reads
+raw inotify events in the main thread (the absolute floor); `watchdog` does the copy inside
+the watchdog handler (the least any watchdog-based publisher can do). Publishes once at start
+so a prober knows it is ready.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, Inotify
+from kpi_publisher.config import DEFAULT_DURABILITY
 from kpi_publisher.fs import write_atomic
 
 OUT_NAME = "kpis_v7.json"
@@ -27,7 +29,7 @@ OUT_NAME = "kpis_v7.json"
 def copy(src: Path, dst: Path, *, fsync: bool) -> None:
     with open(src, "rb") as fh:
         data = fh.read()
-    write_atomic(dst, data, fsync=fsync)
+    write_atomic(dst, data, fsync=fsync, durability=DEFAULT_DURABILITY)
 
 
 def run_inotify(src: Path, dst: Path, fsync: bool, stop: threading.Event) -> None:

@@ -4,11 +4,13 @@ event listeners.
 Each published file is read with the inputs' defensive reader (regular files only, never
 blocking on a FIFO, under the size cap), parsed and validated against its JSON Schema; each
 must also be younger than `--max-age-s` (default: three heartbeats, the dashboard's "publisher
-down" rule) and not stamped more than CLOCK_SKEW_S ahead of the clock. Exit 0 when all is well,
-6 (CHECK_INVALID) when a file is missing, unreadable, unparseable or fails its schema, or when
+down" rule) and not stamped more than CLOCK_SKEW_S ahead of the clock. Both are read as one
+publish: read again once when their `generated_at` differ. Exit 0 when all is well, 6
+(CHECK_INVALID) when a file is missing, unreadable, unparseable or fails its schema, when
 kpis_v7.json reports every state-dir source `missing` (a publisher reading the wrong state dir),
-else 5 (CHECK_STALE) when a file is too old or from the future. One structlog line per file,
-then a summary line `check`.
+or when the two files are of two publishes (still apart when read again), else 5 (CHECK_STALE)
+when a file is too old or from the future. One structlog line per file, then a summary line
+`check`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from kpi_publisher.contract import (
     KPIS_FILE,
     MISSING,
     OUTPUT_FILES,
+    POSITIONS_FILE,
     STALE,
     ExitCode,
     down_after_s,
@@ -46,6 +49,8 @@ from kpi_publisher.sources import STATE_FILES
 
 # Published file -> its JSON Schema's name.
 FILES: Mapping[str, str] = {name: schema_of(name) for name in OUTPUT_FILES}
+# The verdict on both files together: of one publish, or not (`check_outputs`).
+PAIR = f"{KPIS_FILE} + {POSITIONS_FILE}"
 ALL_MISSING = (
     "every state-dir source is missing: the publisher reads nothing (is its --state-dir right?)"
 )
@@ -60,6 +65,7 @@ class FileCheck:
     age_s: float | None = None
     error: str | None = None
     sources_not_ok: Mapping[str, str] | None = None
+    generated_at: float | None = None
 
 
 def check_document(raw: bytes, schema_name: str) -> tuple[Any, str | None]:
@@ -92,14 +98,8 @@ def _all_sources_missing(doc: Any) -> bool:
     return bool(listed) and all(isinstance(e, dict) and e.get("status") == MISSING for e in listed)
 
 
-def check_file(
-    path: Path, schema_name: str, now: float, max_age_s: float, *, max_bytes: int
-) -> FileCheck:
-    """Validate one published file and judge its freshness at `now` (epoch seconds).
-
-    The file is read with `fs.read_bytes`: a FIFO, a device or a directory at the path is
-    refused without blocking, and a file over `max_bytes` is refused without being read.
-    """
+def _read(path: Path, max_bytes: int) -> bytes | FileCheck:
+    """The file's bytes, or the verdict on a file that cannot be read."""
     try:
         raw, _ = fs.read_bytes(path, max_bytes=max_bytes)
     except FileNotFoundError:
@@ -108,6 +108,24 @@ def check_file(
         return FileCheck(path.name, INVALID, error=f"cannot read: {exc.reason}")
     except OSError as exc:
         return FileCheck(path.name, INVALID, error=f"cannot read: {exc.strerror or exc}")
+    return raw
+
+
+def check_file(
+    path: Path, schema_name: str, now: float, max_age_s: float, *, max_bytes: int
+) -> FileCheck:
+    """Validate one published file and judge its freshness at `now` (epoch seconds).
+
+    The file is read with `fs.read_bytes`: a FIFO, a device or a directory at the path is
+    refused without blocking, and a file over `max_bytes` is refused without being read.
+    """
+    raw = _read(path, max_bytes)
+    if isinstance(raw, FileCheck):
+        return raw
+    return _judge(path.name, raw, schema_name, now, max_age_s)
+
+
+def _judge(name: str, raw: bytes, schema_name: str, now: float, max_age_s: float) -> FileCheck:
     doc, error = check_document(raw, schema_name)
     age = publish_age_s(doc, now) if isinstance(doc, dict) else None
     generated = number(doc.get("generated_at")) if isinstance(doc, dict) else None
@@ -119,16 +137,58 @@ def check_file(
     if error is None and schema_name == FILES[KPIS_FILE] and _all_sources_missing(doc):
         error = ALL_MISSING
     if error is not None:
-        return FileCheck(path.name, INVALID, age, error, not_ok)
+        return FileCheck(name, INVALID, age, error, not_ok, generated)
     if age is None:
         if ahead is None:
             why = "no generated_at"
         else:
             why = f"generated_at {ahead:.1f} s ahead of the clock (skew limit {CLOCK_SKEW_S:.0f} s)"
-        return FileCheck(path.name, STALE, None, why, not_ok)
+        return FileCheck(name, STALE, None, why, not_ok, generated)
     if age > max_age_s:
-        return FileCheck(path.name, STALE, age, f"{age:.1f} s old, limit {max_age_s:.1f} s", not_ok)
-    return FileCheck(path.name, VALID, age, None, not_ok)
+        return FileCheck(
+            name, STALE, age, f"{age:.1f} s old, limit {max_age_s:.1f} s", not_ok, generated
+        )
+    return FileCheck(name, VALID, age, None, not_ok, generated)
+
+
+def _generated_at(raw: bytes | FileCheck) -> Any:
+    """The `generated_at` of a readable JSON object, else None (nothing to pair by)."""
+    if isinstance(raw, FileCheck):
+        return None
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return doc.get("generated_at") if isinstance(doc, dict) else None
+
+
+def _read_pair(out_dir: Path, max_bytes: int) -> list[bytes | FileCheck]:
+    return [_read(out_dir / name, max_bytes) for name in FILES]
+
+
+def _paired(raws: list[bytes | FileCheck]) -> bool:
+    stamps = [_generated_at(raw) for raw in raws]
+    return None in stamps or all(stamp == stamps[0] for stamp in stamps)
+
+
+def check_outputs(
+    out_dir: Path, now: float, max_age_s: float, *, max_bytes: int
+) -> list[FileCheck]:
+    """Both published files, judged as one publish: read again once when their `generated_at`
+    differ (a read between a publish's two renames). Still apart, they are two publishes (a
+    publisher that stopped between its renames, another writer): `PAIR` is invalid then."""
+    raws = _read_pair(out_dir, max_bytes)
+    if not _paired(raws):
+        raws = _read_pair(out_dir, max_bytes)
+    results = [
+        raw if isinstance(raw, FileCheck) else _judge(name, raw, schema, now, max_age_s)
+        for raw, (name, schema) in zip(raws, FILES.items(), strict=True)
+    ]
+    if not _paired(raws):
+        stamps = " and ".join(repr(_generated_at(raw)) for raw in raws)
+        why = f"{PAIR} are of two publishes (generated_at {stamps}), also when read again"
+        results.append(FileCheck(PAIR, INVALID, error=why))
+    return results
 
 
 def check_optional(path: Path, schema_name: str, *, max_bytes: int) -> FileCheck | None:
@@ -211,12 +271,9 @@ def run_check(args: argparse.Namespace) -> int:
     logs.configure(settings.log_format)
     max_age_s = down_after_s(settings.heartbeat_s) if args.max_age_s is None else args.max_age_s
     now = args.now if args.now is not None else time.time()
-    results = [
-        check_file(
-            settings.publish_dir / name, schema, now, max_age_s, max_bytes=settings.max_input_bytes
-        )
-        for name, schema in FILES.items()
-    ]
+    results = check_outputs(
+        settings.publish_dir, now, max_age_s, max_bytes=settings.max_input_bytes
+    )
     history = check_optional(
         settings.publish_dir / NAV_HISTORY_FILE,
         schema_of(NAV_HISTORY_FILE),
@@ -224,6 +281,9 @@ def run_check(args: argparse.Namespace) -> int:
     )
     results += [history] if history is not None else []
     for r in results:
+        if r.file == PAIR:
+            log.error("check_pair", status=r.status, reason=r.error)
+            continue
         path = settings.publish_dir / r.file
         fields_out: dict[str, Any] = {"file": str(path), "status": r.status}
         fields_out["age_s"] = None if r.age_s is None else round(r.age_s, 3)

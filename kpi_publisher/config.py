@@ -17,6 +17,9 @@ from typing import Any
 
 from kpi_publisher import executor_root, fs
 from kpi_publisher.contract import DEFAULT_SYMBOLS_CAP
+from kpi_publisher.fs import DURABILITIES, FAST
+
+DEFAULT_DURABILITY = FAST
 
 # Seconds after which a source counts as stale (docs/CONTRACT_RULES.md, rule 10); None = never.
 # One entry per source (contract.SOURCE_NAMES): the [stale_s] table accepts exactly these names.
@@ -59,6 +62,7 @@ class Settings:
     rescan_s: float = 2.0
     retry_ms: float = 100.0
     fsync: bool = True
+    durability: str = DEFAULT_DURABILITY  # fast: rename, then fsync | strict: fsync, then rename
     log_format: str = "auto"  # auto | json | console
     metrics_port: int | None = None
     history_path: Path | None = None  # None: beside the crash log, in the private runtime dir
@@ -96,8 +100,9 @@ _PATH_FIELDS = {
 }
 _INT_FIELDS = {"symbols_cap", "max_input_bytes", "metrics_port"}
 _BOOL_FIELDS = {"fsync"}
-_STR_FIELDS = {"host_label", "account_label", "log_format"}
+_STR_FIELDS = {"host_label", "account_label", "log_format", "durability"}
 LOG_FORMATS = ("auto", "json", "console")
+_CHOICES = {"log_format": LOG_FORMATS, "durability": DURABILITIES}
 FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Settings))
 # A config file names its own location only on the command line or in KPI_CONFIG_FILE.
 FILE_KEYS = FIELD_NAMES - {"config_file"}
@@ -292,9 +297,10 @@ def _coerce(name: str, value: Any, origin: Origin = CLI) -> Any:
         raise _bad(origin, name, "must be a boolean", value)
     if name in _STR_FIELDS:
         text = _text(name, value, origin)
-        if name == "log_format" and text not in LOG_FORMATS:
-            raise _bad(origin, name, "must be auto, json or console", value)
-        if name != "log_format" and not text.isprintable():
+        choices = _CHOICES.get(name)
+        if choices is not None and text not in choices:
+            raise _bad(origin, name, f"must be {', '.join(choices[:-1])} or {choices[-1]}", value)
+        if choices is None and not text.isprintable():
             raise _bad(origin, name, "must be printable text", value)
         return text
     if name == "stale_s":

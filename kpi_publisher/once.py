@@ -94,7 +94,7 @@ def run_once(args: argparse.Namespace) -> int:
         os.makedirs(out_dir, exist_ok=True)
         # A running daemon on this out dir is refused at once; another `once` is waited for.
         held = lock.acquire(out_dir, wait_s=lock.SHORT_HOLDER_WAIT_S)
-        publish(outputs, out_dir, fsync=settings.fsync)
+        publish(outputs, out_dir, fsync=settings.fsync, durability=settings.durability)
     except lock.LockHeld as exc:
         print(f"hedge-kpi once: not published: {exc}", file=sys.stderr)
         return ExitCode.USAGE

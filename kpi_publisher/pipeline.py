@@ -5,13 +5,15 @@ The only place that knows the order of the stages.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from kpi_publisher.contract import KPIS_SCHEMA, POSITIONS_SCHEMA, SCHEMA_VERSION, SourceRead
 from kpi_publisher.parse import iso_utc
 from kpi_publisher.stages import aum, fees, fx, nav, positions, risk, router, status, symbols
+
+_T = TypeVar("_T")
 
 
 class BuildSettings(Protocol):
@@ -26,6 +28,38 @@ class BuildSettings(Protocol):
     def stale_limit_s(self, source: str) -> float | None: ...
 
 
+class StageRunner(Protocol):
+    """Runs one stage: `fn(*args)`, or the result it gave before for the same `args`."""
+
+    def __call__(self, stage: str, fn: Callable[..., _T], /, *args: Any) -> _T: ...
+
+
+def _compute(stage: str, fn: Callable[..., _T], /, *args: Any) -> _T:
+    return fn(*args)
+
+
+def _position_book(
+    run: StageRunner,
+    rows: list[dict[str, Any]],
+    risk_doc: Any,
+    symbols_cap: int,
+    cvar: Mapping[str, float | None] | None,
+    nav_usd: float | None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    held = run("held", _symbols_of, rows)
+    symbol_map = run("symbols", symbols.build_symbols, risk_doc, held, symbols_cap, cvar)
+    joined = run("joined", positions.join_risk, rows, symbol_map)
+    sums = run("book_sums", positions.book_sums, joined)
+    return symbol_map, {
+        "positions": joined,
+        "totals": positions.book_totals(joined, sums, nav_usd),
+    }
+
+
+def _symbols_of(rows: list[dict[str, Any]]) -> list[str]:
+    return [r["symbol"] for r in rows]
+
+
 def position_book(
     rows: list[dict[str, Any]],
     risk_doc: Any,
@@ -38,8 +72,7 @@ def position_book(
     The held symbols come first in the map (capped at `symbols_cap`), and each row is joined
     with its symbol's risk fields. The executor's positions_state.json is built by this too.
     """
-    symbol_map = symbols.build_symbols(risk_doc, [r["symbol"] for r in rows], symbols_cap, cvar)
-    return symbol_map, positions.build_positions(rows, symbol_map, nav_usd)
+    return _position_book(_compute, rows, risk_doc, symbols_cap, cvar, nav_usd)
 
 
 @dataclass(frozen=True)
@@ -50,11 +83,54 @@ class Outputs:
 
 def build(sources: Mapping[str, SourceRead], now: float, settings: BuildSettings) -> Outputs:
     """Build kpis_v7 and positions_v7 from the sources as read at `now` (epoch seconds)."""
+    return _compose(sources, now, settings, _compute)
+
+
+class Incremental:
+    """`build` for a caller that builds again and again (the daemon): a stage runs again only
+    when its inputs changed, so a NAV change does not rebuild a thousand symbols.
+
+    A stage's inputs are source documents, results of other stages and settings values. The
+    reader hands back the very same document object until the file's content changes, and a
+    stage result is reused while every input is the same object (or an equal int), so the
+    outputs are those of `build`, byte for byte. The stages that read `now` (nav, status) run
+    every time. Reused blocks appear in successive outputs: only those rebuilt every time (nav,
+    sources, the positions file's `source`) may be changed in place afterwards.
+    """
+
+    def __init__(self) -> None:
+        # Per stage: the arguments of its last run (held, so no id is reused) and its result.
+        self._last: dict[str, tuple[tuple[Any, ...], Any]] = {}
+
+    def _run(self, stage: str, fn: Callable[..., _T], /, *args: Any) -> _T:
+        last = self._last.get(stage)
+        if last is not None and len(last[0]) == len(args) and all(map(_same, last[0], args)):
+            result: _T = last[1]
+            return result
+        result = fn(*args)
+        self._last[stage] = (args, result)
+        return result
+
+    def __call__(
+        self, sources: Mapping[str, SourceRead], now: float, settings: BuildSettings
+    ) -> Outputs:
+        """The outputs `build(sources, now, settings)` gives."""
+        return _compose(sources, now, settings, self._run)
+
+
+def _same(before: Any, now: Any) -> bool:
+    """The same object, or the same int (settings values such as the symbols cap)."""
+    return before is now or (type(before) is int and type(now) is int and before == now)
+
+
+def _compose(
+    sources: Mapping[str, SourceRead], now: float, settings: BuildSettings, run: StageRunner
+) -> Outputs:
     data = {name: read.data for name, read in sources.items()}
     nav_state, nav_doc, risk_doc = data.get("nav_state"), data.get("nav"), data.get("risk")
-    rate = fx.resolve_usd_zar(nav_state, nav_doc, data.get("fx"))
-    rows, dropped_rows = positions.normalize_rows(data.get("positions"))
-    held = [r["symbol"] for r in rows]
+    cap = settings.symbols_cap
+    rate = run("fx", fx.resolve_usd_zar, nav_state, nav_doc, data.get("fx"))
+    rows, dropped_rows = run("rows", positions.normalize_rows, data.get("positions"))
     nav_block = nav.build_nav(
         nav_state,
         nav_doc,
@@ -62,21 +138,20 @@ def build(sources: Mapping[str, SourceRead], now: float, settings: BuildSettings
         now=now,
         nav_fresh_s=settings.nav_fresh_s,
         risk=risk_doc,
-        positions_pnl_usd=positions.pnl_total(rows),
+        positions_pnl_usd=run("rows_pnl", positions.pnl_total, rows),
     )
-    gross, net = positions.book_notionals(rows)
+    gross, net = run("rows_notionals", positions.book_notionals, rows)
     risk_block = {
-        **risk.build_risk(risk_doc, nav_state),
+        **run("risk", risk.build_risk, risk_doc, nav_state),
         "gross_exposure_pct": positions.exposure_pct(gross, nav_block["nav_usd"]),
         "net_exposure_pct": positions.exposure_pct(net, nav_block["nav_usd"]),
-        **risk.build_var(data.get("risk_advanced")),
+        **run("var", risk.build_var, data.get("risk_advanced")),
     }
-    router_block = router.build_router(risk_doc, data.get("router"), held, settings.symbols_cap)
-    fees_block = fees.build_fees(risk_doc)
-    cvar = risk.cvar_by_symbol(data.get("risk_advanced"))
-    symbol_map, book = position_book(
-        rows, risk_doc, settings.symbols_cap, cvar, nav_usd=nav_block["nav_usd"]
-    )
+    held = run("held", _symbols_of, rows)
+    router_block = run("router", router.build_router, risk_doc, data.get("router"), held, cap)
+    fees_block = run("fees", fees.build_fees, risk_doc)
+    cvar = run("cvar", risk.cvar_by_symbol, data.get("risk_advanced"))
+    symbol_map, book = _position_book(run, rows, risk_doc, cap, cvar, nav_block["nav_usd"])
     aum_block = aum.build_aum(
         nav_state,
         nav_doc,
@@ -125,4 +200,4 @@ def build(sources: Mapping[str, SourceRead], now: float, settings: BuildSettings
     return Outputs(kpis=kpis, positions=positions_doc)
 
 
-__all__ = ["SCHEMA_VERSION", "BuildSettings", "Outputs", "build", "position_book"]
+__all__ = ["SCHEMA_VERSION", "BuildSettings", "Incremental", "Outputs", "build", "position_book"]

@@ -10,13 +10,18 @@ from kpi_publisher.pipeline import Outputs
 from kpi_publisher.render import render
 
 
-def publish(outputs: Outputs, out_dir: Path, *, fsync: bool = True) -> None:
-    """Replace both published files (one directory fsync for the pair); on error the old files
-    stay intact, no temp file is left, and OSError propagates."""
+def publish(
+    outputs: Outputs, out_dir: Path, *, fsync: bool = True, durability: str = fs.FAST
+) -> None:
+    """Replace both published files (one directory fsync for the pair), durable on return when
+    `fsync` (`durability`: fs.FAST renames before syncing, fs.STRICT after); on an error
+    before the renames the old files stay intact, no temp file is left, and OSError
+    propagates (see fs.write_atomic_many for a failed sync after them)."""
     fs.write_atomic_many(
         [
             (out_dir / POSITIONS_FILE, render(outputs.positions)),
             (out_dir / KPIS_FILE, render(outputs.kpis)),
         ],
         fsync=fsync,
+        durability=durability,
     )

@@ -26,8 +26,9 @@ from kpi_publisher.cli import PATH_OPTION_FIELDS, add_path_options
 from kpi_publisher.config import ConfigError, Settings, resolve
 from kpi_publisher.contract import ExitCode
 from kpi_publisher.daemon import Daemon, input_paths, install_signal_thread, output_paths
+from kpi_publisher.fs import DURABILITIES
 from kpi_publisher.history.recorder import recorder_for
-from kpi_publisher.pipeline import build
+from kpi_publisher.pipeline import Incremental
 from kpi_publisher.sources import SourceReader
 from kpi_publisher.watcher import Watcher
 
@@ -40,6 +41,7 @@ CLI_FIELDS: tuple[str, ...] = (
     "rescan_s",
     "retry_ms",
     "fsync",
+    "durability",
     "log_format",
 )
 
@@ -71,6 +73,11 @@ def register(subparsers: Any) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="fsync published files and the out dir (default on)",
+    )
+    tuning.add_argument(
+        "--durability",
+        choices=DURABILITIES,
+        help="fast: rename, then fsync; strict: fsync, then rename (fast)",
     )
     tuning.add_argument(
         "--log-format", choices=("auto", "json", "console"), help="auto: console on a TTY"
@@ -106,7 +113,9 @@ def build_daemon(
     **seams: Any,
 ) -> Daemon:
     """The daemon with the real reader and watcher; `seams` go to `Daemon` (publisher, clocks,
-    reload, observers ...). The watcher's rescan asks the daemon's current reader."""
+    reload, observers ...); the build re-runs only the stages whose inputs changed. The
+    watcher's rescan asks the daemon's current reader."""
+    seams.setdefault("build", Incremental())
     reader = SourceReader(settings)
     watcher = watcher if watcher is not None else build_watcher(settings, reader)
     daemon = Daemon(settings, batches=watcher, reader=reader, **seams)
@@ -162,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     recorder = recorder_for(settings)
     seams: dict[str, Any] = {}
     if recorder is not None:  # the history: a post-publish observer, its block in the build
-        seams = {"observers": [recorder.observe], "build": recorder.with_performance(build)}
+        seams = {"observers": [recorder.observe], "build": recorder.with_performance(Incremental())}
     daemon = build_daemon(settings, reload=lambda: resolve(cli), **seams)
     held_elsewhere: list[lock.LockHeld] = []
 

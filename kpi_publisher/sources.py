@@ -300,6 +300,11 @@ class SourceReader:
         self._seen = fs.StampLedger()  # the stamp of every file as this reader last saw it
         self._reported: dict[str, tuple[Any, ...]] = {}
         self._content: dict[str, tuple[Any, ...]] = {}
+        self._current: dict[str, SourceRead] = {}  # what `read` last returned, per source
+        self._owners: dict[Path, set[str]] = {}  # the sources each candidate path belongs to
+        for name, candidates in self._paths.items():
+            for path in candidates:
+                self._owners.setdefault(path, set()).add(name)
 
     @property
     def paths(self) -> Mapping[str, tuple[Path, ...]]:
@@ -354,6 +359,10 @@ class SourceReader:
         Later candidates (positions.json after positions_state.json) are tried only while no
         earlier one gave data and there is no last good content (docs/CONTRACT_RULES.md, rule 7).
         """
+        self._current[name] = read = self._read_candidates(name)
+        return read
+
+    def _read_candidates(self, name: str) -> SourceRead:
         failures: list[SourceRead] = []
         candidates = self._paths[name]
         for index, path in enumerate(candidates):
@@ -383,10 +392,26 @@ class SourceReader:
         return {name: self.read(name) for name in SOURCE_NAMES}
 
     def refresh(self, events: Iterable[Path] = ()) -> Refresh:
-        """Read every source and say which changed since the previous refresh. `events` had
-        file-system events: they are re-read even when their stamp looks unchanged."""
-        self.invalidate(events)
-        sources = self.read_all()
+        """Every source as it stands, and which changed since the previous refresh.
+
+        `events` had file-system events: they are re-read even when their stamp looks unchanged,
+        and only the sources they belong to are read at all; the others stand as the previous
+        read left them (an event the watcher missed is named by its rescan, `unread_changes`).
+        With no events (start, heartbeat, retry, reload), or an event on a file that is no
+        source's, every source is looked at: a stat each, a read only where the stamp moved.
+        """
+        touched = set(events)
+        owned = touched & self._owners.keys()
+        self.invalidate(owned)
+        names: set[str] | None = None
+        if touched and owned == touched:
+            names = set().union(*(self._owners[path] for path in owned))
+        sources = {
+            name: self.read(name)
+            if names is None or name in names or name not in self._current
+            else self._current[name]
+            for name in SOURCE_NAMES
+        }
         changed: set[str] = set()
         content_changed: set[str] = set()
         for name, read in sources.items():

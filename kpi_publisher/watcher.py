@@ -1,8 +1,13 @@
 """watchdog behind an iterator of debounced batches of changed input paths.
 
-The watchdog handler only records a path and wakes the worker: no I/O, and it never raises
-(an exception in a handler silently kills the observer thread). Everything that can fail
-happens in the worker's thread, inside `Watcher.next_batch`:
+The pass runs on the thread that reads the events: `next_batch` waits (select) on the inotify
+descriptor, opened with watchdog's inotify bindings, and on a wake-up pipe written by
+`interrupt()` (stop, reload) and by any observer thread; its timeout is the caller's heartbeat
+or retry deadline. No thread sits between the kernel and the pass. When inotify is out of
+instances or watches, watchdog's `PollingObserver` runs in its own threads instead; its
+handler (like that of any observer a caller passes in) only records a path and wakes the
+worker: no I/O, and it never raises. Everything that can fail happens in the worker's thread,
+inside `Watcher.next_batch`:
 
 - coalescing: the first change after a quiet spell is returned at once (leading edge); further
   changes are gathered until `debounce_s` after the previous batch, so no change waits longer
@@ -25,9 +30,12 @@ foreign ones by their stamp). Temp names and dot-files are never in that set.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import logging
 import os
+import select
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -46,6 +54,11 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers.api import BaseObserver
+from watchdog.observers.inotify_c import (
+    InotifyConstants,
+    inotify_add_watch,
+    inotify_init,
+)
 from watchdog.observers.polling import PollingObserver
 
 from kpi_publisher import fs
@@ -73,6 +86,92 @@ OVERFLOW_LOGGERS: tuple[str, ...] = ("watchdog.observers.inotify_c", "watchdog.o
 REWATCH_RETRY_S = 0.1  # how often a missing watched directory is looked for again
 POLL_INTERVAL_S = 0.5  # PollingObserver's scan interval when inotify is unavailable
 STOP_JOIN_S = 0.5  # how long stopping waits for watchdog's threads
+
+
+IN = InotifyConstants
+# What the reader asks inotify for on each watched directory (the INOTIFY_EVENTS above, and
+# the directory's own removal or rename, which ends its watch).
+READER_MASK = (
+    IN.IN_MOVED_TO
+    | IN.IN_MOVED_FROM
+    | IN.IN_CREATE
+    | IN.IN_CLOSE_WRITE
+    | IN.IN_DELETE
+    | IN.IN_DELETE_SELF
+    | IN.IN_MOVE_SELF
+    | IN.IN_ONLYDIR
+)
+_FILE_TRIGGERS = IN.IN_MOVED_TO | IN.IN_MOVED_FROM | IN.IN_CREATE | IN.IN_CLOSE_WRITE | IN.IN_DELETE
+_WATCH_GONE = IN.IN_DELETE_SELF | IN.IN_MOVE_SELF | IN.IN_IGNORED
+_EVENT_HEADER = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len
+READ_BUFFER_BYTES = 64 * 1024
+
+
+# watchdog's own wording for the limits (operators grep for it).
+_LIMIT_TEXT = {
+    errno.ENOSPC: "inotify watch limit reached",
+    errno.EMFILE: "inotify instance limit reached",
+}
+
+
+def _inotify_error(what: str, code: int, *filename: str) -> OSError:
+    return OSError(code, _LIMIT_TEXT.get(code, f"{what}: {os.strerror(code)}"), *filename)
+
+
+class InotifyReader:
+    """One inotify instance read by its owner's thread (no threads of its own).
+
+    Opened with watchdog's inotify bindings; `fileno()` is what the owner waits on, `read()`
+    returns what is queued without blocking. OSError from the constructor or `add` carries
+    the errno (EMFILE/ENOSPC: inotify is out of instances or watches).
+    """
+
+    def __init__(self) -> None:
+        fd = inotify_init()
+        if fd < 0:
+            raise _inotify_error("inotify_init", ctypes.get_errno())
+        os.set_inheritable(fd, False)
+        os.set_blocking(fd, False)
+        self._fd = fd
+        self._dirs: dict[int, str] = {}
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def add(self, directory: str) -> bool:
+        """Watch `directory`; False when it is gone (or no longer a directory)."""
+        wd = inotify_add_watch(self._fd, os.fsencode(directory), READER_MASK)
+        if wd < 0:
+            code = ctypes.get_errno()
+            if code in (errno.ENOENT, errno.ENOTDIR):
+                return False
+            raise _inotify_error("inotify_add_watch", code, directory)
+        self._dirs[wd] = directory
+        return True
+
+    def read(self) -> list[tuple[str | None, int, bytes]]:
+        """Queued events as (watched directory or None, mask, name); [] when none are queued."""
+        try:
+            buffer = os.read(self._fd, READ_BUFFER_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return []
+        events: list[tuple[str | None, int, bytes]] = []
+        offset = 0
+        while offset + _EVENT_HEADER.size <= len(buffer):
+            wd, mask, _cookie, length = _EVENT_HEADER.unpack_from(buffer, offset)
+            start = offset + _EVENT_HEADER.size
+            name = buffer[start : start + length].rstrip(b"\0")
+            offset = start + length
+            events.append((self._dirs.get(wd), mask, name))
+        return events
+
+    def is_alive(self) -> bool:
+        return self._fd >= 0
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)  # removes every watch
 
 
 def real_key(path: Path) -> str:
@@ -147,6 +246,8 @@ def _stop_quietly(observer: BaseObserver) -> None:
 
 
 def _inotify_observer() -> BaseObserver:
+    """watchdog's threaded inotify observer (for callers that want one; the default reads
+    inotify on the caller's thread)."""
     from watchdog.observers.inotify import InotifyObserver
 
     return InotifyObserver()
@@ -160,8 +261,9 @@ class Watcher:
     """Watches the directories holding `paths`; `next_batch` returns debounced changes.
 
     `paths` are the input files (as the caller names them; batches contain these objects).
-    Times are seconds on the monotonic clock. Thread model: watchdog's threads call only
-    `_on_event` / `_request_rescan`; everything else runs on the caller's thread.
+    Times are seconds on the monotonic clock. Without `observer_factory`, inotify is read on
+    the caller's thread inside `next_batch`; with one (or when polling), watchdog's threads
+    call only `_on_event` / `_request_rescan`; everything else runs on the caller's thread.
     """
 
     def __init__(
@@ -170,7 +272,7 @@ class Watcher:
         *,
         debounce_s: float = 0.05,
         rescan_s: float = 2.0,
-        observer_factory: ObserverFactory = _inotify_observer,
+        observer_factory: ObserverFactory | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         outputs: Iterable[Path] = (),
         probe: Probe | None = None,
@@ -180,7 +282,11 @@ class Watcher:
         self._observer_factory = observer_factory
         self._mono = monotonic
         self._lock = threading.Lock()
-        self._wake = threading.Event()  # a change, a rescan request, or an interrupt
+        # The wake-up pipe: written on a change seen by an observer thread, a rescan request
+        # or an interrupt; `next_batch` waits on it beside the inotify descriptor.
+        self._wake_lock = threading.Lock()
+        self._wake_r, self._wake_w = -1, -1
+        self._open_wake_pipe()
         self._interrupt = threading.Event()  # an interrupt only (signals): ends any wait
         self._pending: set[Path] = set()
         self._rescan_reason: str | None = None
@@ -192,6 +298,7 @@ class Watcher:
         self._handler = _Handler(self)
         self._overflow_hook = _OverflowHook(self)
         self._observer: BaseObserver | None = None
+        self._reader: InotifyReader | None = None  # inotify read on the caller's thread
         self._polling = False
         self._watched: dict[str, int | None] = {}  # real dir -> inode when scheduled
         self._lost: set[str] = set()  # watched directories that vanished
@@ -203,6 +310,34 @@ class Watcher:
         self._ledger = fs.StampLedger() if probe is None else None
         self._probe: Probe = probe if probe is not None else self._ledger_changes
         self._set_paths(paths)
+
+    # -- the wake-up pipe (any thread) ----------------------------------------------------
+
+    def _open_wake_pipe(self) -> None:
+        with self._wake_lock:
+            if self._wake_r < 0:
+                self._wake_r, self._wake_w = os.pipe()
+                os.set_blocking(self._wake_r, False)
+                os.set_blocking(self._wake_w, False)
+
+    def _close_wake_pipe(self) -> None:
+        with self._wake_lock:
+            fds, (self._wake_r, self._wake_w) = (self._wake_r, self._wake_w), (-1, -1)
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
+
+    def _wake(self) -> None:
+        """Wake `next_batch`. Never raises (observer threads and signal handlers call it)."""
+        with self._wake_lock:
+            if self._wake_w >= 0:
+                with contextlib.suppress(OSError):  # full: a wake-up is already pending
+                    os.write(self._wake_w, b"\0")
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(OSError):
+            while os.read(self._wake_r, 4096):
+                pass
 
     # -- configuration ------------------------------------------------------------------
 
@@ -230,7 +365,7 @@ class Watcher:
         self._restart("paths changed")
         with self._lock:
             self._pending.update(self._inputs)
-        self._wake.set()
+        self._wake()
 
     def set_outputs(self, outputs: Iterable[Path]) -> None:
         """Watch a new set of output paths; rebuilds a running observer when their
@@ -241,7 +376,7 @@ class Watcher:
         self._outputs = outputs
         dirs = self._dirs
         self._set_paths(self._inputs)
-        if self._observer is not None and self._dirs != dirs:
+        if self.observer is not None and self._dirs != dirs:
             self._restart("out dir changed")
 
     @property
@@ -250,8 +385,9 @@ class Watcher:
         return self._polling
 
     @property
-    def observer(self) -> BaseObserver | None:
-        return self._observer
+    def observer(self) -> BaseObserver | InotifyReader | None:
+        """What delivers the events now: the inotify reader, a watchdog observer, or None."""
+        return self._reader if self._reader is not None else self._observer
 
     # -- watchdog-thread side (no I/O, never raises) ------------------------------------
 
@@ -260,7 +396,7 @@ class Watcher:
         if event.is_directory:
             if kind == "deleted" and event.src_path in self._watched:
                 self._rewatch_reason = f"directory deleted: {event.src_path}"
-                self._wake.set()
+                self._wake()
             return
         if kind not in (_POLLING_TRIGGERS if self._polling else _INOTIFY_TRIGGERS):
             return
@@ -272,16 +408,68 @@ class Watcher:
                 with self._lock:
                     self._pending.add(path)
         if hit is not None:
-            self._wake.set()
+            self._wake()
 
     def _request_rescan(self, reason: str) -> None:
         self._rescan_reason = reason
-        self._wake.set()
+        self._wake()
+
+    # -- the inotify reader (caller's thread) --------------------------------------------
+
+    def _on_inotify(self, directory: str | None, mask: int, name: bytes) -> None:
+        """One raw inotify event: record the path, or ask for a rescan or a re-watch."""
+        if mask & IN.IN_Q_OVERFLOW:
+            self._rescan_reason = "queue_overflow"
+            return
+        if directory is None:
+            return
+        if mask & _WATCH_GONE:
+            self._rewatch_reason = f"directory deleted or moved: {directory}"
+            return
+        if mask & IN.IN_ISDIR or not mask & _FILE_TRIGGERS:
+            return
+        path = self._by_key.get(os.path.join(directory, os.fsdecode(name)))
+        if path is not None:
+            with self._lock:
+                self._pending.add(path)
+
+    def _pump(self) -> None:
+        """Record every event the reader has queued. Never raises: a failure is counted and
+        logged by `_maintain`, and the rescan covers the event."""
+        reader = self._reader
+        if reader is None:
+            return
+        try:
+            events = reader.read()
+        except OSError as exc:
+            self._rewatch_reason = f"inotify read failed: {exc.strerror or exc}"
+            return
+        for directory, mask, name in events:
+            try:
+                self._on_inotify(directory, mask, name)
+            except Exception as exc:
+                self._handler_errors += 1
+                self._handler_error = f"{type(exc).__name__}: {exc}"
+
+    def _wait(self, timeout_s: float) -> None:
+        """Sleep until an inotify event, a wake-up or `timeout_s`; record what arrived."""
+        fds = [self._wake_r]
+        reader = self._reader
+        if reader is not None:
+            fds.append(reader.fileno())
+        try:
+            ready, _, _ = select.select(fds, [], [], max(0.0, timeout_s))
+        except InterruptedError:
+            return
+        if self._wake_r in ready:
+            self._drain_wake()
+        if reader is not None and reader.fileno() in ready:
+            self._pump()
 
     def interrupt(self) -> None:
         """End the current `next_batch` wait now (signal handlers call this)."""
         self._interrupt.set()
-        self._wake.set()
+        self._wake()
 
     def set_probe(self, probe: Probe) -> None:
         """Let the rescan ask `probe` (the reader) which inputs changed since they were read."""
@@ -313,10 +501,28 @@ class Watcher:
         self._watched = watched
         return observer
 
+    def _build_reader(self) -> InotifyReader:
+        self._resolve()
+        reader = InotifyReader()
+        watched: dict[str, int | None] = {}
+        try:
+            for directory in self._dirs:
+                inode = _dir_stamp(directory)
+                if inode is not None and reader.add(directory):
+                    watched[directory] = inode  # a missing one is looked for by _maintain
+        except BaseException:
+            reader.close()
+            raise
+        self._watched = watched
+        return reader
+
     def _start_observer(self) -> None:
         if not self._polling:
             try:
-                self._observer = self._build_observer(self._observer_factory, INOTIFY_EVENTS)
+                if self._observer_factory is None:
+                    self._reader = self._build_reader()
+                else:
+                    self._observer = self._build_observer(self._observer_factory, INOTIFY_EVENTS)
                 return
             except OSError as exc:
                 if exc.errno not in _FALLBACK_ERRNOS:
@@ -330,6 +536,9 @@ class Watcher:
         self._observer = self._build_observer(_polling_observer, POLLING_EVENTS)
 
     def _stop_observer(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
         observer, self._observer = self._observer, None
         if observer is None:
             return
@@ -363,6 +572,7 @@ class Watcher:
         If no observer can be started, the failure is logged and retried at every
         maintenance; the rescan covers the inputs meanwhile.
         """
+        self._open_wake_pipe()
         for name in OVERFLOW_LOGGERS:
             logging.getLogger(name).addHandler(self._overflow_hook)
         if self._ledger is not None:
@@ -376,10 +586,12 @@ class Watcher:
         self._next_maintain = self._mono() + self.rescan_s
 
     def stop(self) -> None:
-        """Stop watchdog's threads (bounded wait) and detach the overflow hook."""
+        """Close the inotify reader or stop watchdog's threads (bounded wait), detach the
+        overflow hook and close the wake-up pipe."""
         self._stop_observer()
         for name in OVERFLOW_LOGGERS:
             logging.getLogger(name).removeHandler(self._overflow_hook)
+        self._close_wake_pipe()
 
     def __enter__(self) -> Watcher:
         self.start()
@@ -392,16 +604,19 @@ class Watcher:
 
     def _dead_reason(self) -> str | None:
         observer = self._observer
-        if observer is None:
+        if observer is None and self._reader is None:
             return "observer not running"
-        if not observer.is_alive():
+        if observer is None:
+            pass  # the reader has no thread to die; a lost watch shows in the inodes below
+        elif not observer.is_alive():
             return "observer thread died"
-        for emitter in list(observer.emitters):
-            if not emitter.is_alive():
-                return f"emitter for {emitter.watch.path} died"
-        reader = getattr(observer, "_inotify_fd", None)
-        if isinstance(reader, threading.Thread) and not reader.is_alive():
-            return "inotify reader thread died"
+        else:
+            for emitter in list(observer.emitters):
+                if not emitter.is_alive():
+                    return f"emitter for {emitter.watch.path} died"
+            reader = getattr(observer, "_inotify_fd", None)
+            if isinstance(reader, threading.Thread) and not reader.is_alive():
+                return "inotify reader thread died"
         if self._resolve():
             return "a watched directory now resolves elsewhere (symlink re-pointed)"
         for directory in self._dirs:
@@ -496,15 +711,11 @@ class Watcher:
                 ready_at = self._last_batch + self.debounce_s
                 if now >= ready_at or now >= deadline:
                     return self._take(now)
-                # Gathering: only an interrupt (or the bound) ends this wait.
-                self._interrupt.wait(min(ready_at, deadline) - now)
+                # Gathering: events are recorded; an interrupt or the bound ends this wait.
+                self._wait(min(ready_at, deadline) - now)
                 continue
             if now >= deadline:
                 return frozenset()
-            self._wake.clear()
-            with self._lock:
-                if self._pending:
-                    continue
-            if self._rescan_reason or self._rewatch_reason or self._interrupt.is_set():
+            if self._rescan_reason or self._rewatch_reason:
                 continue
-            self._wake.wait(min(deadline, self._next_maintain) - now)
+            self._wait(min(deadline, self._next_maintain) - now)

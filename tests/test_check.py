@@ -14,7 +14,12 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from kpi_publisher import cli, logs
+from kpi_publisher import check as check_module
+from kpi_publisher import cli, fs, logs, publish
+from kpi_publisher.check import PAIR
+from kpi_publisher.contract import KPIS_FILE, OUTPUT_FILES, POSITIONS_FILE
+from kpi_publisher.parse import iso_utc
+from kpi_publisher.pipeline import Outputs
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -301,3 +306,89 @@ def test_negative_max_age_exit_2_reaches_the_shell(published: dict[str, Path]) -
     assert result.returncode == 2
     assert b"must be >= 0" in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+def _republish(out: Path, generated_at: float, files: tuple[str, ...] = OUTPUT_FILES) -> None:
+    """Publish the documents in `out` again, stamped `generated_at`, with real renames."""
+    docs = {name: orjson.loads((out / name).read_bytes()) for name in OUTPUT_FILES}
+    for doc in docs.values():
+        doc.update(generated_at=generated_at, updated_at=iso_utc(generated_at))
+    docs[KPIS_FILE]["ts"] = generated_at
+    if files == OUTPUT_FILES:
+        publish.publish(Outputs(docs[KPIS_FILE], docs[POSITIONS_FILE]), out, fsync=False)
+    else:
+        for name in files:
+            fs.write_atomic(out / name, orjson.dumps(docs[name]), fsync=False)
+
+
+def test_a_publish_between_the_two_reads_is_read_again(
+    published: dict[str, Path],
+    captured_logs: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A publish that lands between the reads of the two files makes them differ; `check`
+    reads both again and judges the one publish it then sees."""
+    real_read = fs.read_bytes
+    raced: list[Path] = []
+
+    def read_then_publish(path: Path, **kwargs: Any) -> Any:
+        got = real_read(path, **kwargs)
+        if not raced:
+            raced.append(path)
+            _republish(published["out"], NOW + 1)
+        return got
+
+    monkeypatch.setattr(fs, "read_bytes", read_then_publish)
+    assert check(published, "--now", str(NOW + 2)) == 0
+    assert raced
+    assert [e for e in captured_logs if e["event"] == "check_pair"] == []
+    assert {name: e["age_s"] for name, e in by_file(captured_logs).items()} == {
+        KPIS_FILE: 1.0,
+        POSITIONS_FILE: 1.0,
+    }
+
+
+def test_files_of_two_publishes_are_invalid_exit_6(
+    published: dict[str, Path], captured_logs: list[dict[str, Any]]
+) -> None:
+    """Still apart when read again (a publisher stopped between its renames, another writer),
+    the two files are no snapshot: exit 6, and the reason names both stamps."""
+    _republish(published["out"], NOW + 1, files=(POSITIONS_FILE,))
+    assert check(published, "--now", str(NOW + 2)) == 6
+    (pair,) = [e for e in captured_logs if e["event"] == "check_pair"]
+    assert pair["status"] == "invalid"
+    assert f"generated_at {NOW!r} and {NOW + 1!r}" in pair["reason"]
+    assert summary(captured_logs)["status"] == "invalid"
+
+
+def test_a_writer_racing_the_reader_never_yields_a_mixed_pair(published: dict[str, Path]) -> None:
+    """Against a real process publishing back to back, every verdict is of one publish (both
+    files stamped alike) or says that the files are of two publishes; never a silent mix."""
+    out = published["out"]
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pathlib, tests.test_check as t\n"
+            "out = pathlib.Path(sys.argv[1])\n"
+            "for i in range(1, 10**9): t._republish(out, t.NOW + i)\n",
+            str(out),
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        while orjson.loads((out / KPIS_FILE).read_bytes())["generated_at"] == NOW:
+            assert writer.poll() is None
+        seen: set[float | None] = set()
+        for _ in range(300):
+            results = {
+                r.file: r for r in check_module.check_outputs(out, NOW, 1e9, max_bytes=10**7)
+            }
+            if PAIR not in results:
+                assert results[KPIS_FILE].generated_at == results[POSITIONS_FILE].generated_at
+            seen.add(results[KPIS_FILE].generated_at)
+        assert writer.poll() is None
+        assert len(seen) > 1  # the writer published while the reader read
+    finally:
+        writer.kill()
+        writer.wait()

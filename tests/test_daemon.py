@@ -23,7 +23,7 @@ from kpi_publisher.contract import SOURCE_NAMES
 from kpi_publisher.daemon import CrashLog, Daemon, crash_backoff_s, retry_delay_s
 from kpi_publisher.pipeline import Outputs
 from kpi_publisher.run import build_daemon
-from kpi_publisher.watcher import Watcher
+from kpi_publisher.watcher import InotifyReader, Watcher, _inotify_observer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -135,7 +135,7 @@ class MemoryPublisher:
         self.outputs: list[Outputs] = []
         self.fail_with: list[BaseException] = []
 
-    def __call__(self, outputs: Outputs, out_dir: Path, *, fsync: bool) -> None:
+    def __call__(self, outputs: Outputs, out_dir: Path, *, fsync: bool, durability: str) -> None:
         if self.fail_with:
             raise self.fail_with.pop(0)
         self.outputs.append(outputs)
@@ -572,8 +572,8 @@ class Counting:
         self.count = 0
         self.lock = threading.Lock()
 
-    def __call__(self, outputs: Outputs, out_dir: Path, *, fsync: bool) -> None:
-        publish.publish(outputs, out_dir, fsync=fsync)
+    def __call__(self, outputs: Outputs, out_dir: Path, *, fsync: bool, durability: str) -> None:
+        publish.publish(outputs, out_dir, fsync=fsync, durability=durability)
         with self.lock:
             self.count += 1
 
@@ -702,15 +702,19 @@ def test_real_dead_observer_is_replaced_and_publishing_resumes(
 
     watcher = running.daemon.batches
     assert isinstance(watcher, Watcher)
+    # A threaded watchdog observer (the fallback kind; the default reader has no thread).
+    watcher._observer_factory = _inotify_observer
+    watcher._restart("threaded observer for this test")
+    restarts, seen = watcher.restarts, len(running.events)
     observer = watcher.observer
-    assert observer is not None
+    assert observer is not None and not isinstance(observer, InotifyReader)
     observer.schedule(Raising(), str(running.settings.state_dir))
     write_now(running.settings.state_dir / "nav_state.json", nav_doc(7777.0))
     assert died.wait(WAIT_S)
     write_now(running.settings.state_dir / "nav_state.json", nav_doc(8888.0))
     assert running.wait_nav(8888.0)
-    assert watcher.restarts >= 1
-    rewatch = [e for e in running.events if e["event"] == "rewatch"]
+    assert watcher.restarts >= restarts + 1
+    rewatch = [e for e in running.events[seen:] if e["event"] == "rewatch"]
     assert rewatch and rewatch[0]["reason"] == "observer thread died"
 
 

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.polling import PollingObserver
 
-from kpi_publisher.watcher import Watcher
+from kpi_publisher.watcher import IN, InotifyReader, Watcher, _inotify_observer
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -189,7 +189,8 @@ def test_state_dir_deleted_and_recreated_is_watched_again(
 def test_dead_observer_is_restarted_and_events_resume(
     layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A handler exception kills watchdog's dispatcher silently; the liveness check rebuilds it."""
+    """A handler exception kills a watchdog observer's dispatcher silently (an observer given
+    by the caller); the liveness check rebuilds it."""
     died = threading.Event()
     monkeypatch.setattr(threading, "excepthook", lambda args: died.set())
 
@@ -197,11 +198,13 @@ def test_dead_observer_is_restarted_and_events_resume(
         def dispatch(self, event: FileSystemEvent) -> None:
             raise RuntimeError("boom")
 
-    w = Watcher([layout["nav_state"]], debounce_s=0.01, rescan_s=0.2)
+    w = Watcher(
+        [layout["nav_state"]], debounce_s=0.01, rescan_s=0.2, observer_factory=_inotify_observer
+    )
     w.start()
     try:
         observer = w.observer
-        assert observer is not None
+        assert observer is not None and not isinstance(observer, InotifyReader)
         observer.schedule(Raising(), str(layout["state"]))
         replace_into(layout["nav_state"], '{"a": 1}')
         assert died.wait(WAIT_S), "the foreign handler did not kill the observer"
@@ -225,7 +228,7 @@ def test_our_handler_never_raises_and_keeps_the_observer_alive(
     replace_into(layout["nav_state"], "{}")
     deadline = time.monotonic() + WAIT_S
     while watcher._handler_errors == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+        watcher.next_batch(0.01)  # the events are read on this thread
     assert watcher._handler_errors > 0
     observer = watcher.observer
     assert observer is not None and observer.is_alive()
@@ -315,15 +318,49 @@ def test_interrupt_ends_a_wait_at_once(watcher: Watcher) -> None:
     assert time.monotonic() - started < 5.0
 
 
-def test_renames_are_not_held_back_for_move_pairing(watcher: Watcher) -> None:
-    """watchdog's 0.5 s MOVED_FROM pairing delay is off: under load it delayed renames."""
+def test_events_are_read_on_the_callers_thread(layout: dict[str, Path]) -> None:
+    """By default no thread stands between inotify and the pass: starting the watcher starts
+    no thread, and a rename is reported by next_batch on this thread."""
+    before = threading.active_count()
+    w = Watcher([layout["nav_state"]], debounce_s=0.01, rescan_s=60.0)
+    w.start()
+    try:
+        assert isinstance(w.observer, InotifyReader)
+        assert threading.active_count() == before
+        replace_into(layout["nav_state"], '{"a": 1}')
+        assert layout["nav_state"] in wait_for(w, layout["nav_state"])
+    finally:
+        w.stop()
+
+
+def test_inotify_queue_overflow_triggers_an_immediate_rescan(layout: dict[str, Path]) -> None:
+    """IN_Q_OVERFLOW read from the descriptor (the events it stands for are lost) rescans."""
+    w = Watcher([layout["nav_state"]], debounce_s=0.01, rescan_s=60.0)
+    w.start()
+    try:
+        reader = w.observer
+        assert isinstance(reader, InotifyReader)
+        real_read = reader.read
+        reader.read = lambda: [(None, IN.IN_Q_OVERFLOW, b"") for _ in real_read()]  # type: ignore[method-assign]
+        replace_into(layout["nav_state"], '{"lost": true}')
+        assert layout["nav_state"] in wait_for(w, layout["nav_state"])
+    finally:
+        w.stop()
+
+
+def test_renames_are_not_held_back_for_move_pairing(layout: dict[str, Path]) -> None:
+    """watchdog's 0.5 s MOVED_FROM pairing delay is off in a threaded observer too: under load
+    it delayed renames. (The default reader never pairs moves.)"""
+    watcher = Watcher([layout["nav_state"]], observer_factory=_inotify_observer, rescan_s=60.0)
+    watcher.start()
     observer = watcher.observer
-    assert observer is not None
+    assert observer is not None and not isinstance(observer, InotifyReader)
     delays = [
         emitter._inotify._move_event_grouper._queue.delay  # type: ignore[attr-defined]
         for emitter in observer.emitters
     ]
     assert delays and all(d == 0.0 for d in delays)
+    watcher.stop()
 
 
 def test_state_dir_symlink_re_pointed_is_followed(tmp_path: Path) -> None:

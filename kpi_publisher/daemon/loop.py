@@ -80,7 +80,9 @@ class BatchSource(Protocol):
 
 
 class Publisher(Protocol):
-    def __call__(self, outputs: Outputs, out_dir: Path, *, fsync: bool) -> None: ...
+    def __call__(
+        self, outputs: Outputs, out_dir: Path, *, fsync: bool, durability: str
+    ) -> None: ...
 
 
 BuildFn = Callable[[Mapping[str, SourceRead], float, Settings], Outputs]
@@ -236,7 +238,7 @@ class Daemon:
             self.state = plan.failed(self.state, self._mono(), s)
             return PassResult(published=False)
         try:
-            self._publisher(outputs, s.publish_dir, fsync=s.fsync)
+            self._publisher(outputs, s.publish_dir, fsync=s.fsync, durability=s.durability)
         except OSError as exc:
             if not s.publish_dir.is_dir() and not inside(s.publish_dir, s.state_dir):
                 # A separate out dir went away: it is ours to create, and the retry then
@@ -346,6 +348,7 @@ class Daemon:
             heartbeat_s=s.heartbeat_s,
             rescan_s=s.rescan_s,
             fsync=s.fsync,
+            durability=s.durability,
         )
         # A missing state dir is not fatal: state_dir_missing is logged now and every minute,
         # and the directory is watched and published from once it appears (run_pass).

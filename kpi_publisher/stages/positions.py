@@ -170,12 +170,10 @@ def book_notionals(rows: list[dict[str, Any]]) -> tuple[float | None, float | No
     return gross, net
 
 
-def build_positions(
-    rows: list[dict[str, Any]],
-    symbols: Mapping[str, Mapping[str, Any]],
-    nav_usd: float | None = None,
-) -> dict[str, Any]:
-    """{positions, totals}: rows joined with per-symbol risk and formatted, plus book totals."""
+def join_risk(
+    rows: list[dict[str, Any]], symbols: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The rows joined with their symbol's risk fields, money formatted."""
     positions = []
     for row in rows:
         risk = mapping(symbols.get(row["symbol"]))
@@ -187,18 +185,41 @@ def build_positions(
                 "pnl_fmt": fmt_money(row["pnl"]),
             }
         )
+    return positions
+
+
+def book_sums(
+    positions: list[dict[str, Any]],
+) -> tuple[float | None, float | None, float | None]:
+    """(gross notional, net notional, unrealised PnL) of the book in USD."""
     gross, net = book_notionals(positions)
-    pnl_usd = pnl_total(positions)
+    return gross, net, pnl_total(positions)
+
+
+def book_totals(
+    positions: list[dict[str, Any]],
+    sums: tuple[float | None, float | None, float | None],
+    nav_usd: float | None = None,
+) -> dict[str, Any]:
+    """The `totals` block: count, notionals, PnL (`book_sums`) and exposure in percent of NAV."""
+    gross, net, pnl_usd = sums
     return {
-        "positions": positions,
-        "totals": {
-            "count": len(positions),
-            "gross_notional_usd": gross,
-            "net_notional_usd": net,
-            "pnl_usd": pnl_usd,
-            "gross_exposure_pct": exposure_pct(gross, nav_usd),
-            "net_exposure_pct": exposure_pct(net, nav_usd),
-            "gross_notional_fmt": fmt_money(gross),
-            "pnl_fmt": fmt_money(pnl_usd),
-        },
+        "count": len(positions),
+        "gross_notional_usd": gross,
+        "net_notional_usd": net,
+        "pnl_usd": pnl_usd,
+        "gross_exposure_pct": exposure_pct(gross, nav_usd),
+        "net_exposure_pct": exposure_pct(net, nav_usd),
+        "gross_notional_fmt": fmt_money(gross),
+        "pnl_fmt": fmt_money(pnl_usd),
     }
+
+
+def build_positions(
+    rows: list[dict[str, Any]],
+    symbols: Mapping[str, Mapping[str, Any]],
+    nav_usd: float | None = None,
+) -> dict[str, Any]:
+    """{positions, totals}: rows joined with per-symbol risk and formatted, plus book totals."""
+    positions = join_risk(rows, symbols)
+    return {"positions": positions, "totals": book_totals(positions, book_sums(positions), nav_usd)}

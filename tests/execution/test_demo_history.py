@@ -3,6 +3,7 @@ before the replay; the publisher's back-fill then holds the whole month."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -10,8 +11,8 @@ from pathlib import Path
 from execution import demo_executor, demo_history
 from kpi_publisher.history.backfill import backfill
 from kpi_publisher.history.store import HistoryStore
+from tests.history import real as history_real
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "upstream_data" / "02db1d73/logs/nav.jsonl"
 START = 1_790_000_000.0
 
 
@@ -28,7 +29,7 @@ def test_month_installed_once_before_the_replay(tmp_path: Path):
     assert len(rows) == 22_514
     assert rows[-1]["t"] < replay[0]["t"] < START
     assert math.isclose(rows[-1]["nav"], replay[0]["nav"], rel_tol=1e-12)
-    real = [json.loads(line) for line in REAL.read_text().splitlines()]
+    real = [json.loads(line) for line in history_real.month_text().splitlines()]
     for i in (1, 5_000, 22_513):  # the real returns and spacing, only moved and scaled
         assert math.isclose(
             rows[i]["nav"] / rows[i - 1]["nav"], real[i]["nav"] / real[i - 1]["nav"]
@@ -42,6 +43,7 @@ def test_month_installed_once_before_the_replay(tmp_path: Path):
 
 
 def test_month_series_is_the_real_file_byte_for_byte():
-    assert [
-        json.dumps(r) + "\n" for r in demo_history.month_series()
-    ] == REAL.read_text().splitlines(keepends=True)
+    """Serialised again, the demo's month is the executor's nav.jsonl: its recorded SHA-256."""
+    text = "".join(json.dumps(r) + "\n" for r in demo_history.month_series())
+    ((rel, sha),) = history_real.ORIGINALS.values()
+    assert hashlib.sha256(text.encode()).hexdigest() == sha, rel
