@@ -306,6 +306,8 @@ class Watcher:
         self._next_maintain = 0.0
         self.restarts = 0  # how many times the observer was rebuilt (tests, logs)
         self._outputs: tuple[Path, ...] = tuple(outputs)
+        # Tells the publisher's own current output files; events on them are its own renames.
+        self._is_own: Callable[[Path], bool] | None = None
         # Without a probe the watcher keeps its own record of what it handed out.
         self._ledger = fs.StampLedger() if probe is None else None
         self._probe: Probe = probe if probe is not None else self._ledger_changes
@@ -679,6 +681,22 @@ class Watcher:
 
     # -- the batches ----------------------------------------------------------------------
 
+    def set_own_outputs(self, is_own: Callable[[Path], bool] | None) -> None:
+        """Give the predicate that tells the publisher's own current output files. An event on
+        an output that is still the file the publisher renamed into place is its own rename: it
+        is dropped before it can count as a batch, so it never opens a debounce window that
+        would delay the next input change (a foreign write still comes through)."""
+        self._is_own = is_own
+
+    def _has_pending(self) -> bool:
+        """True when a change is pending, once the publisher's own renames are dropped."""
+        with self._lock:
+            if self._is_own is not None and self._pending and self._outputs:
+                for path in [p for p in self._pending if p in self._outputs]:
+                    if self._is_own(path):
+                        self._pending.discard(path)
+            return bool(self._pending)
+
     def _take(self, now: float) -> frozenset[Path]:
         with self._lock:
             batch = frozenset(self._pending)
@@ -705,9 +723,7 @@ class Watcher:
                 return self._take(now) if now >= self._last_batch + self.debounce_s else frozenset()
             if now >= self._next_maintain or self._rescan_reason or self._rewatch_reason:
                 self._maintain(now)
-            with self._lock:
-                pending = bool(self._pending)
-            if pending:
+            if self._has_pending():
                 ready_at = self._last_batch + self.debounce_s
                 if now >= ready_at or now >= deadline:
                     return self._take(now)

@@ -463,3 +463,30 @@ def test_outputs_given_to_the_watcher_report_writes_and_follow_a_new_out_dir(
         assert layout["nav_state"] in wait_for(w, layout["nav_state"])
     finally:
         w.stop()
+
+
+def test_own_output_renames_never_open_a_debounce_window(
+    layout: dict[str, Path],
+) -> None:
+    """Events of the publisher's own renames are dropped before they count as a batch: an input
+    change right after a publish is a leading edge, handed out at once. (With a 5 s debounce, a
+    window opened by the publisher's own rename would hold the input back past this wait.) A
+    write the predicate does not call ours still comes through."""
+    kpis = layout["state"] / "kpis_v7.json"
+    ours = {"flag": True}
+    w = Watcher([layout["nav_state"]], debounce_s=5.0, rescan_s=60.0, outputs=[kpis])
+    w.set_own_outputs(lambda path: path == kpis and ours["flag"])
+    w.start()
+    try:
+        replace_into(kpis, "{}")  # what a publish does
+        assert w.next_batch(0.2) == frozenset()  # dropped: no batch, no window
+        replace_into(layout["nav_state"], "{}")
+        started = time.monotonic()
+        assert w.next_batch(4.0) == frozenset({layout["nav_state"]})
+        assert time.monotonic() - started < 2.0  # a leading edge, not the end of a window
+        ours["flag"] = False  # now someone else's file
+        time.sleep(5.1)  # past the window of that input batch
+        replace_into(kpis, '{"foreign": true}')
+        assert kpis in w.next_batch(1.0)
+    finally:
+        w.stop()

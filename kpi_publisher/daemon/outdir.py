@@ -103,6 +103,10 @@ class OwnOutputs:
         """Remember the stamp of each output we just renamed into place."""
         self._stamps = {p: fs.stamp(p) for p in output_paths(settings)}
 
+    def is_own(self, path: Path) -> bool:
+        """True when `path` is still the output file we last renamed into place."""
+        return path in self._stamps and fs.stamp(path) == self._stamps[path]
+
     def foreign(self, paths: Iterable[Path]) -> list[Path]:
         """Outputs among `paths` whose current file is not the one we last published (written
         or removed by someone else); each is logged as foreign_writer at most every 10 min."""
