@@ -1,8 +1,8 @@
 """Synthetic books in the real shapes of the executor's files (docs/CONTRACT_RULES.md, inputs).
 
 `documents(spec, now)` is pure: the JSON of every input file for a book of `n_symbols`
-symbols and `n_positions` open positions, shaped like the v7.1 executor
-(docs/CONTRACT_RULES.md, executor file shapes):
+symbols and `n_positions` open positions, built by `execution.shapes` in the v7.1 executor's
+shapes (docs/CONTRACT_RULES.md, executor file shapes), with slim health entries:
 nav_state.json (sync shape with its NAV series), nav.json (NAV detail and AUM with
 off-exchange holdings), risk_snapshot.json (per-symbol health entries, drawdown, ATR, fee/PnL
 and the embedded flat `kpis_v7`), router_health.json (the per-symbol list and a summary),
@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from execution import shapes
 from kpi_publisher.executor_root import (
     CACHE_DIR,
     CONFIG_DIR,
@@ -36,11 +37,37 @@ from kpi_publisher.executor_root import (
 
 # The real universe was about 30 USDT-M perpetuals; larger books add synthetic names.
 REAL_SYMBOLS: tuple[str, ...] = (
-    "BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT", "LTCUSDT",
-    "LINKUSDT", "AVAXUSDT", "DOTUSDT", "TRXUSDT", "MATICUSDT", "ATOMUSDT", "NEARUSDT",
-    "APTUSDT", "ARBUSDT", "OPUSDT", "SUIUSDT", "FILUSDT", "INJUSDT", "TIAUSDT", "SEIUSDT",
-    "AAVEUSDT", "UNIUSDT", "ETCUSDT", "BCHUSDT", "XLMUSDT", "WLDUSDT", "PEPEUSDT",
-)  # fmt: skip
+    "BTCUSDT",
+    "ETHUSDT",
+    "SOLUSDT",
+    "BNBUSDT",
+    "XRPUSDT",
+    "DOGEUSDT",
+    "ADAUSDT",
+    "LTCUSDT",
+    "LINKUSDT",
+    "AVAXUSDT",
+    "DOTUSDT",
+    "TRXUSDT",
+    "MATICUSDT",
+    "ATOMUSDT",
+    "NEARUSDT",
+    "APTUSDT",
+    "ARBUSDT",
+    "OPUSDT",
+    "SUIUSDT",
+    "FILUSDT",
+    "INJUSDT",
+    "TIAUSDT",
+    "SEIUSDT",
+    "AAVEUSDT",
+    "UNIUSDT",
+    "ETCUSDT",
+    "BCHUSDT",
+    "XLMUSDT",
+    "WLDUSDT",
+    "PEPEUSDT",
+)
 MARKER_FILE = "risk_snapshot.json"
 MARKER_BASE_USD = 1000.0
 _PLACEHOLDER = 987654321.25  # unique in the rendered risk snapshot; replaced by the marker
@@ -87,65 +114,68 @@ def symbols(n: int) -> list[str]:
     return [*REAL_SYMBOLS, *extra]
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()
+HOLDINGS: dict[str, tuple[float, float]] = {
+    "BTC": (0.35, 61_000.0),
+    "XAUT": (2.0, 2_400.0),
+    "USDC": (5_000.0, 1.0),
+}
+PRICES: dict[str, float] = {"BTC": 101_500.0, "ETH": 3_520.0, "USDT": 1.0, "XAUT": 4_010.0}
+NAV_USD = 102_345.67
+PEAK_USD = 104_000.0
 
 
-def _health_entry(sym: str, rng: random.Random, now: float) -> dict[str, Any]:
-    """One per-symbol execution-health entry, slimmed to the used blocks.
+@dataclass(frozen=True)
+class _SymbolFigures:
+    """One symbol's drawn figures: its health entry, ATR row and router row."""
 
-    docs/CONTRACT_RULES.md, executor file shapes: per-symbol health entries.
-    """
+    health: dict[str, Any]
+    atr: dict[str, Any]
+    router: dict[str, Any]
+
+
+def _symbol(sym: str, rng: random.Random, now: float) -> _SymbolFigures:
     ratio = round(rng.uniform(0.5, 1.8), 4)
     regime = ATR_REGIMES[rng.randrange(len(ATR_REGIMES))]
     maker = round(rng.uniform(0.2, 0.8), 4)
     fallback = round(rng.uniform(0.05, 0.6), 4)
     quality = QUALITIES[rng.randrange(len(QUALITIES))]
-    return {
-        "schema": "execution_health_v1",
-        "symbol": sym,
-        "updated_ts": now,
-        "router": {
-            "maker_fill_ratio": maker,
-            "fallback_ratio": fallback,
-            "slip_q25": round(rng.uniform(0.1, 1.0), 3),
-            "slip_q50": round(rng.uniform(1.0, 3.0), 3),
-            "slip_q75": round(rng.uniform(3.0, 6.0), 3),
-            "policy_quality": quality,
-            "policy": {"maker_first": maker > 0.4, "taker_bias": "neutral", "quality": quality},
-        },
-        "risk": {
-            "dd_today_pct": round(rng.uniform(-2.0, 0.5), 4),
-            "dd_state": "normal",
-            "risk_flags": [],
-            "sharpe_state": "neutral",
-        },
-        "vol": {
-            "atr_now": round(rng.uniform(0.2, 2.0), 5),
-            "atr_med": round(rng.uniform(0.2, 2.0), 5),
-            "atr_ratio": ratio,
-            "atr_regime": regime,
-        },
-    }
+    slip = (
+        round(rng.uniform(0.1, 1.0), 3),
+        round(rng.uniform(1.0, 3.0), 3),
+        round(rng.uniform(3.0, 6.0), 3),
+    )
+    dd_today = round(rng.uniform(-2.0, 0.5), 4)
+    atr_now, atr_med = round(rng.uniform(0.2, 2.0), 5), round(rng.uniform(0.2, 2.0), 5)
 
+    def vol(symbol: str | None = None) -> dict[str, Any]:
+        return shapes.vol_block(
+            symbol=symbol, atr_now=atr_now, atr_med=atr_med, atr_ratio=ratio, regime=regime
+        )
 
-def _atr_symbol(entry: dict[str, Any]) -> dict[str, Any]:
-    vol = entry["vol"]
-    return {"symbol": entry["symbol"], **vol}
-
-
-def _router_symbol(entry: dict[str, Any], rng: random.Random, now: float) -> dict[str, Any]:
-    router = entry["router"]
-    return {
-        "symbol": entry["symbol"],
-        "maker_fill_rate": router["maker_fill_ratio"],
-        "fallback_rate": router["fallback_ratio"],
-        "slippage_p50": router["slip_q50"],
-        "slippage_p95": round(router["slip_q75"] * 1.6, 3),
-        "ack_latency_ms": round(rng.uniform(20.0, 180.0), 1),
-        "quality": router["policy_quality"],
-        "updated_ts": now,
-    }
+    policy = shapes.policy_block(
+        maker_first=maker > 0.4, taker_bias="neutral", quality=quality, offset_bps=slip[1] * 0.5
+    )
+    health = shapes.health_entry(
+        sym,
+        now,
+        maker=maker,
+        fallback=fallback,
+        slip=slip,
+        policy=policy,
+        dd_today_pct=dd_today,
+        vol=vol(),
+        slim=True,
+    )
+    router = shapes.router_entry(
+        sym,
+        maker=maker,
+        fallback=fallback,
+        p50=slip[1],
+        p95=slip[2] * 1.6,
+        ack_ms=round(rng.uniform(20.0, 180.0), 1),
+        updated_ts=now,
+    )
+    return _SymbolFigures(health, vol(sym), router)
 
 
 def _position(sym: str, rng: random.Random, now: float) -> dict[str, Any]:
@@ -154,156 +184,117 @@ def _position(sym: str, rng: random.Random, now: float) -> dict[str, Any]:
     mark = round(entry * rng.uniform(0.97, 1.03), 4)
     qty = round(rng.uniform(100.0, 5000.0) / entry, 6)
     signed = qty if side == "LONG" else -qty
-    return {
-        "symbol": sym,
-        "side": side,
-        "qty": signed,
-        "entry_price": entry,
-        "mark_price": mark,
-        "unrealized_pnl": round((mark - entry) * signed, 6),
-        "realized_pnl": None,
-        "notional": round(abs(signed) * mark, 6),
-        "leverage": 3.0,
-        "ts": _iso(now),
-    }
+    return shapes.snake_row(
+        sym,
+        signed,
+        entry,
+        mark,
+        side=side,
+        pnl=(mark - entry) * signed,
+        leverage=3.0,
+        ts=now,
+        pnl_key="unrealized_pnl",
+    )
 
 
 def documents(spec: BookSpec, now: float, *, seed: int = 7) -> dict[str, Any]:
     """Every input file of the book, keyed by its path relative to the book's root."""
     rng = random.Random(seed)  # noqa: S311 - reproducible data, not a secret
+    era = "v7.1"
     syms = symbols(spec.n_symbols)
-    nav = 102_345.67
-    peak = 104_000.0
-    health = [_health_entry(s, rng, now) for s in syms]
-    atr_symbols = [_atr_symbol(e) for e in health]
-    router_rows = [_router_symbol(e, rng, now) for e in health]
+    nav, peak = NAV_USD, PEAK_USD
+    figures = [_symbol(s, rng, now) for s in syms]
     open_syms = syms[: spec.n_positions] if spec.n_positions <= len(syms) else syms
     positions = [_position(s, rng, now) for s in open_syms]
     series = [
-        {
-            "nav": round(nav + 50.0 * rng.uniform(-1, 1), 2),
-            "t": _iso(now - 60.0 * (spec.series_points - i)),
-            "unrealized_pnl": round(rng.uniform(-200, 200), 2),
-            "equity": nav,
-            "total_equity": nav,
-        }
+        shapes.series_point(
+            now - 60.0 * (spec.series_points - i),
+            round(nav + 50.0 * rng.uniform(-1, 1), 2),
+            round(rng.uniform(-200, 200), 2),
+        )
         for i in range(spec.series_points)
     ]
-    drawdown = {
-        "dd_pct": round((peak - nav) / peak * 100.0, 4),
-        "dd_abs": round(peak - nav, 2),
-        "peak": peak,
-        "nav": nav,
-        "usable": True,
-        "drawdown": {"pct": round((peak - nav) / peak * 100.0, 4), "abs": round(peak - nav, 2)},
-        "daily_loss": {"pct": 0.42, "daily_peak": 102_800.0, "nav": nav},
-    }
-    fee_pnl = {"fee_pnl_ratio": 0.18, "fees": _PLACEHOLDER, "pnl": 2_150.0, "window_days": 7}
-    router_stats = {
-        "maker_fill_ratio": 0.47,
-        "fallback_ratio": 0.21,
-        "slip_q25": 0.6,
-        "slip_q50": 1.8,
-        "slip_q75": 3.9,
-        "slip_q95": 7.2,
-    }
+    notionals = [(p["notional"], 1 if p["side"] == "LONG" else -1) for p in positions]
+    exposures = (
+        round(sum(n for n, _ in notionals), 2),
+        round(sum(n * sign for n, sign in notionals), 2),
+        max((n for n, _ in notionals), default=0.0),
+    )
+    dd_pct = round((peak - nav) / peak * 100.0, 4)
+    drawdown = shapes.drawdown_snapshot(
+        dd_pct=dd_pct,
+        dd_abs=round(peak - nav, 2),
+        daily_loss_pct=0.42,
+        peak=peak,
+        nav=nav,
+        daily_peak=102_800.0,
+        realized_today=120.25,
+        nav_cache_ts=now - 4.0,
+        now=now,
+    )
+    atr = shapes.atr_block("normal", 1.07, [f.atr for f in figures])
+    kpis_atr = shapes.atr_block("normal", 1.07)
     offexchange = {
-        "BTC": {"qty": 0.35, "avg_cost": 61_000.0, "mark": 101_500.0, "usd_value": 35_525.0},
-        "XAUT": {"qty": 2.0, "avg_cost": 2_400.0, "mark": 4_010.0, "usd_value": 8_020.0},
-        "USDC": {"qty": 5_000.0, "avg_cost": 1.0, "mark": 1.0, "usd_value": 5_000.0},
+        sym: shapes.offexchange_entry(qty, cost, PRICES.get(sym, cost))
+        for sym, (qty, cost) in HOLDINGS.items()
     }
-    aum = {"futures": nav, "offexchange": offexchange, "total": round(nav + 48_545.0, 2)}
+    aum = shapes.aum_block(nav, offexchange)
+    conversions = {"BTC": {"amount": 0.0, "price": PRICES["BTC"], "value_usd": 0.0}}
+    kpis = shapes.flat_kpis(
+        era,
+        now=now,
+        atr=kpis_atr,
+        dd_state="normal",
+        drawdown=drawdown,
+        fee_pnl=shapes.fee_pnl_block(fee_pnl_ratio=0.18, fees=387.0, pnl=2_150.0, window_days=7),
+        router_quality="ok",
+        router_stats=shapes.router_stats(
+            maker=0.47, fallback=0.21, q25=0.6, q50=1.8, q75=3.9, q95=7.2
+        ),
+    )
     return {
-        f"{STATE_DIR}/nav_state.json": {
-            "series": series,
-            "peak_equity": peak,
-            "total_equity": nav,
-            "realized_pnl": 310.5,
-            "realized_pnl_today": 120.25,
-            "unrealized_pnl": -85.4,
-            "drawdown": drawdown["dd_pct"],
-            "drawdown_pct": drawdown["dd_pct"],
-            "drawdown_abs": drawdown["dd_abs"],
-            "drawdown_snapshot_at": _iso(now),
-            "gross_exposure": round(sum(p["notional"] for p in positions), 2),
-            "net_exposure": round(
-                sum(p["notional"] * (1 if p["side"] == "LONG" else -1) for p in positions), 2
+        f"{STATE_DIR}/nav_state.json": shapes.nav_state_doc(
+            nav=nav,
+            peak=peak,
+            dd_pct=dd_pct,
+            updated_at=now,
+            series=series,
+            dd_abs=round(peak - nav, 2),
+            realized_pnl=310.5,
+            realized_today=120.25,
+            unrealized=-85.4,
+            exposures=exposures,
+            snapshot_at=now,
+        ),
+        f"{STATE_DIR}/nav.json": shapes.nav_doc(
+            era,
+            nav=nav,
+            updated_ts=now,
+            detail=shapes.nav_detail(nav=nav, aum=aum, conversions=conversions),
+            aum=aum,
+        ),
+        f"{STATE_DIR}/{MARKER_FILE}": shapes.risk_doc(
+            era,
+            updated_ts=now,
+            symbols=[f.health for f in figures],
+            atr=atr,
+            fee_pnl=shapes.fee_pnl_block(
+                fee_pnl_ratio=0.18, fees=_PLACEHOLDER, pnl=2_150.0, window_days=7
             ),
-            "largest_position_value": max((p["notional"] for p in positions), default=0.0),
-            "updated_at": now,
-            "age_s": 0.0,
-        },
-        f"{STATE_DIR}/nav.json": {
-            "nav": nav,
-            "nav_usd": nav,
-            "updated_ts": now,
-            "nav_mode": "live_wallet",
-            "assets": {"USDT": nav},
-            "nav_detail": {
-                "source": "live",
-                "fresh": True,
-                "total_nav": nav,
-                "breakdown": {"USDT": nav},
-                "asset_breakdown": {"USDT": nav},
-                "conversions": {"BTC": {"amount": 0.0, "price": 101_500.0, "value_usd": 0.0}},
-                "aum": aum,
-            },
-            "aum": aum,
-        },
-        f"{STATE_DIR}/{MARKER_FILE}": {
-            "updated_ts": now,
-            "symbols": health,
-            "dd_state": {"dd_state": "normal", "drawdown": drawdown},
-            "atr_regime": "normal",
-            "atr": {"atr_regime": "normal", "median_ratio": 1.07, "symbols": atr_symbols},
-            "fee_pnl_ratio": 0.18,
-            "fee_pnl": fee_pnl,
-            "nav_health": {"age_s": 4.0, "sources_ok": True, "fresh": True, "threshold_s": 90},
-            "risk_config_meta": {
-                "testnet_overrides_active": False,
-                "max_nav_drawdown_pct": 0.3,
-                "daily_loss_limit_pct": 0.1,
-            },
-            "kpis_v7": {
-                "ts": now,
-                "atr_regime": "normal",
-                "atr": {"atr_regime": "normal", "median_ratio": 1.07, "symbols": atr_symbols},
-                "dd_state": "normal",
-                "drawdown": drawdown,
-                "fee_pnl_ratio": 0.18,
-                "fees": 387.0,
-                "pnl": 2_150.0,
-                "router_quality": "ok",
-                "router_stats": router_stats,
-            },
-        },
-        f"{STATE_DIR}/router_health.json": {
-            "updated_ts": now,
-            "summary": {
-                "updated_ts": now,
-                "count": len(router_rows),
-                "quality_counts": {"good": 0, "ok": len(router_rows), "degraded": 0, "broken": 0},
-                "maker_first_enabled": len(router_rows),
-            },
-            "symbols": router_rows,
-        },
-        f"{STATE_DIR}/positions_state.json": {
-            "updated_at": _iso(now),
-            "updated_ts": _iso(now),
-            "positions": positions,
-        },
-        f"{CACHE_DIR}/{FX_FILE}": {
-            "prices": {"BTC": 101_500.0, "ETH": 3_520.0, "USDT": 1.0, "XAUT": 4_010.0},
-            "prices_ts": now,
-            "usd_zar": 17.42,
-            "usd_zar_ts": now,
-            "usd_zar_source": "api",
-        },
-        f"{CONFIG_DIR}/{HOLDINGS_FILE}": {
-            "BTC": {"qty": 0.35, "avg_cost": 61_000.0},
-            "XAUT": {"qty": 2.0, "avg_cost": 2_400.0},
-            "USDC": {"qty": 5_000.0, "avg_cost": 1.0},
-        },
+            dd_state="normal",
+            drawdown=drawdown,
+            nav_health=shapes.nav_health(now=now, nav_ts=now - 4.0, nav=nav),
+            n_positions=len(positions),
+            kpis=kpis,
+        ),
+        f"{STATE_DIR}/router_health.json": shapes.router_doc(
+            era, updated_ts=now, entries=[f.router for f in figures]
+        ),
+        f"{STATE_DIR}/positions_state.json": shapes.positions_state_doc(
+            updated_at=now, positions=positions
+        ),
+        f"{CACHE_DIR}/{FX_FILE}": shapes.fx_cache_doc(era, prices=PRICES, usd_zar=17.42, ts=now),
+        f"{CONFIG_DIR}/{HOLDINGS_FILE}": shapes.holdings_doc(HOLDINGS),
     }
 
 

@@ -4,7 +4,7 @@
 out the real tree under DIR (`logs/state`, `logs/cache`, `config`) and every `--interval` seconds
 writes nav.json, nav_state.json, risk_snapshot.json, router_health.json, positions.json,
 positions_state.json, the NAV log, the drawdown tracker and the price/FX cache, in the shapes
-of the chosen era (`--era v7.1|v7.6`, see `execution.demo_shapes`). The holdings config is
+of the chosen era (`--era v7.1|v7.6`, see `execution.shapes`). The holdings config is
 copied in once (an existing one is kept).
 
 Like the real executor it writes most state files by rename-into-place (temp names
@@ -32,7 +32,7 @@ from typing import Any
 
 import structlog
 
-from execution import demo_history, demo_market, demo_shapes, sync_state
+from execution import demo_history, demo_market, demo_shapes, shapes, sync_state
 from execution.state_publish import write_state_json
 from kpi_publisher.contract import ExitCode
 from kpi_publisher.executor_root import (
@@ -192,8 +192,8 @@ def run(
     clock: Callable[[], float] = time.time,
 ) -> int:
     """Run cycles until `stop` is set or `options.cycles` are done; returns cycles completed."""
-    if options.era not in demo_shapes.ERAS:
-        raise ValueError(f"era must be one of {', '.join(demo_shapes.ERAS)}, got {options.era!r}")
+    if options.era not in shapes.ERAS:
+        raise ValueError(f"era must be one of {', '.join(shapes.ERAS)}, got {options.era!r}")
     stop = stop if stop is not None else threading.Event()
     layout = ExecutorRoot(options.root)
     for directory in (layout.state, layout.cache, layout.config):
@@ -277,9 +277,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--interval", type=_positive_float, default=2.0, help="seconds between cycles (2)"
     )
-    parser.add_argument(
-        "--era", choices=demo_shapes.ERAS, default="v7.1", help="file shapes (v7.1)"
-    )
+    parser.add_argument("--era", choices=shapes.ERAS, default="v7.1", help="file shapes (v7.1)")
     parser.add_argument("--seed", type=int, default=7, help="random seed (7)")
     parser.add_argument("--cycles", type=_positive_int, help="stop after this many cycles")
     parser.add_argument(

@@ -23,6 +23,7 @@ from typing import Any
 import jsonschema
 import orjson
 
+from execution import shapes
 from kpi_publisher import fs, pipeline, render, schemas
 from kpi_publisher.config import Settings, resolve
 from kpi_publisher.executor_root import ExecutorRoot
@@ -39,79 +40,61 @@ STATE_NAMES = {name: files[0] for name, files in STATE_FILES.items()}
 
 
 def good_docs(now: float = NOW, nav_usd: float = 10_234.56) -> dict[str, Any]:
-    """One valid document per source, in the shapes the real executor wrote (v7.1 era)."""
+    """One valid document per source, in the shapes the real executor wrote (v7.1 era): the
+    lean writers' forms, with hand-picked values (1.14 % drawdown, one BTC holding)."""
+    era = "v7.1"
+    holdings = shapes.holdings_doc({"BTC": (0.05, 60_000.0)})
     return {
-        "nav_state": {
-            "nav_usd": nav_usd,
-            "peak_equity": 11_000.0,
-            "drawdown_pct": 6.95,
-            "updated_at": now - 10,
-            "aum": {
-                "futures": nav_usd,
-                "offexchange": {"BTC": {"qty": 0.05, "avg_cost": 60_000.0}},
-            },
-        },
-        "nav": {
-            "nav": nav_usd,
-            "updated_ts": now - 12,
-            "nav_detail": {"source": "exchange", "conversions": {"BTC": {"price": 91_000.0}}},
-        },
-        "risk": {
-            "updated_ts": now - 20,
-            "drawdown": {"dd_pct": 1.14, "dd_abs": 120.5, "daily_loss": {"pct": 0.3}},
-            "dd_state": "NORMAL",
-            "atr": {"median_ratio": 0.8, "atr_regime": "normal"},
-            "router_stats": {
-                "maker_fill_rate": 0.62,
-                "fallback_ratio": 0.1,
-                "slip_q50_bps": 2.5,
-                "quality": "ok",
-            },
-            "fee_pnl": {"fee_pnl_ratio": 0.1, "fees": 12.0, "pnl": 120.0},
-            "symbols": [{"symbol": "BTCUSDT", "dd_today_pct": 0.2, "dd_state": "normal"}],
-        },
-        "router": {
-            "updated_ts": now - 30,
-            "symbols": [
-                {"symbol": "BTCUSDT", "maker_fill_rate": 0.5, "fallback_rate": 0.1},
+        "nav_state": shapes.nav_state_doc(
+            nav=nav_usd,
+            peak=11_000.0,
+            dd_pct=6.95,
+            updated_at=now - 10,
+            aum={"futures": nav_usd, "offexchange": holdings},
+        ),
+        "nav": shapes.nav_doc(
+            era,
+            nav=nav_usd,
+            updated_ts=now - 12,
+            detail=shapes.nav_detail(source="exchange", conversions={"BTC": {"price": 91_000.0}}),
+        ),
+        "risk": shapes.risk_doc(
+            era,
+            updated_ts=now - 20,
+            symbols=[{"symbol": "BTCUSDT", "dd_today_pct": 0.2, "dd_state": "normal"}],
+            atr=shapes.atr_block("normal", 0.8),
+            fee_pnl=shapes.fee_pnl_block(fee_pnl_ratio=0.1, fees=12.0, pnl=120.0),
+            dd_state="NORMAL",
+            drawdown=shapes.drawdown_snapshot(dd_pct=1.14, dd_abs=120.5, daily_loss_pct=0.3),
+            router_stats=shapes.risk_router_stats(maker=0.62, fallback=0.1, q50=2.5, quality="ok"),
+        ),
+        "router": shapes.router_doc(
+            era,
+            updated_ts=now - 30,
+            entries=[shapes.router_entry("BTCUSDT", maker=0.5, fallback=0.1)],
+            summary=False,
+        ),
+        "positions": shapes.positions_state_doc(
+            updated_at=now - 5,
+            iso_stamps=False,
+            positions=[
+                shapes.exchange_row("BTCUSDT", "LONG", "0.01", "90000", "91000", 3),
+                shapes.snake_row("ETHUSDT", -0.5, 3000.0, 2990.0),
             ],
-        },
-        "positions": {
-            "updated_at": now - 5,
-            "positions": [
-                {
-                    "symbol": "BTCUSDT",
-                    "positionAmt": "0.01",
-                    "entryPrice": "90000",
-                    "markPrice": "91000",
-                    "positionSide": "LONG",
-                    "leverage": 3,
-                },
-                {"symbol": "ETHUSDT", "qty": -0.5, "entry_price": 3000.0, "mark_price": 2990.0},
-            ],
-        },
-        "fx": {
-            "prices": {"BTC": 91_000.0, "ETH": 2990.0, "USDT": 1.0},
-            "prices_ts": now - 60,
-            "usd_zar": 18.2,
-            "usd_zar_ts": now - 60,
-        },
-        "holdings": {"BTC": {"qty": 0.05, "avg_cost": 60_000.0}},
-        "risk_advanced": {
-            "updated_ts": now - 40,
-            "var": {
-                "portfolio_var_nav_pct": 0.021,
-                "portfolio_var_usd": 214.9,
-                "max_portfolio_var_nav_pct": 0.05,
-                "confidence": 0.99,
-                "lookback_used": 90,
-            },
-            "cvar": {
-                "per_symbol": {
-                    "BTCUSDT": {"cvar_nav_pct": 0.012, "cvar_usd": 122.8, "limit": 0.04},
-                },
-            },
-        },
+        ),
+        "fx": shapes.fx_cache_doc(
+            era, prices={"BTC": 91_000.0, "ETH": 2990.0, "USDT": 1.0}, usd_zar=18.2, ts=now - 60
+        ),
+        "holdings": holdings,
+        "risk_advanced": shapes.risk_advanced_doc(
+            updated_ts=now - 40,
+            var_nav_pct=0.021,
+            var_usd=214.9,
+            max_var_nav_pct=0.05,
+            confidence=0.99,
+            lookback=90,
+            cvar={"BTCUSDT": (0.012, 122.8, 0.04)},
+        ),
     }
 
 
