@@ -203,6 +203,10 @@ class Daemon:
 
     _prepare_out_dir = prepare_out_dir
 
+    def out_dir_unprepared(self) -> None:
+        """The out dir is to be prepared by the next pass that can (see `run_pass`)."""
+        self._out_dir_ready = False
+
     def run_pass(self, reason: str, paths: Iterable[Path] = ()) -> PassResult:
         """Read every source; publish when something changed, or when forced by `reason`.
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from kpi_publisher.config import ConfigError, Settings
+from kpi_publisher.daemon.outdir import inside
 from kpi_publisher.sources import SourceReader, source_paths
 
 if TYPE_CHECKING:
@@ -71,7 +72,10 @@ def _reload_failed(old: Settings, exc: Exception) -> None:
 
 def _switch(daemon: Daemon, old: Settings, new: Settings) -> bool:
     changed = changed_fields(old, new)
-    if new.publish_dir != old.publish_dir:
+    # An out dir inside a state dir that does not exist yet is never created here (that would
+    # create the state dir): the first pass after the executor creates it prepares it.
+    waits = inside(new.publish_dir, new.state_dir) and not new.state_dir.is_dir()
+    if new.publish_dir != old.publish_dir and not waits:
         try:
             new.publish_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -97,7 +101,10 @@ def _switch(daemon: Daemon, old: Settings, new: Settings) -> bool:
     if input_paths(daemon.reader) != old_paths:
         daemon.batches.set_paths(input_paths(daemon.reader))
     if new.publish_dir != old.publish_dir:
-        daemon.prepare_out_dir()
+        if waits:
+            daemon.out_dir_unprepared()
+        else:
+            daemon.prepare_out_dir()
     if new.log_format != old.log_format:
         from kpi_publisher import logs
 
