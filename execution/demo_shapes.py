@@ -43,7 +43,7 @@ def offexchange_executor_view(
 
 
 def nav_doc(w: World, era: str, holdings: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """`logs/state/nav.json`: NAV, its detail and the executor's AUM (4.1)."""
+    """`logs/state/nav.json`: NAV, its detail and the executor's AUM."""
     shapes.check_era(era)
     nav = r(w.nav_usd)
     aum = shapes.aum_block(nav, offexchange_executor_view(w, holdings))
@@ -70,7 +70,7 @@ def peak_state_doc(w: World) -> dict[str, Any]:
 
 
 def fx_cache_doc(w: World, era: str) -> dict[str, Any]:
-    """`logs/cache/coingecko_cache.json`: prices in USD and USD->ZAR (4.11)."""
+    """`logs/cache/coingecko_cache.json`: prices in USD and USD->ZAR."""
     return shapes.fx_cache_doc(era, prices=w.prices, usd_zar=w.usd_zar, ts=w.now)
 
 
@@ -78,7 +78,7 @@ def fx_cache_doc(w: World, era: str) -> dict[str, Any]:
 
 
 def drawdown_snapshot(w: World) -> dict[str, Any]:
-    """The risk engine's drawdown snapshot: every `pct` is percent, money USD (4.4)."""
+    """The risk engine's drawdown snapshot: every `pct` is percent, money USD."""
     return shapes.drawdown_snapshot(
         dd_pct=w.dd_pct,
         dd_abs=w.dd_abs_usd,
@@ -163,7 +163,7 @@ def _policy(s: RouterStats) -> dict[str, Any]:
 
 
 def health_entry(w: World, symbol: str) -> dict[str, Any]:
-    """One per-symbol execution-health entry (4.8): router, risk and vol blocks."""
+    """One per-symbol execution-health entry: router, risk and vol blocks."""
     s = w.router[symbol]
     return shapes.health_entry(
         symbol,
@@ -185,7 +185,7 @@ def _synth_state(dd_pct: float) -> str:
 
 
 def risk_doc(w: World, era: str, kpis: Mapping[str, Any] | None) -> dict[str, Any]:
-    """`logs/state/risk_snapshot.json` (4.4); `kpis` is the last flat payload, if any yet."""
+    """`logs/state/risk_snapshot.json`; `kpis` is the last flat payload, if any yet."""
     shapes.check_era(era)
     rs = portfolio_router_stats(w)
     quality = router_quality(rs["maker_fill_ratio"], rs["fallback_ratio"], rs["slip_q50"])
@@ -221,7 +221,7 @@ def quality_score(s: RouterStats) -> float:
 
 
 def router_doc(w: World, era: str) -> dict[str, Any]:
-    """`logs/state/router_health.json` (4.5): v7.1 lists with ratios, v7.6 the stats shape."""
+    """`logs/state/router_health.json`: v7.1 lists with ratios, v7.6 the stats shape."""
     shapes.check_era(era)
     entries: list[dict[str, Any]]
     if era == "v7.1":

@@ -115,7 +115,7 @@ def nav_doc(
     detail: Mapping[str, Any],
     aum: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`logs/state/nav.json`: NAV, its detail and (when given) the executor's AUM (4.1)."""
+    """`logs/state/nav.json`: NAV, its detail and (when given) the executor's AUM."""
     doc: dict[str, Any] = {"nav": nav}
     if aum is not None:
         doc["nav_usd"] = nav
@@ -215,7 +215,7 @@ def peak_state_doc(
 def fx_cache_doc(
     era: str, *, prices: Mapping[str, float], usd_zar: float, ts: float
 ) -> dict[str, Any]:
-    """`logs/cache/coingecko_cache.json`: prices in USD and USD->ZAR (4.11)."""
+    """`logs/cache/coingecko_cache.json`: prices in USD and USD->ZAR."""
     check_era(era)
     doc: dict[str, Any] = {
         "prices": {k: r(v) for k, v in sorted(prices.items())},
@@ -248,7 +248,7 @@ def drawdown_snapshot(
     nav_cache_ts: float = 0.0,
     now: float = 0.0,
 ) -> dict[str, Any]:
-    """The risk engine's drawdown snapshot: every `pct` is percent, money USD (4.4); only the
+    """The risk engine's drawdown snapshot: every `pct` is percent, money USD; only the
     three headline figures when no peak is given (the lean writer)."""
     if peak is None:
         return {"dd_pct": dd_pct, "dd_abs": dd_abs, "daily_loss": {"pct": daily_loss_pct}}
@@ -400,7 +400,7 @@ def health_entry(
     vol: Mapping[str, Any],
     slim: bool = False,
 ) -> dict[str, Any]:
-    """One per-symbol execution-health entry (4.8): router, risk and vol blocks; `slim` keeps
+    """One per-symbol execution-health entry: router, risk and vol blocks; `slim` keeps
     only the fields a reader of the snapshot uses (ratios, slippage, policy, drawdown, ATR)."""
     q25, q50, q75 = slip
     warnings = []
@@ -502,7 +502,7 @@ def risk_doc(
     n_positions: int = 0,
     kpis: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`logs/state/risk_snapshot.json` (4.4); `kpis` is the last flat payload, if any yet.
+    """`logs/state/risk_snapshot.json`; `kpis` is the last flat payload, if any yet.
 
     `drawdown` is the engine's snapshot (`drawdown_snapshot`, pct in percent), `dd_state` its
     label. With `nav_health`, the full writer (ATR/fee-PnL headlines, NAV health, config meta,
@@ -645,7 +645,7 @@ def router_stats_entry(
 def router_doc(
     era: str, *, updated_ts: float, entries: Sequence[Mapping[str, Any]], summary: bool = True
 ) -> dict[str, Any]:
-    """`logs/state/router_health.json` (4.5): v7.1 lists of `router_entry` rows (with a
+    """`logs/state/router_health.json`: v7.1 lists of `router_entry` rows (with a
     summary unless `summary` is False), v7.6 the stats shape over `router_stats_entry` rows."""
     check_era(era)
     if era == "v7.1":
