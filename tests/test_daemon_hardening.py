@@ -25,6 +25,7 @@ from structlog.testing import capture_logs
 
 from kpi_publisher.config import Settings
 from kpi_publisher.daemon import FOREIGN_LOG_EVERY_S, Daemon
+from tests import test_daemon, test_daemon_signals
 from tests.test_daemon import (
     T0,
     WAIT_S,
@@ -42,20 +43,10 @@ from tests.test_daemon_signals import Proc, base_args, is_publish, kpis, write_j
 
 pytestmark = pytest.mark.timeout(90)
 
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    state = tmp_path / "logs" / "state"
-    state.mkdir(parents=True)
-    return Settings(
-        state_dir=state,
-        out_dir=tmp_path / "out",
-        fsync=False,
-        heartbeat_s=5.0,
-        retry_ms=100.0,
-        debounce_ms=20.0,
-        rescan_s=60.0,
-    )
+# The fixtures of the daemon suite (settings) and of its process suite (dirs, spawn).
+settings = test_daemon.settings
+dirs = test_daemon_signals.dirs
+spawn = test_daemon_signals.spawn
 
 
 def events_named(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
@@ -222,29 +213,6 @@ def test_a_persistent_publish_failure_backs_off_and_logs_once_per_streak(
 
 
 # -- real processes -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def dirs(tmp_path: Path) -> dict[str, Path]:
-    state = tmp_path / "logs" / "state"
-    out = tmp_path / "out"
-    state.mkdir(parents=True)
-    write_json(state / "nav_state.json", {"nav_usd": 1000.0, "updated_at": time.time()})
-    return {"state": state, "out": out, "root": tmp_path}
-
-
-@pytest.fixture
-def spawn() -> Iterator[Callable[..., Proc]]:
-    procs: list[Proc] = []
-
-    def start(args: list[str], env: dict[str, str] | None = None) -> Proc:
-        proc = Proc(args, env)
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        proc.kill()
 
 
 def test_run_with_a_mistyped_state_dir_waits_for_it_without_creating_it(
