@@ -17,16 +17,18 @@ Skipped (with the reason) when the dashboard, Streamlit, Playwright or chromium 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import random
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bench import procs
-from bench.book import REALISTIC, marker_value, write_book
+from bench.book import REALISTIC, Book, marker_value, write_book
 from bench.e2e import OUT_NAME, kpis_marker
 from bench.inotify import IN_MOVED_TO, Inotify
 from bench.procs import cpu_s
@@ -179,24 +181,24 @@ def _idle(pw: Any, server_pid: int, base_url: str, ready_text: str) -> dict[str,
     return result
 
 
-def idle(work: Path) -> dict[str, Any]:
-    """The idle cost alone (`python -m bench.dashboard idle`): see the module doc."""
-    reason = unavailable()
-    if reason is not None:
-        return {"skipped": reason}
-    from playwright.sync_api import sync_playwright
-
+@contextlib.contextmanager
+def _served(
+    work: Path, name: str, heartbeat_s: float | None = None
+) -> Iterator[tuple[Book, subprocess.Popen[bytes] | None, str]]:
+    """The realistic book published by the daemon and served by Streamlit with the production
+    settings (`heartbeat_s` for both, when given): yields (book, server, url), the server None
+    when Streamlit did not become healthy; both processes are stopped on the way out."""
     from dashboard import serve
 
-    book = write_book(work / "dashboard-idle", REALISTIC)
+    book = write_book(work / name, REALISTIC)
     daemon = procs.daemon(
-        book.state_dir, book.out_dir, work / "dashboard-idle-daemon.log", fsync=True,
-        heartbeat_s=IDLE_HEARTBEAT_S,
+        book.state_dir, book.out_dir, work / f"{name}-daemon.log", fsync=True,
+        heartbeat_s=heartbeat_s,
     )  # fmt: skip
     port = serve.free_port()
-    command = serve.streamlit_command(book.out_dir, port=port, heartbeat_s=IDLE_HEARTBEAT_S)
+    command = serve.streamlit_command(book.out_dir, port=port, heartbeat_s=heartbeat_s)
     base_url = serve.url(port)
-    log = open(work / "dashboard-idle-streamlit.log", "ab")  # noqa: SIM115 - closed below
+    log = open(work / f"{name}-streamlit.log", "ab")  # noqa: SIM115 - closed below
     server = None
     try:
         daemon.start()
@@ -204,17 +206,8 @@ def idle(work: Path) -> dict[str, Any]:
             command, stdout=log, stderr=subprocess.STDOUT, env=procs.clean_env(),
             cwd=Path(__file__).resolve().parents[1],
         )  # fmt: skip
-        if not serve.wait_healthy(base_url, START_TIMEOUT_S, alive=lambda: server.poll() is None):
-            return {"skipped": "streamlit did not start (see dashboard-idle-streamlit.log)"}
-        before = (book.out_dir / OUT_NAME).stat().st_mtime_ns
-        with sync_playwright() as pw:
-            result = _idle(pw, server.pid, base_url, fmt_money(marker_value(0)))
-        result["files_changed"] = (book.out_dir / OUT_NAME).stat().st_mtime_ns != before
-        result["load"] = (
-            f"realistic book published once, files unchanged; {os.cpu_count()} cores; "
-            f"loadavg {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
-        )
-        return result
+        healthy = serve.wait_healthy(base_url, START_TIMEOUT_S, alive=lambda: server.poll() is None)
+        yield book, server if healthy else None, base_url
     finally:
         if server is not None and server.poll() is None:
             server.terminate()
@@ -227,32 +220,43 @@ def idle(work: Path) -> dict[str, Any]:
         daemon.stop()
 
 
+def idle(work: Path) -> dict[str, Any]:
+    """The idle cost alone (`python -m bench.dashboard idle`): see the module doc."""
+    reason = unavailable()
+    if reason is not None:
+        return {"skipped": reason}
+    from playwright.sync_api import sync_playwright
+
+    with _served(work, "dashboard-idle", IDLE_HEARTBEAT_S) as (book, server, base_url):
+        if server is None:
+            return {
+                "skipped": "streamlit did not become healthy (see dashboard-idle-streamlit.log)"
+            }
+        before = (book.out_dir / OUT_NAME).stat().st_mtime_ns
+        with sync_playwright() as pw:
+            result = _idle(pw, server.pid, base_url, fmt_money(marker_value(0)))
+        result["files_changed"] = (book.out_dir / OUT_NAME).stat().st_mtime_ns != before
+        result["load"] = (
+            f"realistic book published once, files unchanged; {os.cpu_count()} cores; "
+            f"loadavg {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        )
+        return result
+
+
 def run(n: int, work: Path, rng: random.Random) -> dict[str, Any]:
     reason = unavailable()
     if reason is not None:
         return {"skipped": reason}
     from playwright.sync_api import sync_playwright
 
-    from dashboard import serve, settings
+    from dashboard import settings
 
-    book = write_book(work / "dashboard", REALISTIC)
-    daemon = procs.daemon(book.state_dir, book.out_dir, work / "dashboard-daemon.log", fsync=True)
-    port = serve.free_port()
-    command = serve.streamlit_command(book.out_dir, port=port)
-    base_url = serve.url(port)
     input_ms: list[float] = []
     publish_ms: list[float] = []
     warmup_ms: list[float] = []
     misses = 0
-    log = open(work / "dashboard-streamlit.log", "ab")  # noqa: SIM115 - closed below
-    server = None
-    try:
-        daemon.start()
-        server = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=procs.clean_env(),
-            cwd=Path(__file__).resolve().parents[1],
-        )  # fmt: skip
-        if not serve.wait_healthy(base_url, START_TIMEOUT_S, alive=lambda: server.poll() is None):
+    with _served(work, "dashboard") as (book, server, base_url):
+        if server is None:
             return {"skipped": "streamlit did not become healthy (see dashboard-streamlit.log)"}
         with sync_playwright() as pw, Inotify(book.out_dir, IN_MOVED_TO) as ino:
             browser = pw.chromium.launch(
@@ -292,16 +296,6 @@ def run(n: int, work: Path, rng: random.Random) -> dict[str, Any]:
                         publish_ms.append((t1 - published) * 1000.0)
             finally:
                 browser.close()
-    finally:
-        if server is not None and server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-        log.close()
-        daemon.stop()
     return {
         "refresh_s": settings.REFRESH_S,
         "input_to_visible_ms": summary(input_ms),
