@@ -75,6 +75,9 @@ class SourceRead:
     # DROPPED_SHOWN of them) and how many there were in all.
     dropped: tuple[str, ...] = ()
     dropped_count: int = 0
+    # The least age (s) to publish for it: a long-running reader sets the monotonic time since
+    # it last saw the content change, so a wall clock stepped back cannot make old data new.
+    min_age_s: float = 0.0
 
 
 def from_values(values: Mapping[str, Any]) -> dict[str, SourceRead]:

@@ -223,6 +223,11 @@ def age_s(ts: float | None, now: float) -> float | None:
     return round(max(0.0, now - ts), 3)
 
 
+def aged_at_least(age: float | None, floor_s: float) -> float | None:
+    """`age` raised to `floor_s` seconds; a null age (no valid timestamp) stays null."""
+    return age if age is None or age >= floor_s else round(floor_s, 3)
+
+
 def doc_age(
     doc: Any, now: float, keys: tuple[str, ...] = DOC_TS_KEYS
 ) -> tuple[float | None, float | None, str | None]:

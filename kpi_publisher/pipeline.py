@@ -139,6 +139,7 @@ def _compose(
         nav_fresh_s=settings.nav_fresh_s,
         risk=risk_doc,
         positions_pnl_usd=run("rows_pnl", positions.pnl_total, rows),
+        min_age_s={name: read.min_age_s for name, read in sources.items()},
     )
     gross, net = run("rows_notionals", positions.book_notionals, rows)
     risk_block = {

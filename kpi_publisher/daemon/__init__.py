@@ -22,7 +22,7 @@ from kpi_publisher.daemon.loop import (
     Publisher,
 )
 from kpi_publisher.daemon.outdir import FOREIGN_LOG_EVERY_S, inside, output_paths
-from kpi_publisher.daemon.plan import apply_age_floors, retry_delay_s
+from kpi_publisher.daemon.plan import retry_delay_s
 from kpi_publisher.daemon.reload import input_paths
 from kpi_publisher.daemon.signals import install_signal_thread
 from kpi_publisher.daemon.survival import (
@@ -42,7 +42,6 @@ __all__ = [
     "Observer",
     "PassResult",
     "Publisher",
-    "apply_age_floors",
     "crash_backoff_s",
     "default_crash_file",
     "input_paths",

@@ -26,7 +26,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -237,10 +237,12 @@ class Daemon:
         )
         if not decided.publish:
             return PassResult(published=False)
+        sources = {
+            name: replace(read, min_age_s=floors[name]) if floors.get(name) else read
+            for name, read in report.sources.items()
+        }
         try:
-            outputs = plan.apply_age_floors(
-                self._build(report.sources, self._clock(), s), floors, s
-            )
+            outputs = self._build(sources, self._clock(), s)
         except Exception as exc:  # a stage bug must not take the publisher down
             log.exception("build_failed", reason=f"{type(exc).__name__}: {exc}")
             self._metrics.failed("build")

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kpi_publisher.config import Settings
-from kpi_publisher.contract import INVALID, OK, SOURCE_NAMES, STALE, SourceRead
-from kpi_publisher.pipeline import Outputs
+from kpi_publisher.contract import INVALID, SOURCE_NAMES, SourceRead
 
 # Reasons that publish whatever the inputs: ages and staleness stay current (heartbeat), a new
 # config or a foreign write to an output must show at once.
@@ -172,47 +171,6 @@ def waiting_for_state_dir(state: PassState, now: float, settings: Settings) -> P
 def reloaded(state: PassState) -> PassState:
     """A new config: the next pass publishes."""
     return replace(state, dirty=True)
-
-
-def apply_age_floors(outputs: Outputs, floors: Mapping[str, float], settings: Settings) -> Outputs:
-    """Raise every published age to at least its source's floor (seconds), in place.
-
-    A floor is the monotonic time since the daemon last saw that source's content change, so
-    a wall clock stepped back cannot make old data look new. A raised age re-decides what
-    depends on it: `nav.fresh`, and `ok` -> `stale` past the source's stale limit. A null age
-    (no timestamp, or one too far ahead) stays null: it is already not fresh.
-    """
-
-    def floored(age: Any, source: Any) -> Any:
-        floor = floors.get(source) if isinstance(source, str) else None
-        if floor is None or not isinstance(age, (int, float)) or isinstance(age, bool):
-            return age
-        return round(max(float(age), floor), 3)
-
-    def restatus(entry: dict[str, Any], source: str) -> None:
-        age = entry.get("age_s")
-        limit = settings.stale_limit_s(source)
-        stale = isinstance(age, float) and limit is not None and age > limit
-        if entry.get("status") == OK and stale:
-            entry["status"] = STALE
-
-    kpis, positions_doc = outputs.kpis, outputs.positions
-    nav = kpis.get("nav")
-    if isinstance(nav, dict) and isinstance(nav.get("age_s"), (int, float)):
-        nav["age_s"] = floored(nav["age_s"], nav.get("source"))
-        if isinstance(nav.get("fresh"), bool):
-            nav["fresh"] = nav["fresh"] and nav["age_s"] <= settings.nav_fresh_s
-    statuses = kpis.get("sources")
-    if isinstance(statuses, dict):
-        for name, entry in statuses.items():
-            if isinstance(entry, dict) and "age_s" in entry:
-                entry["age_s"] = floored(entry["age_s"], name)
-                restatus(entry, name)
-    pos_source = positions_doc.get("source")
-    if isinstance(pos_source, dict) and "age_s" in pos_source:
-        pos_source["age_s"] = floored(pos_source["age_s"], "positions")
-        restatus(pos_source, "positions")
-    return outputs
 
 
 def age_floors(

@@ -5,9 +5,10 @@ docs/CONTRACT_RULES.md, rules 2 and 9.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from kpi_publisher.parse import doc_age, first_number, first_text
+from kpi_publisher.parse import aged_at_least, doc_age, first_number, first_text
 from kpi_publisher.stages.fx import to_zar
 
 NAV_KEYS = ("nav_usd", "nav", "nav_total", "total_equity", "equity")
@@ -50,8 +51,10 @@ def build_nav(
     nav_fresh_s: float,
     risk: Any = None,
     positions_pnl_usd: float | None = None,
+    min_age_s: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """The `nav` block. Age comes from the timestamp of the file that supplied the value.
+    """The `nav` block. Age comes from the timestamp of the file that supplied the value, and
+    is at least that source's `min_age_s` (see SourceRead).
 
     Peak, realised-today and unrealised PnL fall back to the risk snapshot's drawdown block
     and the positions' summed PnL: the executor's nav.json mirror overwrites nav_state.json
@@ -67,6 +70,8 @@ def build_nav(
             # A timestamp too far ahead is not valid: no age, not fresh (sources says why).
             nav_usd, source = value, name
             updated_at, age, _ = doc_age(doc, now)
+            if min_age_s:
+                age = aged_at_least(age, min_age_s.get(name, 0.0))
             break
     docs = (nav_state, nav)
     return {

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kpi_publisher.contract import INVALID, MISSING, OK, SOURCE_NAMES, STALE, SourceRead
-from kpi_publisher.parse import DOC_TS_KEYS, doc_age
+from kpi_publisher.parse import DOC_TS_KEYS, aged_at_least, doc_age
 
 FX_TS_KEYS = ("usd_zar_ts", "prices_ts")
 
@@ -50,6 +50,7 @@ def build_sources(
     for name in SOURCE_NAMES:
         read = sources.get(name) or SourceRead(name, MISSING)
         age, ts_error = source_age(name, read.data, now) if read.status != MISSING else (None, None)
+        age = aged_at_least(age, read.min_age_s)
         status = read.status
         limit = stale_limit_s(name)
         if status == OK and age is not None and limit is not None and age > limit:

@@ -117,6 +117,35 @@ def test_a_nav_stamped_far_ahead_is_not_fresh():
     assert skewed.kpis["nav"]["age_s"] == 0.0 and skewed.kpis["nav"]["fresh"] is True
 
 
+def test_min_age_makes_a_source_stale_and_the_nav_not_fresh():
+    """A source whose content a long-running reader has not seen change for 120 s is published
+    at least that old, whatever its timestamp says: the NAV is not fresh, nav_state is stale,
+    and positions_v7's source age follows; a null age (no timestamp) stays null."""
+    from dataclasses import replace
+
+    from kpi_publisher import pipeline
+    from kpi_publisher.contract import from_values
+
+    reads = from_values(
+        {
+            "nav_state": {"nav": 100.0, "updated_at": T - 5},
+            "positions": {"positions": [], "updated_at": T - 1},
+            "router": {"symbols": []},
+        }
+    )
+    fresh = pipeline.build(reads, T, Settings())
+    assert (fresh.kpis["nav"]["age_s"], fresh.kpis["nav"]["fresh"]) == (5.0, True)
+    floored = {name: replace(read, min_age_s=120.0) for name, read in reads.items()}
+    out = pipeline.build(floored, T, Settings())
+    assert (out.kpis["nav"]["age_s"], out.kpis["nav"]["fresh"]) == (120.0, False)
+    assert out.kpis["sources"]["nav_state"] == {"status": "stale", "age_s": 120.0, "error": None}
+    assert out.kpis["sources"]["positions"]["age_s"] == 120.0
+    assert out.positions["source"]["age_s"] == 120.0
+    assert out.kpis["sources"]["router"]["age_s"] is None  # no timestamp: no age to raise
+    short = {name: replace(read, min_age_s=2.0) for name, read in reads.items()}
+    assert pipeline.build(short, T, Settings()).kpis["nav"]["age_s"] == 5.0  # never lowered
+
+
 def test_values_dropped_as_invalid_unicode_are_named_in_the_error():
     """A read with dropped key paths: status ok, the error counts them and names the first."""
     read = SourceRead(
