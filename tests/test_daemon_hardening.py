@@ -5,6 +5,7 @@ process-level behaviour with real `hedge-kpi run` processes."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -232,13 +233,29 @@ def test_run_with_a_mistyped_state_dir_waits_for_it_without_creating_it(
     assert proc.stop()[0] == 0
 
 
+def replace_dir_with_file(directory: Path, scratch: Path) -> None:
+    """Put a regular file where `directory` is, as an operator's mistake would. Each step is a
+    rename, so a publish running meanwhile never meets a half-deleted directory; should the
+    daemon recreate the directory between the two renames, it is moved aside again."""
+    for attempt in range(50):
+        with contextlib.suppress(FileNotFoundError):
+            directory.rename(scratch / f"moved-out-{attempt}")
+        note = scratch / "not-a-directory"
+        note.write_text("not a directory\n")
+        try:
+            note.rename(directory)
+            return
+        except OSError:  # the directory is back (the daemon made it): once more
+            continue
+    raise AssertionError(f"could not replace {directory} with a file")
+
+
 def test_run_with_its_out_dir_replaced_by_a_file_logs_once_and_recovers(
     dirs: dict[str, Path], spawn: Callable[..., Proc]
 ) -> None:
     proc = spawn(base_args(dirs, "--heartbeat-s", "1", "--retry-ms", "50"))
     proc.wait_event(is_publish)
-    shutil.rmtree(dirs["out"])
-    dirs["out"].write_text("not a directory\n")
+    replace_dir_with_file(dirs["out"], dirs["root"])
     mark = proc.mark()
     proc.wait_event(lambda e: e["event"] == "publish_failed", start=mark)
     time.sleep(3.0)
