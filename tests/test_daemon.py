@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -186,7 +186,8 @@ def play(
     batches.daemon = daemon
     with capture_logs() as events:
         code = daemon.run()
-    return daemon, batches, publisher, events, code
+    # structlog types the captured events as MutableMapping
+    return daemon, batches, publisher, cast(list[dict[str, Any]], events), code
 
 
 def publishes(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -636,7 +637,7 @@ def running(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Runn
     write_now(real.state_dir / "nav_state.json", nav_doc(1000.0))
     r = Running(real)
     with capture_logs() as events:
-        r.events = events
+        r.events = cast(list[dict[str, Any]], events)  # structlog types them as MutableMapping
         r.thread.start()
         assert r.wait_until(lambda: r.publisher.count >= 1), "no start-up publish"
         yield r
@@ -734,7 +735,8 @@ def test_same_size_rewrite_within_one_mtime_tick_is_published(settings: Settings
     """An in-place rewrite that keeps inode, size and mtime (a coarse timestamp tick) is still
     read when its path has an event, and its new content is published."""
     nav_state = settings.state_dir / "nav_state.json"
-    write_raw(nav_state, orjson.dumps(nav_doc(1000.0)))(None, 0.0)  # type: ignore[arg-type]
+    no_fake = cast(ScriptedBatches, None)  # a write_raw step never touches its fake
+    write_raw(nav_state, orjson.dumps(nav_doc(1000.0)))(no_fake, 0.0)
     before = os.stat(nav_state)
 
     def same_stamp_rewrite(_: ScriptedBatches, __: float) -> frozenset[Path]:
@@ -807,7 +809,7 @@ def _run_deaf(
     write_now(real.state_dir / "nav_state.json", nav_doc(1000.0))
     r = Running(real, Deaf.watcher(real, rescan_s))
     with capture_logs() as events:
-        r.events = events
+        r.events = cast(list[dict[str, Any]], events)  # structlog types them as MutableMapping
         r.thread.start()
         try:
             assert r.wait_until(lambda: r.publisher.count >= 1), "no start-up publish"
@@ -816,7 +818,7 @@ def _run_deaf(
             r.daemon.request_stop()
             r.thread.join(WAIT_S)
     assert r.code == 0
-    return events
+    return r.events
 
 
 def test_a_change_no_event_reported_is_published_by_the_rescan_once(settings: Settings) -> None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -65,7 +65,7 @@ def running(settings: Settings) -> Iterator[Running]:
     write_now(real.state_dir / "nav_state.json", nav_doc(1000.0))
     r = Running(real)
     with capture_logs() as events:
-        r.events = events
+        r.events = cast(list[dict[str, Any]], events)  # structlog types them as MutableMapping
         r.thread.start()
         assert r.wait_until(lambda: r.publisher.count >= 1), "no start-up publish"
         yield r

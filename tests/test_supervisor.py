@@ -140,7 +140,7 @@ files = {self.root}/kpi.conf
 
     def wait_running(self, other_than: int | None = None) -> int:
         deadline = time.monotonic() + WAIT_S
-        seen = ("UNKNOWN", None)
+        seen: tuple[str, int | None] = ("UNKNOWN", None)
         while time.monotonic() < deadline:
             seen = self.status()
             if seen[0] == "RUNNING" and seen[1] is not None and seen[1] != other_than:

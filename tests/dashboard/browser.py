@@ -11,12 +11,15 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from dashboard import serve
 from kpi_publisher.demo_supervisor import stop_all
+
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -27,7 +30,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-VIEWPORT = {"width": 1500, "height": 1400}
+VIEWPORT: ViewportSize = {"width": 1500, "height": 1400}
 START_TIMEOUT_S = 120.0
 # The first render loads Plotly's bundle: seconds when idle, far more on a loaded CI box.
 FIRST_LOAD_MS = 120_000

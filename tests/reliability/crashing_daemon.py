@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from kpi_publisher import logs
 from kpi_publisher.config import resolve
@@ -24,7 +25,7 @@ class FaultyWatcher(Watcher):
 
     crash_at = float("inf")
 
-    def next_batch(self, timeout_s: float) -> frozenset:  # type: ignore[type-arg]
+    def next_batch(self, timeout_s: float) -> frozenset[Path]:
         if time.monotonic() >= self.crash_at:
             raise RuntimeError("injected fault: loop died")
         return super().next_batch(min(timeout_s, max(0.0, self.crash_at - time.monotonic())))

@@ -99,7 +99,7 @@ def test_failed_publish_leaves_old_outputs_and_no_temp(
     def fail(*_: object, **__: object) -> None:
         raise OSError(err, os.strerror(err))
 
-    monkeypatch.setattr(fs.os, call, fail)
+    monkeypatch.setattr(os, call, fail)
     with pytest.raises(OSError) as caught:
         publish.publish(newer, layout.out, fsync=True, durability=durability)
     monkeypatch.undo()
@@ -138,8 +138,8 @@ def test_durability_orders_the_syncs_and_renames(
         real_replace(src, dst)
 
     outputs = _outputs(layout, 10_234.56)
-    monkeypatch.setattr(fs.os, "fsync", fsync)
-    monkeypatch.setattr(fs.os, "replace", replace)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
     publish.publish(outputs, layout.out, fsync=True, durability=durability)
     monkeypatch.undo()
     assert [call for call, _ in calls] == order
@@ -165,7 +165,7 @@ def test_failure_on_the_second_file_leaves_each_file_whole(
             raise OSError(errno.ENOSPC, "No space left on device")
         real_replace(src, dst)
 
-    monkeypatch.setattr(fs.os, "replace", replace_positions_only)
+    monkeypatch.setattr(os, "replace", replace_positions_only)
     with pytest.raises(OSError):
         publish.publish(newer, layout.out, fsync=False)
     monkeypatch.undo()

@@ -134,7 +134,7 @@ LABEL = st.one_of(
 TS_KEYS = ("updated_at", "updated_ts", "ts", "timestamp", "updated", "generated_at")
 
 
-def obj(required: dict[str, Any] | None = None, **optional: Any) -> st.SearchStrategy[Any]:
+def obj(required: dict[str, Any] | None = None, /, **optional: Any) -> st.SearchStrategy[Any]:
     """An object with any subset of the optional keys."""
     return st.fixed_dictionaries(required or {}, optional=optional)
 
@@ -383,7 +383,7 @@ def _encode(doc: Any) -> bytes:
     return json.dumps(doc, allow_nan=True).encode()
 
 
-def _in_layout(files: dict[str, bytes], check: Callable[[Layout], None]) -> None:
+def _in_layout(files: dict[str, bytes], check: Callable[[Layout], object]) -> None:
     root = Path(tempfile.mkdtemp(prefix="hedge-kpi-fuzz-"))
     try:
         layout = Layout(root).make()

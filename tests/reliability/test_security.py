@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any, TypedDict
 
 import orjson
 import pytest
@@ -164,11 +165,11 @@ def test_temp_files_are_created_exclusively_and_private(
     opened: list[tuple[str, int, int]] = []
     real_open = os.open
 
-    def recording_open(path: str, flags: int, mode: int = 0o777, **kw: object) -> int:
+    def recording_open(path: str, flags: int, mode: int = 0o777, **kw: Any) -> int:
         opened.append((os.fspath(path), flags, mode))
-        return real_open(path, flags, mode, **kw)  # type: ignore[arg-type]
+        return real_open(path, flags, mode, **kw)
 
-    monkeypatch.setattr(fs.os, "open", recording_open)
+    monkeypatch.setattr(os, "open", recording_open)
     publish.publish(_outputs(layout), layout.out, fsync=False)
     monkeypatch.undo()
     temps = [(p, f, m) for p, f, m in opened if fs.is_temp_name(Path(p).name)]
@@ -348,8 +349,16 @@ def _nginx_site(work: Path, http_port: int, https_port: int, upstream_port: int)
     return site
 
 
+class NginxFront(TypedDict):
+    """The running front: its plain and TLS ports, and a context trusting its certificate."""
+
+    http: int
+    https: int
+    ctx: ssl.SSLContext
+
+
 @pytest.fixture
-def nginx_front(dashboard_server: int, tmp_path: Path) -> Iterator[dict[str, object]]:
+def nginx_front(dashboard_server: int, tmp_path: Path) -> Iterator[NginxFront]:
     """Real nginx running deploy/nginx/hedge-kpi.conf in front of the real dashboard."""
     candidates = [BIN.parent / "nginx-bin" / "nginx", Path("/usr/sbin/nginx")]
     nginx = shutil.which("nginx") or next((str(p) for p in candidates if p.exists()), None)
@@ -375,7 +384,9 @@ def nginx_front(dashboard_server: int, tmp_path: Path) -> Iterator[dict[str, obj
         NGINX_WRAPPER.format(dir=work, user="user root;" if os.geteuid() == 0 else "")
     )
     # -e: the error log before the config is read (the compiled-in /var/log/nginx may not exist)
-    base = [nginx, "-p", work, "-e", work / "error.log", "-c", work / "nginx.conf"]
+    base: list[str | Path] = [
+        nginx, "-p", work, "-e", work / "error.log", "-c", work / "nginx.conf"
+    ]  # fmt: skip
     check = subprocess.run([*base, "-t"], capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr
     proc = subprocess.Popen(
@@ -396,12 +407,12 @@ def nginx_front(dashboard_server: int, tmp_path: Path) -> Iterator[dict[str, obj
             proc.wait(5)
 
 
-def _get(front: dict[str, object], path: str, auth: str | None = None) -> tuple[int, dict, bytes]:
+def _get(front: NginxFront, path: str, auth: str | None = None) -> tuple[int, dict, bytes]:
     conn = http.client.HTTPSConnection(
         "127.0.0.1",
         int(front["https"]),
         context=front["ctx"],
-        timeout=30,  # type: ignore[arg-type]
+        timeout=30,
     )
     headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
     try:
@@ -413,11 +424,11 @@ def _get(front: dict[str, object], path: str, auth: str | None = None) -> tuple[
 
 
 @pytest.mark.timeout(120)
-def test_nginx_front_end_to_end(nginx_front: dict[str, object]) -> None:
+def test_nginx_front_end_to_end(nginx_front: NginxFront) -> None:
     """Through the shipped config: plain HTTP redirects to HTTPS; the TLS certificate verifies;
     no login or a wrong password gets 401; the desk login gets the dashboard; the Streamlit
     websocket upgrades (101) through the proxy; the agent API is closed at the front."""
-    plain = http.client.HTTPConnection("127.0.0.1", int(nginx_front["http"]), timeout=30)  # type: ignore[arg-type]
+    plain = http.client.HTTPConnection("127.0.0.1", int(nginx_front["http"]), timeout=30)
     plain.request("GET", "/anything")
     redirect = plain.getresponse()
     assert redirect.status == 301
@@ -436,7 +447,7 @@ def test_nginx_front_end_to_end(nginx_front: dict[str, object]) -> None:
     assert _get(nginx_front, "/_stcore/agent/openapi.json", auth="desk:s3cret-desk")[0] == 404
 
     with socket.create_connection(("127.0.0.1", int(nginx_front["https"])), timeout=30) as raw:
-        ctx: ssl.SSLContext = nginx_front["ctx"]  # type: ignore[assignment]
+        ctx: ssl.SSLContext = nginx_front["ctx"]
         with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
             key = base64.b64encode(os.urandom(16)).decode()
             login = base64.b64encode(b"desk:s3cret-desk").decode()

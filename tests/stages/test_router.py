@@ -4,7 +4,7 @@ import pytest
 
 from kpi_publisher.stages.router import build_router
 
-E1_ENTRIES = [
+E1_ENTRIES: list[dict[str, str | float | None]] = [
     {"symbol": "BTCUSDT", "maker_fill_rate": 0.6, "fallback_rate": 0.2, "slippage_p50": 1.0},
     {"symbol": "ETHUSDT", "maker_fill_rate": 0.4, "fallback_rate": None, "slippage_p50": 3.0},
     {"symbol": "SOLUSDT", "maker_fill_rate": None, "fallback_rate": None, "slippage_p50": None},
