@@ -5,6 +5,8 @@ The only place that knows the order of the stages.
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -34,6 +36,23 @@ class StageRunner(Protocol):
     def __call__(self, stage: str, fn: Callable[..., _T], /, *args: Any) -> _T: ...
 
 
+class View(dict[str, Any]):
+    """The top-level entries of a source document that one stage reads, and no others.
+
+    A stage handed a view depends on those entries alone: `Incremental` re-runs it only when
+    one of them is a new object (the reader keeps unchanged entries as the same objects,
+    `sources.share_unchanged`), and `build` hands it the same view, so both give the same
+    result. Each stage module names its keys (`RISK_KEYS`).
+    """
+
+
+def view(doc: Any, keys: tuple[str, ...]) -> Any:
+    """`doc`'s entries under `keys` as a View; a missing document (None) stays None."""
+    if type(doc) is not dict:
+        return doc
+    return View({key: doc[key] for key in keys if key in doc})
+
+
 def _compute(stage: str, fn: Callable[..., _T], /, *args: Any) -> _T:
     return fn(*args)
 
@@ -47,12 +66,25 @@ def _position_book(
     nav_usd: float | None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     held = run("held", _symbols_of, rows)
-    symbol_map = run("symbols", symbols.build_symbols, risk_doc, held, symbols_cap, cvar)
+    risk_view = view(risk_doc, symbols.RISK_KEYS)
+    symbol_map = run("symbols", symbols.build_symbols, risk_view, held, symbols_cap, cvar)
     joined = run("joined", positions.join_risk, rows, symbol_map)
     sums = run("book_sums", positions.book_sums, joined)
     return symbol_map, {
         "positions": joined,
         "totals": positions.book_totals(joined, sums, nav_usd),
+    }
+
+
+def _aum(
+    nav_state: Any, nav_doc: Any, fx_doc: Any, holdings: Any, nav_usd: float | None,
+    rate: Mapping[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        **aum.build_aum(
+            nav_state, nav_doc, fx_doc, holdings, nav_usd=nav_usd, usd_zar=rate["usd_zar"]
+        ),
+        "usd_zar_source": rate["usd_zar_source"],
     }
 
 
@@ -119,8 +151,23 @@ class Incremental:
 
 
 def _same(before: Any, now: Any) -> bool:
-    """The same object, or the same int (settings values such as the symbols cap)."""
-    return before is now or (type(before) is int and type(now) is int and before == now)
+    """The same object, the same int (settings values such as the symbols cap) or float (the
+    NAV, computed anew each pass; 0.0 and -0.0 differ, NaN is never the same), or views of
+    the same entries."""
+    if before is now:
+        return True
+    kind = type(before)
+    if kind is not type(now):
+        return False
+    if kind is int:
+        return bool(before == now)
+    if kind is float:
+        return bool(before == now) and math.copysign(1.0, before) == math.copysign(1.0, now)
+    return (
+        kind is View
+        and before.keys() == now.keys()
+        and all(map(operator.is_, before.values(), now.values()))
+    )
 
 
 def _compose(
@@ -143,25 +190,23 @@ def _compose(
     )
     gross, net = run("rows_notionals", positions.book_notionals, rows)
     risk_block = {
-        **run("risk", risk.build_risk, risk_doc, nav_state),
+        **run("risk", risk.build_risk, view(risk_doc, risk.RISK_KEYS), nav_state),
         "gross_exposure_pct": positions.exposure_pct(gross, nav_block["nav_usd"]),
         "net_exposure_pct": positions.exposure_pct(net, nav_block["nav_usd"]),
         **run("var", risk.build_var, data.get("risk_advanced")),
     }
     held = run("held", _symbols_of, rows)
-    router_block = run("router", router.build_router, risk_doc, data.get("router"), held, cap)
-    fees_block = run("fees", fees.build_fees, risk_doc)
+    router_block = run(
+        "router", router.build_router, view(risk_doc, router.RISK_KEYS), data.get("router"),
+        held, cap,
+    )  # fmt: skip
+    fees_block = run("fees", fees.build_fees, view(risk_doc, fees.RISK_KEYS))
     cvar = run("cvar", risk.cvar_by_symbol, data.get("risk_advanced"))
     symbol_map, book = _position_book(run, rows, risk_doc, cap, cvar, nav_block["nav_usd"])
-    aum_block = aum.build_aum(
-        nav_state,
-        nav_doc,
-        data.get("fx"),
-        data.get("holdings"),
-        nav_usd=nav_block["nav_usd"],
-        usd_zar=rate["usd_zar"],
-    )
-    aum_block["usd_zar_source"] = rate["usd_zar_source"]
+    aum_block = run(
+        "aum", _aum, nav_state, nav_doc, data.get("fx"), data.get("holdings"),
+        nav_block["nav_usd"], rate,
+    )  # fmt: skip
     notes = {"positions": dropped_rows} if dropped_rows else None
     source_status = status.build_sources(sources, now, settings.stale_limit_s, notes)
     stamp = {"generated_at": now, "updated_at": iso_utc(now)}
@@ -201,4 +246,13 @@ def _compose(
     return Outputs(kpis=kpis, positions=positions_doc)
 
 
-__all__ = ["SCHEMA_VERSION", "BuildSettings", "Incremental", "Outputs", "build", "position_book"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "BuildSettings",
+    "Incremental",
+    "Outputs",
+    "View",
+    "build",
+    "position_book",
+    "view",
+]

@@ -10,6 +10,13 @@ from kpi_publisher.pipeline import Outputs
 from kpi_publisher.render import render
 
 
+def _files(outputs: Outputs, out_dir: Path) -> list[tuple[Path, bytes]]:
+    return [
+        (out_dir / POSITIONS_FILE, render(outputs.positions)),
+        (out_dir / KPIS_FILE, render(outputs.kpis)),
+    ]
+
+
 def publish(
     outputs: Outputs, out_dir: Path, *, fsync: bool = True, durability: str = fs.FAST
 ) -> None:
@@ -17,11 +24,21 @@ def publish(
     `fsync` (`durability`: fs.FAST renames before syncing, fs.STRICT after); on an error
     before the renames the old files stay intact, no temp file is left, and OSError
     propagates (see fs.write_atomic_many for a failed sync after them)."""
-    fs.write_atomic_many(
-        [
-            (out_dir / POSITIONS_FILE, render(outputs.positions)),
-            (out_dir / KPIS_FILE, render(outputs.kpis)),
-        ],
-        fsync=fsync,
-        durability=durability,
-    )
+    fs.write_atomic_many(_files(outputs, out_dir), fsync=fsync, durability=durability)
+
+
+class Publisher:
+    """`publish` for the daemon, which publishes again and again: the same files, order and
+    syncs, through one `fs.OutputWriter` (temp files made ahead, the previous files held until
+    the new ones are in place). `close()` removes its spare temp files."""
+
+    def __init__(self) -> None:
+        self._writer = fs.OutputWriter()
+
+    def __call__(
+        self, outputs: Outputs, out_dir: Path, *, fsync: bool = True, durability: str = fs.FAST
+    ) -> None:
+        self._writer.write(_files(outputs, out_dir), fsync=fsync, durability=durability)
+
+    def close(self) -> None:
+        self._writer.close()

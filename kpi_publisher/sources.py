@@ -11,7 +11,7 @@ import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from operator import getitem
 from pathlib import Path
@@ -57,6 +57,8 @@ class Decoded:
     value: Any
     dropped: tuple[str, ...] = ()
     dropped_count: int = 0
+    # The JSON encoding of each top-level value, for the next decode's `share_unchanged`.
+    parts: Mapping[str, bytes] = field(default_factory=dict)
 
 
 def _orjson_depth_limit(ceiling: int = 4096) -> int | None:
@@ -177,10 +179,11 @@ def _scrub(value: Any) -> Decoded:
     return Decoded(value, tuple(dropped), count)
 
 
-def _too_deep(value: Any) -> bool:
-    """True when containers nest deeper than MAX_DEPTH (iterative, level by level)."""
-    level = [value] if type(value) in (dict, list) else []
-    for _ in range(MAX_DEPTH):
+def _too_deep(values: Iterable[Any], depth: int = 1) -> bool:
+    """True when containers among `values` (which sit at `depth`; the top level is 1) nest
+    deeper than MAX_DEPTH (iterative, level by level)."""
+    level = [value for value in values if type(value) is dict or type(value) is list]
+    for _ in range(depth, MAX_DEPTH + 1):
         below = []
         for node in level:
             for item in node.values() if type(node) is dict else node:
@@ -217,7 +220,7 @@ def _orjson_reason(raw: bytes, fallback: Exception) -> str:
     return str(fallback)
 
 
-def decode_doc(raw: bytes, *, allow_list: bool = False) -> Decoded:
+def decode_doc(raw: bytes, *, allow_list: bool = False, like: Decoded | None = None) -> Decoded:
     """Bytes -> JSON value; raises fs.ReadError with the reason when the file is unusable.
 
     NaN/Infinity tokens (stdlib json writes them by default) read as null; the file stays valid.
@@ -225,24 +228,22 @@ def decode_doc(raw: bytes, *, allow_list: bool = False) -> Decoded:
     orjson refuses and the stdlib accepts) reads as null, and an object entry whose key is one
     is dropped; the file stays valid and `Decoded.dropped` names the key paths. Bytes that are
     not UTF-8 and nesting deeper than MAX_DEPTH make the file invalid (docs/CONTRACT_RULES.md,
-    rule 6).
+    rule 6). `like`, the file's previous decode, lends its objects to unchanged top-level
+    values (`share_unchanged`).
     """
     if not raw.strip():
         raise fs.ReadError("empty file")
     if raw.startswith(b"\xef\xbb\xbf"):
         raise fs.ReadError("starts with a UTF-8 byte-order mark")
     decoded: Decoded | None = None
+    depth_checked = True
     try:
         if _PAD and len(raw) > PAD_FROM_BYTES:
             whole, value = _unpad(orjson.loads(b"".join((_PAD_OPEN, raw, _PAD_CLOSE))))
             if whole:
                 decoded = Decoded(value)
         else:
-            value = orjson.loads(raw)
-            # Fewer openers than the limit cannot nest deeper than it (counting is ~memchr).
-            if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(value):
-                raise fs.ReadError(TOO_DEEP)
-            decoded = Decoded(value)
+            decoded, depth_checked = Decoded(orjson.loads(raw)), False
     except orjson.JSONDecodeError:
         pass
     if decoded is None:
@@ -259,10 +260,45 @@ def decode_doc(raw: bytes, *, allow_list: bool = False) -> Decoded:
             raise fs.ReadError(f"not valid JSON: {_orjson_reason(raw, exc)}") from None
         decoded = _scrub(value)
     value = decoded.value
-    if isinstance(value, dict) or (allow_list and isinstance(value, list)):
-        return decoded
+    usable = isinstance(value, dict) or (allow_list and isinstance(value, list))
+    parts, fresh = share_unchanged(value, like) if usable else ({}, [value])
+    # Shared values were checked when first read: only new objects are walked.
+    if not depth_checked and _too_deep(fresh, 2 if type(value) is dict else 1):
+        raise fs.ReadError(TOO_DEEP)
+    if usable:
+        return Decoded(value, decoded.dropped, decoded.dropped_count, parts)
     expected = "an object or a list" if allow_list else "an object"
     raise fs.ReadError(f"top level is {type(value).__name__}, expected {expected}")
+
+
+def share_unchanged(new: Any, like: Decoded | None) -> tuple[dict[str, bytes], list[Any]]:
+    """Hand the object `new` the very objects of `like` (the previous decode) for each
+    top-level value that encodes to the same JSON bytes. Returns `new`'s encodings, for the
+    next call, and the values that are new objects (`[new]` itself when it is a list).
+
+    A stage is re-run only when an input object changes (`pipeline.Incremental`), so a new
+    risk snapshot that differs in its fee block does not rebuild the symbols and the router.
+    The bytes decide, not `==` (which holds 1 == 1.0 == True and 0.0 == -0.0): equal bytes are
+    the same JSON, so every stage gives the same result for the old object as for the new.
+    """
+    parts: dict[str, bytes] = {}
+    if type(new) is not dict:
+        return parts, [new]
+    old = like.value if like is not None and type(like.value) is dict else {}
+    old_parts = like.parts if like is not None else {}
+    fresh: list[Any] = []
+    for key, value in new.items():
+        try:
+            encoded = orjson.dumps(value)
+        except (TypeError, orjson.JSONEncodeError):  # beyond 64 bits or 255 levels: not shared
+            fresh.append(value)
+            continue
+        parts[key] = encoded
+        if old_parts.get(key) == encoded and key in old:
+            new[key] = old[key]
+        else:
+            fresh.append(value)
+    return parts, fresh
 
 
 def decode(raw: bytes, *, allow_list: bool = False) -> Any:
@@ -288,7 +324,10 @@ class SourceReader:
     and `unread_changes` (the watcher's rescan) names the files changed since it read them.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, share: bool = True) -> None:
+        """`share=False` decodes every file from scratch (`share_unchanged` off): the
+        reference reader of the tests that prove sharing changes nothing."""
+        self._share = share
         self._paths = source_paths(settings)
         self._max_bytes = settings.max_input_bytes
         self._root = settings.state_dir
@@ -296,6 +335,7 @@ class SourceReader:
         self._good: dict[str, SourceRead] = {}
         self._versions = itertools.count(1)
         self._digests: dict[Path, int] = {}
+        self._decoded: dict[Path, Decoded] = {}  # per file, its last good decode
         self._verify: set[Path] = set()
         self._seen = fs.StampLedger()  # the stamp of every file as this reader last saw it
         self._reported: dict[str, tuple[Any, ...]] = {}
@@ -325,7 +365,11 @@ class SourceReader:
             digest = hash(raw)
             if cached is not None and cached.stamp == file_stamp and self._digests[path] == digest:
                 return cached  # an event, but the same bytes: nothing new to parse or publish
-            decoded = decode_doc(raw, allow_list=(name == "positions"))
+            decoded = decode_doc(
+                raw,
+                allow_list=(name == "positions"),
+                like=self._decoded.get(path) if self._share else None,
+            )
         except FileNotFoundError:
             result = SourceRead(name, MISSING, path=path)
         except fs.ReadError as exc:
@@ -346,6 +390,7 @@ class SourceReader:
                 dropped_count=decoded.dropped_count,
             )
             self._digests[path] = digest
+            self._decoded[path] = decoded
         # Invalid reads are not cached by stamp: a torn in-place write is retried next pass.
         if result.status == OK:
             self._last[path] = result

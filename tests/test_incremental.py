@@ -11,10 +11,12 @@ import copy
 import dataclasses
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +25,7 @@ from kpi_publisher import pipeline
 from kpi_publisher.config import Settings, resolve
 from kpi_publisher.render import render
 from kpi_publisher.sources import SourceReader
+from kpi_publisher.stages import fees, risk, router, symbols
 
 NOW = 1_767_000_000.0
 BOOK = documents(REALISTIC, NOW)
@@ -38,6 +41,21 @@ FILES = {
     "holdings": "config/offexchange_holdings.json",
 }
 INVALID = (b"", b"{", b'{"nav": 1', b"\xff\xfe{}", b"[1, 2]", b"[" * 70 + b"]" * 70)
+# Top-level keys of the risk snapshot that stages read, and values that `==` confuses (1, 1.0
+# and True; 0.0 and -0.0) but a stage may not: a new snapshot that changes one block only is
+# re-read with its other blocks shared (sources.share_unchanged).
+RISK_TOP_KEYS = (
+    "fee_pnl", "fees", "pnl", "fee_pnl_ratio", "dd_frac", "drawdown", "dd_state", "atr",
+    "atr_ratio", "router_stats", "kpis_v7", "symbols", "daily_loss_frac", "unread",
+)  # fmt: skip
+TRICKY = (
+    1, 1.0, True, 0.0, -0.0, None, "DRAWDOWN",
+    {"fees": 1, "pnl": 0.0}, {"fees": 1.0, "pnl": -0.0}, {"fees": True, "pnl": 0.0},
+    {"dd_pct": -0.0, "dd_abs": 1}, {"dd_pct": 0.0, "dd_abs": 1.0}, {"median_ratio": 1.0},
+    {"maker_fill_rate": 1, "slippage_bps": 0.0}, {"maker_fill_rate": 1.0, "slippage_bps": -0.0},
+    {"atr": {"median_ratio": 1}, "fee_pnl": {"fees": 2}}, [{"symbol": "BTCUSDT", "atr_ratio": 1}],
+    [{"symbol": "BTCUSDT", "atr_ratio": 1.0}], [[[[1]]]],
+)  # fmt: skip
 
 
 def _variant(name: str, seed: int) -> Any:
@@ -68,6 +86,7 @@ STEPS = st.one_of(
     st.tuples(st.just("in_place"), st.sampled_from(sorted(FILES)), st.integers(0, 5)),
     st.tuples(st.just("clock"), st.just(""), st.integers(-120, 600)),
     st.tuples(st.just("reload"), st.just(""), st.integers(1, 40)),
+    st.tuples(st.just("risk_key"), st.sampled_from(RISK_TOP_KEYS), st.integers(0, len(TRICKY) - 1)),
 )
 
 
@@ -76,6 +95,18 @@ def _apply(root: Path, step: tuple[str, str, int]) -> list[Path]:
     kind, name, seed = step
     if kind in ("clock", "reload"):
         return []
+    if kind == "risk_key":  # one top-level block of the snapshot on disk takes a new value
+        path = root / FILES["risk"]
+        try:
+            doc = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            doc = None
+        doc = doc if isinstance(doc, dict) else _variant("risk", 0)
+        doc[name] = TRICKY[seed]
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(orjson.dumps(doc))
+        os.replace(tmp, path)
+        return [path]
     path = root / FILES[name]
     if kind == "delete":
         if not path.exists():
@@ -121,7 +152,7 @@ def test_incremental_passes_equal_full_passes(steps: list[tuple[str, str, int]])
         root = Path(tmp)
         _lay_out(root)
         s = _settings(root)
-        events_reader, full_reader = SourceReader(s), SourceReader(s)
+        events_reader, full_reader = SourceReader(s), SourceReader(s, share=False)
         incremental = pipeline.Incremental()
         now = NOW
         for index, step in enumerate([("clock", "", 0), *steps]):
@@ -139,6 +170,106 @@ def test_incremental_passes_equal_full_passes(steps: list[tuple[str, str, int]])
             assert report.content_changed == expected_report.content_changed, (index, step)
             assert render(got.kpis) == render(expected.kpis), (index, step)
             assert render(got.positions) == render(expected.positions), (index, step)
+
+
+def test_a_risk_snapshot_changed_in_one_block_reruns_only_the_stages_that_read_it(
+    tmp_path: Path,
+) -> None:
+    """A new risk snapshot whose fee block alone changed keeps every other block as the same
+    object, so the symbol map, the router block and the joined positions are reused; a change
+    in the execution-health entries (`symbols`) rebuilds them."""
+    _lay_out(tmp_path)
+    s = _settings(tmp_path)
+    reader = SourceReader(s)
+    incremental = pipeline.Incremental()
+    before = incremental(reader.refresh().sources, NOW, s)
+    fees = incremental(reader.refresh(_apply(tmp_path, ("risk_key", "fee_pnl", 7))).sources, NOW, s)
+    assert fees.kpis["fees"]["fees_usd"] == 1.0 != before.kpis["fees"]["fees_usd"]
+    assert fees.kpis["symbols"] is before.kpis["symbols"]
+    assert fees.kpis["router"] is before.kpis["router"]
+    assert fees.positions["positions"] is before.positions["positions"]
+    held = incremental(
+        reader.refresh(_apply(tmp_path, ("risk_key", "symbols", 16))).sources, NOW, s
+    )
+    assert held.kpis["symbols"] is not fees.kpis["symbols"]
+    assert held.kpis["symbols"]["BTCUSDT"]["atr_ratio"] == 1.0
+    assert held.kpis["fees"] is fees.kpis["fees"]
+
+
+def test_blocks_equal_by_eq_but_not_by_bytes_are_not_shared(tmp_path: Path) -> None:
+    """1, 1.0 and True (and 0.0 and -0.0) compare equal but read differently: a new snapshot
+    that swaps one for another in any block publishes what a full build publishes."""
+    _lay_out(tmp_path)
+    s = _settings(tmp_path)
+    reader, full = SourceReader(s), SourceReader(s, share=False)
+    incremental = pipeline.Incremental()
+    incremental(reader.refresh().sources, NOW, s)
+    alike = [i for i, v in enumerate(TRICKY) if sum(v == w for w in TRICKY) > 1]
+    assert len(alike) >= 12
+    for key in RISK_TOP_KEYS:
+        for index in alike:
+            events = _apply(tmp_path, ("risk_key", key, index))
+            got = incremental(reader.refresh(events).sources, NOW, s)
+            full.invalidate(events)
+            expected = pipeline.build(full.refresh().sources, NOW, s)
+            assert render(got.kpis) == render(expected.kpis), (key, TRICKY[index])
+            assert render(got.positions) == render(expected.positions), (key, TRICKY[index])
+
+
+class _Recording(Mapping[str, Any]):
+    """A risk snapshot that notes which of its top-level keys were read."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self._doc, self.read = doc, set[str]()
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return self._doc[key]
+
+    def __contains__(self, key: object) -> bool:
+        self.read.add(str(key))
+        return key in self._doc
+
+    def __iter__(self) -> Iterator[str]:
+        self.read.add("*every key*")
+        return iter(self._doc)
+
+    def __len__(self) -> int:
+        return len(self._doc)
+
+
+def _risk_snapshots() -> list[dict[str, Any]]:
+    """Every risk snapshot the tests hold (real eras, golden books, the bench book) and one
+    holding every key variant together."""
+    fixtures = Path(__file__).parent / "fixtures"
+    docs = [orjson.loads(p.read_bytes()) for p in sorted(fixtures.rglob("risk_snapshot.json"))]
+    docs.append(BOOK[FILES["risk"]])
+    union: dict[str, Any] = {}
+    for doc in docs:
+        union.update(doc)
+    return [*docs, union]
+
+
+@pytest.mark.parametrize(
+    ("stage", "keys"),
+    [
+        (lambda r: risk.build_risk(r, None), risk.RISK_KEYS),
+        (lambda r: router.build_router(r, None, ["BTCUSDT"], 8), router.RISK_KEYS),
+        (fees.build_fees, fees.RISK_KEYS),
+        (lambda r: symbols.build_symbols(r, ["BTCUSDT"], 8), symbols.RISK_KEYS),
+    ],
+    ids=["risk", "router", "fees", "symbols"],
+)
+def test_each_stage_reads_only_the_risk_keys_it_names(stage: Any, keys: tuple[str, ...]) -> None:
+    """The pipeline hands a stage only the top-level keys of the risk snapshot its module names
+    (`RISK_KEYS`): a key it read beyond those would be missing in the view, in every build."""
+    snapshots = _risk_snapshots()
+    assert len(snapshots) >= 18
+    for doc in snapshots:
+        recording = _Recording(doc)
+        stage(recording)
+        assert recording.read <= set(keys), sorted(recording.read - set(keys))
+        assert stage(pipeline.view(doc, keys)) == stage(doc)
 
 
 def test_incremental_reuses_the_symbol_stages_on_a_nav_change(tmp_path: Path) -> None:

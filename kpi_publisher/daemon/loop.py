@@ -26,7 +26,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -127,7 +127,7 @@ class Daemon:
         *,
         batches: BatchSource,
         reader: SourceReader | None = None,
-        publisher: Publisher = publish.publish,
+        publisher: Publisher | None = None,
         build: BuildFn = pipeline.build,
         reload: ReloadFn | None = None,
         clock: Callable[[], float] = time.time,
@@ -147,7 +147,7 @@ class Daemon:
         self.reload_event = threading.Event()
         self.seq = 0
         self.state = plan.PassState()
-        self._publisher = publisher
+        self._publisher: Publisher = publisher if publisher is not None else publish.Publisher()
         self._build = build
         self._clock = clock
         self._mono = monotonic
@@ -238,7 +238,7 @@ class Daemon:
         if not decided.publish:
             return PassResult(published=False)
         sources = {
-            name: replace(read, min_age_s=floors[name]) if floors.get(name) else read
+            name: read.aged(floors[name]) if floors.get(name) else read
             for name, read in report.sources.items()
         }
         try:
@@ -348,6 +348,10 @@ class Daemon:
                 return self._run_loop(s)
             finally:
                 self._metrics.stop()
+                close = getattr(self._publisher, "close", None)
+                if callable(close):  # the spare temp files of fs.OutputWriter
+                    with contextlib.suppress(OSError):
+                        close()
 
     def _run_loop(self, s: Settings) -> int:
         log.info(

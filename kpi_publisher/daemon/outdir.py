@@ -8,6 +8,7 @@ last publish renamed into place is another writer's (the executor writes its own
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,9 +26,14 @@ FOREIGN_LOG_EVERY_S = 600.0  # at most one foreign_writer line per output file p
 STATE_DIR_LOG_EVERY_S = 60.0  # state_dir_missing is repeated this often while it is missing
 
 
-def output_paths(settings: Settings) -> list[Path]:
+def output_paths(settings: Settings) -> tuple[Path, ...]:
     """The published files (watched for writes that are not ours)."""
-    return [settings.publish_dir / name for name in OUTPUT_FILES]
+    return _output_paths(settings.publish_dir)
+
+
+@functools.lru_cache(maxsize=8)
+def _output_paths(publish_dir: Path) -> tuple[Path, ...]:
+    return tuple(publish_dir / name for name in OUTPUT_FILES)
 
 
 def inside(path: Path, directory: Path) -> bool:

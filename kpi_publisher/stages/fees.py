@@ -10,6 +10,8 @@ from typing import Any
 from kpi_publisher.parse import first_number, has_valid, mapping
 
 FIELDS = ("fee_pnl_ratio", "fees", "pnl", "window_days")
+# The top-level keys of the risk snapshot this stage reads (the pipeline hands it no others).
+RISK_KEYS = ("fee_pnl", "kpis_v7", *FIELDS)
 
 
 def build_fees(risk: Any) -> dict[str, Any]:

@@ -23,6 +23,19 @@ from kpi_publisher.parse import (
 
 PERCENT = 1.0
 FRACTION = 100.0
+# The top-level keys of the risk snapshot `build_risk` reads (the pipeline hands it no others).
+RISK_KEYS = (
+    "kpis_v7",
+    "dd_state",
+    "drawdown",
+    "dd_frac",
+    "dd_abs",
+    "drawdown_abs",
+    "daily_loss_frac",
+    "atr",
+    "atr_ratio",
+    "atr_regime",
+)
 
 
 def _is_synthesised(dd_state: Any) -> bool:

@@ -52,6 +52,9 @@ QUALITY_SEVERITY = ("broken", "degraded", "poor", "ok", "good")
 PER_SYMBOL_PATHS = ("symbols", "per_symbol", "router_health.per_symbol", "symbol_stats")
 # Per-symbol router stats inside the execution-health entries of risk.symbols.
 STATS_ROW_PATHS = ("router", "components.router")
+# The top-level keys of the risk snapshot this stage reads (the pipeline hands it no others):
+# the router_stats blocks and the execution-health entries.
+RISK_KEYS = ("router_stats", "kpis_v7", "symbols")
 SLIP_FIELDS = frozenset(("slip_q25_bps", "slip_q50_bps", "slip_q75_bps"))
 # The real router wrote +-10,000 bps (100 %) for "no price": a sentinel, never a measurement.
 SLIP_SENTINEL_BPS = 10_000.0

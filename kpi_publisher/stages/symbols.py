@@ -16,6 +16,8 @@ from kpi_publisher.stages.risk import dd_label
 
 SOURCE_PATHS = ("symbols", "atr.symbols", "kpis_v7.atr.symbols", "kpis_v7.symbols")
 FIELDS = ("atr_ratio", "atr_regime", "dd_state", "dd_today_pct")
+# The top-level keys of the risk snapshot this stage reads (the pipeline hands it no others).
+RISK_KEYS = tuple(dict.fromkeys(path.split(".")[0] for path in SOURCE_PATHS))
 
 
 def _first(*values: float | None) -> float | None:

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ import pytest
 from kpi_publisher import fs, publish
 from kpi_publisher.daemon import default_crash_file
 from kpi_publisher.pipeline import Outputs
+from kpi_publisher.render import render
 from kpi_publisher.sources import SourceReader
 
 from .helpers import (
@@ -82,35 +83,71 @@ def _outputs(layout: Layout, nav_usd: float) -> Outputs:
     return Outputs(kpis=orjson.loads(kpis_raw), positions=orjson.loads(positions_raw))
 
 
+# The one-shot writer (`once`, the executor side) and the daemon's, which reuses spare temp
+# files made after each publish and holds the files it published until the next are in place.
+WRITERS: dict[str, Callable[[], Callable[..., None]]] = {
+    "one_shot": lambda: publish.publish,
+    "reused": publish.Publisher,
+}
+
+
+@pytest.fixture(params=sorted(WRITERS))
+def writer(request: pytest.FixtureRequest) -> Iterator[Callable[..., None]]:
+    made = WRITERS[request.param]()
+    yield made
+    close = getattr(made, "close", None)
+    if close is not None:
+        close()
+
+
+def _published(layout: Layout) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in layout.out.iterdir() if not fs.is_temp_name(p.name)}
+
+
 @pytest.mark.parametrize("durability", fs.DURABILITIES)
 @pytest.mark.parametrize("call", ["write", "fchmod", "fsync", "replace"])
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EIO, errno.EXDEV, errno.EDQUOT])
 def test_failed_publish_leaves_old_outputs_and_no_temp(
-    layout: Layout, monkeypatch: pytest.MonkeyPatch, call: str, err: int, durability: str
+    layout: Layout,
+    monkeypatch: pytest.MonkeyPatch,
+    call: str,
+    err: int,
+    durability: str,
+    writer: Callable[..., None],
 ) -> None:
     """Whichever step fails, OSError reaches the caller and no temp file is left in the out
     dir; both old files are intact byte for byte, except after a failed fsync in the fast
     order, which comes after the renames: then both files are the whole new documents (only
-    their durability is unknown) and the caller's retry writes them again."""
-    publish.publish(_outputs(layout, 10_234.56), layout.out, fsync=True, durability=durability)
-    before = {p.name: p.read_bytes() for p in layout.out.iterdir()}
+    their durability is unknown) and the caller's retry writes them again. The daemon's
+    writer made its temp files ahead (fchmod included); when something swept them, it makes
+    new ones, and those can fail the same way."""
+    writer(_outputs(layout, 10_234.56), layout.out, fsync=True, durability=durability)
+    before = _published(layout)
     newer = _outputs(layout, 20_000.0)
+    if call == "fchmod":
+        for spare in layout.temps():
+            (layout.out / spare).unlink()
 
     def fail(*_: object, **__: object) -> None:
         raise OSError(err, os.strerror(err))
 
     monkeypatch.setattr(os, call, fail)
     with pytest.raises(OSError) as caught:
-        publish.publish(newer, layout.out, fsync=True, durability=durability)
+        writer(newer, layout.out, fsync=True, durability=durability)
     monkeypatch.undo()
     assert caught.value.errno == err
-    after = {p.name: p.read_bytes() for p in layout.out.iterdir()}
+    assert layout.temps() == []
+    after = _published(layout)
     if call == "fsync" and durability == fs.FAST:
         publish.publish(newer, layout.out, fsync=False)
-        assert after == {p.name: p.read_bytes() for p in layout.out.iterdir()}
+        assert after == _published(layout)
     else:
         assert after == before
-    assert layout.temps() == []
+    writer(newer, layout.out, fsync=True, durability=durability)  # the retry publishes it all
+    assert _published(layout) == {
+        "kpis_v7.json": render(newer.kpis),
+        "positions_v7.json": render(newer.positions),
+    }
 
 
 @pytest.mark.parametrize(
@@ -121,7 +158,11 @@ def test_failed_publish_leaves_old_outputs_and_no_temp(
     ],
 )
 def test_durability_orders_the_syncs_and_renames(
-    layout: Layout, monkeypatch: pytest.MonkeyPatch, durability: str, order: list[str]
+    layout: Layout,
+    monkeypatch: pytest.MonkeyPatch,
+    durability: str,
+    order: list[str],
+    writer: Callable[..., None],
 ) -> None:
     """strict: both temp files are fsynced before either rename; fast: positions then KPIs are
     renamed, then both files are fsynced. Either way the out dir is fsynced last, before
@@ -137,10 +178,11 @@ def test_durability_orders_the_syncs_and_renames(
         calls.append(("replace", os.path.basename(dst)))
         real_replace(src, dst)
 
+    writer(_outputs(layout, 5_000.0), layout.out, fsync=False)  # a first publish: spares
     outputs = _outputs(layout, 10_234.56)
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
-    publish.publish(outputs, layout.out, fsync=True, durability=durability)
+    writer(outputs, layout.out, fsync=True, durability=durability)
     monkeypatch.undo()
     assert [call for call, _ in calls] == order
     renames = [name for call, name in calls if call == "replace"]
@@ -151,11 +193,11 @@ def test_durability_orders_the_syncs_and_renames(
 
 
 def test_failure_on_the_second_file_leaves_each_file_whole(
-    layout: Layout, monkeypatch: pytest.MonkeyPatch
+    layout: Layout, monkeypatch: pytest.MonkeyPatch, writer: Callable[..., None]
 ) -> None:
     """positions_v7.json is replaced first; when kpis_v7.json then fails, each file is still a
     whole valid document (new positions, old KPIs) and the caller gets the error to retry."""
-    publish.publish(_outputs(layout, 10_234.56), layout.out, fsync=False)
+    writer(_outputs(layout, 10_234.56), layout.out, fsync=False)
     old_kpis = (layout.out / "kpis_v7.json").read_bytes()
     newer = _outputs(layout, 20_000.0)
     real_replace = os.replace
@@ -167,7 +209,7 @@ def test_failure_on_the_second_file_leaves_each_file_whole(
 
     monkeypatch.setattr(os, "replace", replace_positions_only)
     with pytest.raises(OSError):
-        publish.publish(newer, layout.out, fsync=False)
+        writer(newer, layout.out, fsync=False)
     monkeypatch.undo()
     assert (layout.out / "kpis_v7.json").read_bytes() == old_kpis
     read_outputs(layout.out)
@@ -204,9 +246,10 @@ def test_disk_full_keeps_old_outputs_retries_and_recovers(live_layout: Layout) -
         proc.wait_event("publish", 15)
         # The tmpfs exists only in the daemon's mount namespace; reach it through its root.
         out = Path(f"/proc/{proc.proc.pid}/root") / str(layout.out).lstrip("/")
-        assert sorted(p.name for p in out.iterdir()) == ["kpis_v7.json", "positions_v7.json"]
+        names = sorted(p.name for p in out.iterdir() if not fs.is_temp_name(p.name))
+        assert names == ["kpis_v7.json", "positions_v7.json"]
         assert list(layout.out.iterdir()) == []  # not our view: the tmpfs really is private
-        old = {p.name: p.read_bytes() for p in out.iterdir()}
+        old = {p.name: p.read_bytes() for p in out.iterdir() if not fs.is_temp_name(p.name)}
         _fill(out)
         _fresh(layout, 20_000.0)
         failed = proc.wait_event("publish_failed", 10)
