@@ -207,13 +207,16 @@ def read_bytes(path: Path, *, max_bytes: int, root: Path | None = None) -> tuple
         chunks: list[bytes] = []
         total = 0
         while True:
-            chunk = os.read(fd, max(65536, before.st_size + 1 - total))
+            wanted = max(65536, before.st_size + 1 - total)
+            chunk = os.read(fd, wanted)
             if not chunk:
                 break
             chunks.append(chunk)
             total += len(chunk)
             if total > max_bytes:
                 raise ReadError(f"file grew over the {max_bytes}-byte cap while being read")
+            if len(chunk) < wanted:
+                break  # a short read of a regular file is its end; the fstat below confirms
         after = os.fstat(fd)
     finally:
         os.close(fd)

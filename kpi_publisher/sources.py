@@ -351,13 +351,14 @@ class SourceReader:
         return self._paths
 
     def _read_file(self, name: str, path: Path) -> SourceRead:
-        current = fs.stamp(path)
         cached = self._last.get(path)
         verify = path in self._verify
         self._verify.discard(path)
-        self._seen.see(path, current)
-        if cached is not None and current is not None and cached.stamp == current and not verify:
-            return cached
+        if not verify:  # a file with an event is read whatever its stamp says
+            current = fs.stamp(path)
+            self._seen.see(path, current)
+            if cached is not None and current is not None and cached.stamp == current:
+                return cached
         root = self._root if path.parent == self._root else None
         try:
             raw, file_stamp = fs.read_bytes(path, max_bytes=self._max_bytes, root=root)
@@ -391,6 +392,8 @@ class SourceReader:
             )
             self._digests[path] = digest
             self._decoded[path] = decoded
+        if verify and result.status != OK:  # the stamp it failed at, as the stat would have seen
+            self._seen.see(path, fs.stamp(path))
         # Invalid reads are not cached by stamp: a torn in-place write is retried next pass.
         if result.status == OK:
             self._last[path] = result
