@@ -309,8 +309,13 @@ class Book:
     spec: BookSpec
     root: Path
     files: dict[str, int] = field(default_factory=dict)  # relative path -> bytes
+    # Like the executor, every write restamps each per-symbol entry's `updated_ts` (and the
+    # snapshot's own): every block the symbol stages read is new. Off, a write changes the
+    # fee block alone.
+    restamp: bool = False
     _head: bytes = b""
     _tail: bytes = b""
+    _stamp: bytes = b""
 
     @property
     def state_dir(self) -> Path:
@@ -334,8 +339,14 @@ class Book:
         return self.files[f"{STATE_DIR}/{MARKER_FILE}"]
 
     def payload(self, index: int) -> bytes:
-        """The risk snapshot's bytes with sample `index` encoded in `fee_pnl.fees`."""
-        return self._head + repr(marker_value(index)).encode() + self._tail
+        """The risk snapshot's bytes with sample `index` encoded in `fee_pnl.fees` (and, when
+        `restamp`, every `updated_ts` moved on by `index` ms)."""
+        data = self._head + repr(marker_value(index)).encode() + self._tail
+        if self.restamp and index:
+            key, _, value = self._stamp.partition(b":")
+            stamp = float(orjson.loads(value)) + index / 1000.0
+            data = data.replace(self._stamp, key + b":" + orjson.dumps(stamp))
+        return data
 
     def stage(self, index: int) -> Path:
         """Write the next version to a temp name beside the target (not yet visible)."""
@@ -345,11 +356,14 @@ class Book:
         return tmp
 
 
-def write_book(root: Path, spec: BookSpec, *, now: float | None = None, seed: int = 7) -> Book:
+def write_book(
+    root: Path, spec: BookSpec, *, now: float | None = None, seed: int = 7, restamp: bool = False
+) -> Book:
     """Lay the book out under `root` (logs/state, logs/cache, config, out) and return it."""
     stamp_now = float(now if now is not None else round(datetime.now(UTC).timestamp(), 3))
     docs = documents(spec, stamp_now, seed=seed)
-    book = Book(spec=spec, root=root)
+    book = Book(spec=spec, root=root, restamp=restamp)
+    book._stamp = b'"updated_ts":' + orjson.dumps(stamp_now)
     book.out_dir.mkdir(parents=True, exist_ok=True)
     for rel, doc in docs.items():
         path = root / rel

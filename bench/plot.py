@@ -32,12 +32,14 @@ def plot(results: Mapping[str, Any], path: Path) -> None:
         c = case(results, book, True)
         for key, label in names.items():
             _cdf(ax, lookup(c, "samples_ms", key) or [], label)
+        fee = case(results, book, True, "fee_block")
+        _cdf(ax, lookup(fee, "samples_ms", "ours") or [], "hedge-kpi run, fee block only")
         if book == "realistic":
             _cdf(ax, lookup(results, "polling", "samples_ms") or [], "polling every 1 s")
         ax.set_xscale("log")
         ax.set_xlabel("rename → kpis_v7.json visible (ms, log)")
         ax.set_ylabel("fraction of samples")
-        ax.set_title(f"{book} book, fsync on")
+        ax.set_title(f"{book} book, executor-like writes, fsync on")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
     ax = axes[1][0]

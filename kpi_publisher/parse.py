@@ -90,8 +90,9 @@ def total(values: Iterable[float]) -> float | None:
 
 
 def is_object(value: Any) -> bool:
-    """True for a JSON object (a dict, the common case, checked first because it is cheap)."""
-    return type(value) is dict or isinstance(value, Mapping)
+    """True for a JSON object (a dict, the common case, checked first because it is cheap; a
+    dict subclass such as pipeline.View before the abstract Mapping check)."""
+    return type(value) is dict or isinstance(value, (dict, Mapping))
 
 
 def mapping(value: Any) -> Mapping[str, Any]:

@@ -13,11 +13,11 @@ from typing import Any
 
 from kpi_publisher.parse import (
     finite,
-    first_number,
     first_text,
     get,
     has_valid,
     is_object,
+    key_number,
     mapping,
     number,
     per_symbol,
@@ -71,10 +71,10 @@ SYMBOL_FIELD_KEYS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def _slippage(block: Any, keys: tuple[str, ...]) -> float | None:
+def _slippage(block: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:
     """The first slippage (bps) under `keys` that is a measurement; sentinels read as missing."""
     for key in keys:
-        value = number(get(block, key))
+        value = number(block.get(key))
         if value is not None and abs(value) < SLIP_SENTINEL_BPS:
             return value
     return None
@@ -83,8 +83,10 @@ def _slippage(block: Any, keys: tuple[str, ...]) -> float | None:
 def _fields(
     block: Any, chains: Mapping[str, tuple[str, ...]] = FIELD_KEYS
 ) -> dict[str, float | None]:
+    """Each field's first valid number under its keys (plain keys: this runs per symbol row)."""
+    block = mapping(block)
     return {
-        name: _slippage(block, keys) if name in SLIP_FIELDS else first_number(block, *keys)
+        name: _slippage(block, keys) if name in SLIP_FIELDS else key_number(block, keys)
         for name, keys in chains.items()
     }
 
@@ -129,7 +131,7 @@ def _worst_count(router: Any) -> str | None:
 
 
 def _samples(entry: Any) -> int | None:
-    value = first_number(entry, *SAMPLE_KEYS)
+    value = key_number(mapping(entry), SAMPLE_KEYS)
     return int(value) if value is not None and value >= 0 and value.is_integer() else None
 
 
