@@ -3,8 +3,10 @@
 Three views of the same work over the realistic book:
 - wall-clock steps without a profiler: read + decode every input, `pipeline.build`,
   `render` of both documents, and `publish` (two atomic writes) with and without fsync;
-- a daemon-shaped pass: one input replaced, then the long-lived `SourceReader` re-reads
-  (stat of every input, read + decode of the changed one), build, publish with fsync;
+- a daemon-shaped pass: the risk snapshot replaced as the executor writes it (every
+  per-symbol entry restamped), then what the daemon does: the long-lived `SourceReader`
+  re-reads the file that had the event, `pipeline.Incremental` re-runs the stages that read
+  what changed, and `publish.Publisher` (spare temps, held files) publishes with fsync;
 - a cProfile of `pipeline.build` alone, grouped by module (which stage costs what) with the
   functions that spend the most time of their own.
 """
@@ -26,7 +28,7 @@ from bench.stats import summary
 from bench.timing import repeat_ms
 from kpi_publisher import pipeline
 from kpi_publisher.config import Settings
-from kpi_publisher.publish import publish
+from kpi_publisher.publish import Publisher, publish
 from kpi_publisher.render import render
 from kpi_publisher.sources import SourceReader
 
@@ -46,26 +48,29 @@ def _short(filename: str) -> str:
 def _daemon_pass(book: Book, settings: Settings, reps: int) -> dict[str, Any]:
     """Per step of a pass after one changed input, as the daemon runs it (ms summaries)."""
     reader = SourceReader(settings)
-    reader.read_all()
+    build = pipeline.Incremental()
+    publisher = Publisher()
+    publisher(build(reader.refresh().sources, time.time(), settings), book.out_dir, fsync=True)
     steps: dict[str, list[float]] = {"read_changed": [], "build": [], "publish_fsync": []}
     for index in range(1, reps + 1):
         os.replace(book.stage(index), book.marker_path)
         t0 = time.perf_counter()
-        sources = reader.read_all()
+        sources = reader.refresh({book.marker_path}).sources
         t1 = time.perf_counter()
-        outputs = pipeline.build(sources, time.time(), settings)
+        outputs = build(sources, time.time(), settings)
         t2 = time.perf_counter()
-        publish(outputs, book.out_dir, fsync=True)
+        publisher(outputs, book.out_dir, fsync=True)
         t3 = time.perf_counter()
         steps["read_changed"].append((t1 - t0) * 1000.0)
         steps["build"].append((t2 - t1) * 1000.0)
         steps["publish_fsync"].append((t3 - t2) * 1000.0)
+    publisher.close()
     totals = [sum(parts) for parts in zip(*steps.values(), strict=True)]
     return {**{k: summary(v) for k, v in steps.items()}, "total": summary(totals)}
 
 
 def run(work: Path, reps: int, budget_s: float, spec: BookSpec = REALISTIC) -> dict[str, Any]:
-    book = write_book(work / "profile", spec)
+    book = write_book(work / "profile", spec, restamp=True)
     settings = settings_for(book.state_dir, book.out_dir)
     sources = SourceReader(settings).read_all()
     now = time.time()

@@ -100,6 +100,7 @@ _PAD = _ORJSON_LIMIT - MAX_DEPTH if _ORJSON_LIMIT is not None else 0
 _PAD_OPEN, _PAD_CLOSE = b"[" * _PAD, b"]" * _PAD
 _PAD_INDEXES = (0,) * _PAD
 TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
+_ABSENT = object()
 
 
 def _nan_to_none(_: str) -> None:
@@ -271,15 +272,24 @@ def decode_doc(raw: bytes, *, allow_list: bool = False, like: Decoded | None = N
     raise fs.ReadError(f"top level is {type(value).__name__}, expected {expected}")
 
 
+def _encoded(value: Any) -> bytes | None:
+    try:
+        return orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):  # beyond 64 bits or 255 levels
+        return None
+
+
 def share_unchanged(new: Any, like: Decoded | None) -> tuple[dict[str, bytes], list[Any]]:
     """Hand the object `new` the very objects of `like` (the previous decode) for each
-    top-level value that encodes to the same JSON bytes. Returns `new`'s encodings, for the
-    next call, and the values that are new objects (`[new]` itself when it is a list).
+    top-level value that is the same JSON. Returns the encodings of the values shared, for
+    the next call, and the values that are new objects (`[new]` itself when it is a list).
 
     A stage is re-run only when an input object changes (`pipeline.Incremental`), so a new
     risk snapshot that differs in its fee block does not rebuild the symbols and the router.
-    The bytes decide, not `==` (which holds 1 == 1.0 == True and 0.0 == -0.0): equal bytes are
-    the same JSON, so every stage gives the same result for the old object as for the new.
+    `==` finds the candidates (in C, and a changed block, such as the executor's restamped
+    per-symbol entries, usually differs at its first entry); the bytes decide, because `==`
+    holds 1 == 1.0 == True and 0.0 == -0.0: equal bytes are the same JSON, so every stage
+    gives the same result for the old object as for the new.
     """
     parts: dict[str, bytes] = {}
     if type(new) is not dict:
@@ -288,16 +298,18 @@ def share_unchanged(new: Any, like: Decoded | None) -> tuple[dict[str, bytes], l
     old_parts = like.parts if like is not None else {}
     fresh: list[Any] = []
     for key, value in new.items():
+        before = old.get(key, _ABSENT)
         try:
-            encoded = orjson.dumps(value)
-        except (TypeError, orjson.JSONEncodeError):  # beyond 64 bits or 255 levels: not shared
-            fresh.append(value)
-            continue
-        parts[key] = encoded
-        if old_parts.get(key) == encoded and key in old:
-            new[key] = old[key]
-        else:
-            fresh.append(value)
+            candidate = before is not _ABSENT and before == value
+        except RecursionError:  # nested past the interpreter's limit: judged below, as new
+            candidate = False
+        if candidate:
+            encoded = _encoded(value)
+            if encoded is not None and encoded == (old_parts.get(key) or _encoded(before)):
+                new[key] = before
+                parts[key] = encoded
+                continue
+        fresh.append(value)
     return parts, fresh
 
 

@@ -158,10 +158,13 @@ def test_outputs_are_0644_whatever_the_umask(layout: Layout, umask: int) -> None
         assert stat.S_IMODE((layout.out / name).stat().st_mode) == 0o644
 
 
+@pytest.mark.parametrize("reused", [False, True], ids=["one_shot", "daemon_writer"])
 def test_temp_files_are_created_exclusively_and_private(
-    layout: Layout, monkeypatch: pytest.MonkeyPatch
+    layout: Layout, monkeypatch: pytest.MonkeyPatch, reused: bool
 ) -> None:
-    """O_CREAT|O_EXCL (never O_TRUNC) with mode 0600: nobody can pre-create or read it."""
+    """O_CREAT|O_EXCL (never O_TRUNC) with mode 0600: nobody can pre-create or read it. The
+    daemon's writer makes its spare temps the same way (two publishes: two temps, then two
+    spares after each)."""
     opened: list[tuple[str, int, int]] = []
     real_open = os.open
 
@@ -169,11 +172,15 @@ def test_temp_files_are_created_exclusively_and_private(
         opened.append((os.fspath(path), flags, mode))
         return real_open(path, flags, mode, **kw)
 
+    writer = publish.Publisher() if reused else publish.publish
     monkeypatch.setattr(os, "open", recording_open)
-    publish.publish(_outputs(layout), layout.out, fsync=False)
+    writer(_outputs(layout), layout.out, fsync=False)
+    writer(_outputs(layout), layout.out, fsync=False)
     monkeypatch.undo()
+    if isinstance(writer, publish.Publisher):
+        writer.close()
     temps = [(p, f, m) for p, f, m in opened if fs.is_temp_name(Path(p).name)]
-    assert len(temps) == 2
+    assert len(temps) == (6 if reused else 4)
     for path, flags, mode in temps:
         assert Path(path).parent == layout.out  # same filesystem: the rename is atomic
         assert flags & os.O_CREAT and flags & os.O_EXCL
