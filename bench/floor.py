@@ -2,8 +2,10 @@
 
 `python -m bench.floor --watch-file F --out-dir D [--watcher inotify|watchdog] [--fsync]`.
 On every rename into place (or close after writing) of F it reads F's bytes and publishes
-them with the publisher's own atomic writer (`kpi_publisher.fs.write_atomic`, in the daemon's
-default durability order), so the floor pays the same publish cost per file. `inotify` reads
+them with the plain atomic writer (`kpi_publisher.fs.write_atomic`: exclusive temp, fill,
+rename, sync, in the daemon's default durability order), the least any simple publisher does.
+The daemon's own writer (`fs.OutputWriter`) goes further: it makes its temps ahead and holds
+the files it published (docs/BENCHMARKS.md). `inotify` reads
 raw inotify events in the main thread (the absolute floor); `watchdog` does the copy inside
 the watchdog handler (the least any watchdog-based publisher can do). Publishes once at start
 so a prober knows it is ready.
