@@ -404,6 +404,10 @@ class OutputWriter:
             _discard(*spare)
         return _create_temp(target, mode=self._mode)
 
+    def spares(self) -> list[Path]:
+        """The temp files made ahead for the next write (live: a sweep must leave them)."""
+        return [tmp for tmp, _fd in self._spares.values()]
+
     def _drop_spares(self) -> None:
         for tmp, fd in self._spares.values():
             _discard(tmp, fd)
@@ -433,10 +437,12 @@ def write_atomic(
     write_atomic_many([(target, data)], fsync=fsync, mode=mode, durability=durability)
 
 
-def sweep_stale_temps(directory: Path, targets: tuple[str, ...]) -> list[Path]:
+def sweep_stale_temps(
+    directory: Path, targets: tuple[str, ...], keep: Iterable[Path] = ()
+) -> list[Path]:
     """Remove temp files a killed publisher left behind for `targets`; returns what it removed.
-    This process's own (an `OutputWriter`'s spares) are live and stay."""
-    own = f".{os.getpid()}."
+    `keep` are live temps (an `OutputWriter`'s spares), left alone."""
+    live = {path.name for path in keep if path.parent == directory}
     removed: list[Path] = []
     try:
         entries = list(os.scandir(directory))
@@ -447,8 +453,8 @@ def sweep_stale_temps(directory: Path, targets: tuple[str, ...]) -> list[Path]:
         if not name.endswith(TEMP_SUFFIX):
             continue
         if any(name.startswith(f"{TEMP_PREFIX}{t}.") for t in targets):
-            if any(name.startswith(f"{TEMP_PREFIX}{t}{own}") for t in targets):
-                continue  # ".<target>.<our pid>.": a live spare of this process
+            if name in live:
+                continue
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))

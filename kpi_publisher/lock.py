@@ -130,13 +130,15 @@ def hold_for_daemon(
     on_held: Callable[[LockHeld], None],
     *,
     poll_s: float = 1.0,
+    on_acquired: Callable[[OutDirLock], None] | None = None,
 ) -> OutDirLock | None:
     """Take the out dir's lock for `run`, for the rest of the process's life.
 
     Raises LockHeld or OSError at once when the out dir exists or can be created. An out dir
     inside a missing state dir is not created (the state dir is the executor's to create): a
     daemon thread then takes the lock as soon as the directory appears, calling `on_held`
-    when another process was first. Returns the lock, or None while it is pending.
+    when another process was first, or `on_acquired` with the lock. Returns the lock, or None
+    while it is pending.
     """
     if out_dir.is_dir() or state_dir.is_dir() or not _inside(out_dir, state_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -156,6 +158,49 @@ def hold_for_daemon(
                 return
             except OSError:
                 continue  # e.g. the directory is still being set up: try again
+            if on_acquired is not None:
+                on_acquired(held[0])
 
     threading.Thread(target=_wait, name="hedge-kpi-out-dir-lock", daemon=True).start()
     return None
+
+
+class DaemonLock:
+    """The lock `run` holds on its out dir for its whole life, moved by a reload that changes
+    the out dir: the new dir's lock is taken first (LockHeld when another publisher has it,
+    and then nothing changes), and only then is the old one let go, so two daemons never
+    publish into one dir."""
+
+    def __init__(self) -> None:
+        self._held: OutDirLock | None = None
+        self._moved = False
+        self._guard = threading.Lock()
+
+    @property
+    def path(self) -> Path | None:
+        """The out dir whose lock is held (None while it is pending)."""
+        held = self._held
+        return held.path if held is not None else None
+
+    def hold(self, out_dir: Path, state_dir: Path, on_held: Callable[[LockHeld], None]) -> None:
+        """Take the first out dir's lock (`hold_for_daemon`); LockHeld or OSError at once."""
+        held = hold_for_daemon(out_dir, state_dir, on_held, on_acquired=self._acquired_late)
+        if held is not None:
+            self._acquired_late(held)
+
+    def _acquired_late(self, held: OutDirLock) -> None:
+        with self._guard:
+            if self._moved:  # a reload moved on before the first dir appeared
+                held.release()
+            else:
+                self._held = held
+
+    def move(self, out_dir: Path) -> None:
+        """Hold `out_dir`'s lock instead; on LockHeld or OSError the current one stays held."""
+        with self._guard:
+            if self._held is not None and self._held.path == out_dir:
+                return
+            new = acquire(out_dir, wait_s=SHORT_HOLDER_WAIT_S)
+            old, self._held, self._moved = self._held, new, True
+        if old is not None:
+            old.release()

@@ -122,12 +122,14 @@ class Incremental:
     """`build` for a caller that builds again and again (the daemon): a stage runs again only
     when its inputs changed, so a NAV change does not rebuild a thousand symbols.
 
-    A stage's inputs are source documents, results of other stages and settings values. The
-    reader hands back the very same document object until the file's content changes, and a
-    stage result is reused while every input is the same object (or an equal int), so the
-    outputs are those of `build`, byte for byte. The stages that read `now` (nav, status) run
-    every time. Reused blocks appear in successive outputs: only those rebuilt every time (nav,
-    sources, the positions file's `source`) may be changed in place afterwards.
+    A stage's inputs are source documents or views of them (the top-level keys it reads),
+    results of other stages, the NAV and settings values. The reader hands back the very same
+    object for a document, and for each top-level block of it, until its JSON changes, and a
+    stage result is reused while every input is the same object (an equal int or float, a view
+    of the same blocks), so the outputs are those of `build`, byte for byte. The stages that
+    read `now` (nav, status) run every time. Reused blocks appear in successive outputs: only
+    those rebuilt every time (nav, sources, the positions file's `source`) may be changed in
+    place afterwards.
     """
 
     def __init__(self) -> None:

@@ -40,5 +40,9 @@ class Publisher:
     ) -> None:
         self._writer.write(_files(outputs, out_dir), fsync=fsync, durability=durability)
 
+    def spares(self) -> list[Path]:
+        """Its live temp files (`fs.OutputWriter.spares`)."""
+        return self._writer.spares()
+
     def close(self) -> None:
         self._writer.close()

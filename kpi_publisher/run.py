@@ -182,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
 
     restore = install_signal_thread(daemon)  # before any other thread starts (the lock's)
     try:
-        lock.hold_for_daemon(settings.publish_dir, settings.state_dir, on_held=lost_to)
+        daemon.out_lock = lock.DaemonLock()
+        daemon.out_lock.hold(settings.publish_dir, settings.state_dir, on_held=lost_to)
     except lock.LockHeld as exc:
         _log_locked(exc)
         restore()

@@ -57,7 +57,8 @@ class Decoded:
     value: Any
     dropped: tuple[str, ...] = ()
     dropped_count: int = 0
-    # The JSON encoding of each top-level value, for the next decode's `share_unchanged`.
+    # The JSON encodings of the top-level values shared with the previous decode, kept for the
+    # next decode's `share_unchanged`.
     parts: Mapping[str, bytes] = field(default_factory=dict)
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 import pytest
 
+from kpi_publisher import fs
+
 pytestmark = pytest.mark.timeout(60)
 
 WAIT_S = 10.0  # bound for a start-up or an event on a loaded machine
@@ -238,6 +240,52 @@ def test_sighup_with_a_bad_config_keeps_the_old_one_and_says_why(
     proc.wait_event(lambda e: is_publish(e) and e["reason"] == "heartbeat", start=mark)
     assert kpis(dirs)["nav"]["fresh"] is True  # still the old nav_fresh_s
     assert proc.stop()[0] == 0
+
+
+def test_sighup_to_another_out_dir_moves_the_lock_and_never_shares_a_dir(
+    dirs: dict[str, Path], spawn: Callable[..., Proc]
+) -> None:
+    """The out dir's lock moves with a reload. To a dir another daemon publishes into, the
+    reload is refused (the running config kept, the holder named, nothing written there); to
+    a free dir, that dir is locked before anything is written and the old one is let go: a
+    second daemon can then start on the old dir, and none on the new."""
+    config = dirs["root"] / "kpi.toml"
+    taken, free = dirs["root"] / "taken", dirs["root"] / "free"
+    state = ["--state-dir", str(dirs["state"])]
+    config.write_text(f'[kpi]\nout_dir = "{dirs["out"]}"\n')
+    first = spawn([*state, "--config", str(config)])
+    first.wait_event(is_publish)
+    holder = spawn([*state, "--out-dir", str(taken)])
+    holder.wait_event(is_publish)
+
+    config.write_text(f'[kpi]\nout_dir = "{taken}"\n')
+    mark = first.mark()
+    first.popen.send_signal(signal.SIGHUP)
+    failed = first.wait_event(lambda e: e["event"] == "config_reload_failed", start=mark)
+    assert str(taken) in failed["reason"] and f"pid {holder.popen.pid}" in failed["reason"]
+    assert failed["kept"] == "previous config"
+    write_json(dirs["state"] / "nav_state.json", {"nav_usd": 2000.0, "updated_at": time.time()})
+    first.wait_event(lambda e: is_publish(e) and "nav_state" in e["changed"], start=mark)
+    assert kpis(dirs)["nav"]["nav_usd"] == 2000.0  # still its own dir
+    # Nothing of the first daemon's in the taken dir: no sweep of the holder's spare temps,
+    # no spares of its own.
+    temps = [p.name for p in taken.iterdir() if fs.is_temp_name(p.name)]
+    assert len(temps) == 2 and all(f".{holder.popen.pid}." in name for name in temps), temps
+
+    config.write_text(f'[kpi]\nout_dir = "{free}"\n')
+    mark = first.mark()
+    first.popen.send_signal(signal.SIGHUP)
+    first.wait_event(lambda e: e["event"] == "config_reloaded", start=mark)
+    first.wait_event(lambda e: is_publish(e) and e["reason"] == "reload", start=mark)
+    assert orjson.loads((free / "kpis_v7.json").read_bytes())["nav"]["nav_usd"] == 2000.0
+    second = spawn(base_args(dirs))  # the old dir: free now
+    second.wait_event(is_publish)
+    third = spawn([*state, "--out-dir", str(free)])
+    assert third.popen.wait(WAIT_S) == 2
+    locked = third.wait_event(lambda e: e["event"] == "out_dir_locked")
+    assert locked["holder_pid"] == first.popen.pid
+    for proc in (first, second, holder):
+        assert proc.stop()[0] == 0
 
 
 def test_an_unusable_config_at_start_exits_2_with_the_reason(

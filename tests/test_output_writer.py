@@ -86,12 +86,22 @@ def test_a_new_out_dir_drops_the_spares_of_the_old_one(tmp_path: Path) -> None:
     writer.close()
 
 
-def test_the_sweep_removes_a_dead_writers_temps_and_keeps_this_ones(tmp_path: Path) -> None:
+def test_the_sweep_removes_a_dead_writers_temps_and_keeps_the_live_spares(
+    tmp_path: Path,
+) -> None:
+    """A daemon that prepares its out dir again (a reload, the dir replaced) sweeps what a
+    killed publisher left, even one that had the same pid, and keeps its own spares; spares
+    swept anyway (another process's sweep) are made again on the next write."""
     writer = fs.OutputWriter()
     writer.write(_files(tmp_path, 1), fsync=False)
     mine = _temps(tmp_path)
-    dead = tmp_path / ".kpis_v7.json.999999999.abcd0123.tmp"
+    assert sorted(p.name for p in writer.spares()) == mine
+    dead = tmp_path / f".kpis_v7.json.{os.getpid()}.abcd0123.tmp"
     dead.write_bytes(b"{")
-    assert fs.sweep_stale_temps(tmp_path, TARGETS) == [dead]
+    assert fs.sweep_stale_temps(tmp_path, TARGETS, writer.spares()) == [dead]
     assert _temps(tmp_path) == mine
+    assert sorted(fs.sweep_stale_temps(tmp_path, TARGETS)) == [tmp_path / n for n in mine]
+    writer.write(_files(tmp_path, 2), fsync=False)
+    assert {(tmp_path / t).read_bytes() for t in TARGETS} == {d for _, d in _files(tmp_path, 2)}
+    assert len(_temps(tmp_path)) == 2
     writer.close()

@@ -32,7 +32,7 @@ from typing import Protocol
 
 import structlog
 
-from kpi_publisher import pipeline, prom, publish
+from kpi_publisher import lock, pipeline, prom, publish
 from kpi_publisher.config import Settings
 from kpi_publisher.contract import SOURCE_NAMES, ExitCode, SourceRead, not_ok
 from kpi_publisher.daemon import plan
@@ -141,6 +141,8 @@ class Daemon:
         self.reader = reader if reader is not None else SourceReader(settings)
         self.batches = batches
         self.reload_settings = reload
+        # The out dir's lock (`run` sets it): a reload to another out dir moves it first.
+        self.out_lock: lock.DaemonLock | None = None
         self.observers: list[Observer] = list(observers)
         self.crash_log = crash_log or CrashLog(default_crash_file(settings.publish_dir))
         self.stop_event = threading.Event()
@@ -194,7 +196,8 @@ class Daemon:
 
     def prepare_out_dir(self) -> None:
         """Create the out dir, sweep stale temps, and watch the outputs for foreign writes."""
-        prepare_out_dir(self.settings)
+        spares = getattr(self._publisher, "spares", None)
+        prepare_out_dir(self.settings, spares() if callable(spares) else ())
         set_outputs = getattr(self.batches, "set_outputs", None)
         if callable(set_outputs):  # the real Watcher
             set_outputs(output_paths(self.settings))

@@ -42,11 +42,12 @@ def inside(path: Path, directory: Path) -> bool:
     return p == d or d in p.parents
 
 
-def prepare_out_dir(settings: Settings) -> None:
-    """Create the out dir and remove temp files a killed publisher left there."""
+def prepare_out_dir(settings: Settings, keep: Iterable[Path] = ()) -> None:
+    """Create the out dir and remove temp files a killed publisher left there (not `keep`, the
+    publisher's own live spares)."""
     out_dir = settings.publish_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    removed = fs.sweep_stale_temps(out_dir, OUTPUT_FILES)
+    removed = fs.sweep_stale_temps(out_dir, OUTPUT_FILES, keep)
     if settings.prom_dir is not None:
         removed += fs.sweep_stale_temps(settings.prom_dir, PROM_FILES)
     if removed:

@@ -18,6 +18,7 @@ import structlog
 
 from kpi_publisher.config import ConfigError, Settings
 from kpi_publisher.daemon.outdir import inside
+from kpi_publisher.lock import LockHeld
 from kpi_publisher.sources import SourceReader, source_paths
 
 if TYPE_CHECKING:
@@ -56,6 +57,10 @@ def apply_reload(daemon: Daemon) -> bool:
         daemon.reader, batches.debounce_s, batches.rescan_s = saved
         with contextlib.suppress(Exception):
             batches.set_paths(input_paths(daemon.reader))
+        out_lock = daemon.out_lock
+        if out_lock is not None and out_lock.path not in (None, old.publish_dir):
+            with contextlib.suppress(Exception):  # the lock had moved: take the old dir's back
+                out_lock.move(old.publish_dir)
         _reload_failed(old, exc)
         return False
 
@@ -86,6 +91,18 @@ def _switch(daemon: Daemon, old: Settings, new: Settings) -> bool:
                 kept="previous config",
             )
             return False
+        if daemon.out_lock is not None:
+            try:  # before anything is written there: another publisher may own it
+                daemon.out_lock.move(new.publish_dir)
+            except (LockHeld, OSError) as exc:
+                reason = str(exc) if isinstance(exc, LockHeld) else exc.strerror or str(exc)
+                log.error(
+                    "config_reload_failed",
+                    file=str(old.config_file) if old.config_file else None,
+                    reason=f"out dir {new.publish_dir}: {reason}",
+                    kept="previous config",
+                )
+                return False
     old_paths = input_paths(daemon.reader)
     daemon.settings = new
     new_paths = [p for paths in source_paths(new).values() for p in paths]
