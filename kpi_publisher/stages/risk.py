@@ -15,6 +15,7 @@ from kpi_publisher.parse import (
     first_number,
     first_text,
     get,
+    is_object,
     mapping,
     number,
     per_symbol,
@@ -60,7 +61,9 @@ def _first_scaled(candidates: list[tuple[Any, tuple[str, ...], float]]) -> float
 
 def dd_label(value: Any) -> str | None:
     """dd_state as a lower-case label from a bare string or {dd_state: s} / {state: S}."""
-    label = first_text(value, "dd_state", "state") if isinstance(value, Mapping) else text(value)
+    if value is None:  # the common case per symbol: no flat dd_state
+        return None
+    label = first_text(value, "dd_state", "state") if is_object(value) else text(value)
     return label.lower() if label is not None else None
 
 
