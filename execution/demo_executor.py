@@ -128,6 +128,10 @@ def plan_cycle(
         writes.append(
             FileWrite(state + "router_health.json", demo_shapes.router_doc(w, era), router_style)
         )
+    if era != "v7.1":  # risk_advanced.json is written from v7.6 on
+        writes.append(
+            FileWrite(state + "risk_advanced.json", demo_shapes.risk_advanced_doc(w), style)
+        )
     writes.append(FileWrite(state + sync_state.POSITIONS_STATE_FILE, positions_state, ATOMIC))
     if nav_state is not None:
         writes.append(FileWrite(state + sync_state.NAV_STATE_FILE, nav_state, ATOMIC))

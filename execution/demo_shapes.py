@@ -7,6 +7,7 @@ file is shaped per era is `execution.shapes`.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping
 from typing import Any
@@ -208,6 +209,44 @@ def risk_doc(w: World, era: str, kpis: Mapping[str, Any] | None) -> dict[str, An
         nav_health=shapes.nav_health(now=w.now, nav_ts=w.nav_t, nav=w.nav_usd),
         n_positions=len(w.positions),
         kpis=kpis,
+    )
+
+
+# --- advanced risk (v7.6 on) -------------------------------------------------------------------
+
+VAR_CONFIDENCE = 0.95
+VAR_Z = 1.6448536269514722  # the standard normal's 95 % quantile
+CVAR_FACTOR = 2.0627128075074257  # E[Z | Z > z] for that quantile: phi(z) / (1 - 0.95)
+MAX_VAR_NAV = 0.12  # the demo desk's portfolio VaR limit, a fraction of NAV
+CVAR_LIMIT_NAV = 0.04  # per symbol
+VAR_LOOKBACK = 30
+
+
+def risk_advanced_doc(w: World) -> dict[str, Any]:
+    """`logs/state/risk_advanced.json`: a one-day parametric VaR of the open book at 95 %.
+
+    Each symbol's daily move is its ATR in percent of price (scaled by the current ATR
+    ratio); positions are taken as independent, so the book's VaR is z times the root of the
+    summed squared exposures, and a symbol's CVaR is its own expected tail loss. NAV fractions,
+    as the executor writes them.
+    """
+    exposure: dict[str, float] = {}
+    for p in w.positions:
+        sigma = w.atr_med_pct.get(p.symbol, 0.6) / 100.0 * w.atr_ratio.get(p.symbol, 1.0)
+        exposure[p.symbol] = exposure.get(p.symbol, 0.0) + abs(p.qty * w.marks[p.symbol]) * sigma
+    nav = w.nav_usd if w.nav_usd > 0 else 1.0
+    var_usd = VAR_Z * math.sqrt(sum(e * e for e in exposure.values()))
+    return shapes.risk_advanced_doc(
+        updated_ts=w.now,
+        var_nav_pct=round(var_usd / nav, 6),
+        var_usd=round(var_usd, 2),
+        max_var_nav_pct=MAX_VAR_NAV,
+        confidence=VAR_CONFIDENCE,
+        lookback=VAR_LOOKBACK if exposure else 0,
+        cvar={
+            symbol: (round(CVAR_FACTOR * e / nav, 6), round(CVAR_FACTOR * e, 2), CVAR_LIMIT_NAV)
+            for symbol, e in sorted(exposure.items())
+        },
     )
 
 

@@ -30,6 +30,8 @@ STOP_GRACE_S = 10.0  # SIGTERM -> SIGKILL
 START_TIMEOUT_S = 90.0  # the dashboard must answer its health check within this
 FIRST_PUBLISH_TIMEOUT_S = 30.0
 CHILD_ORDER: tuple[str, ...] = ("executor", "publisher", "dashboard")
+# The executor's file shapes: the newest it writes (execution.shapes.ERAS), VaR included.
+DEMO_ERA = "v7.6"
 
 
 class DemoRoot(ExecutorRoot):
@@ -41,9 +43,15 @@ class DemoRoot(ExecutorRoot):
 
 
 def commands(
-    layout: DemoRoot, *, port: int, interval_s: float | None, python: str = sys.executable
+    layout: DemoRoot,
+    *,
+    port: int,
+    interval_s: float | None,
+    era: str = DEMO_ERA,
+    python: str = sys.executable,
 ) -> dict[str, list[str]]:
-    """The three children's argv, in start order. The publisher publishes into the state dir."""
+    """The three children's argv, in start order. The publisher publishes into the state dir;
+    the executor writes the shapes of `era` (the newest it knows by default, VaR included)."""
     from dashboard.serve import streamlit_command
 
     executor = [
@@ -54,6 +62,8 @@ def commands(
         str(layout.root),
         "--log-format",
         "json",
+        "--era",
+        era,
     ]
     if interval_s is not None:
         executor += ["--interval", str(interval_s)]
@@ -243,7 +253,7 @@ def run_demo(args: argparse.Namespace) -> int:
         _say(sys.stderr, f"demo: cannot create {layout.state}: {exc.strerror or exc}")
         return ExitCode.OUT_DIR_UNWRITABLE
     _say(sys.stderr, f"demo: root {layout.root}; Ctrl-C stops everything")
-    argvs = commands(layout, port=port, interval_s=args.interval)
+    argvs = commands(layout, port=port, interval_s=args.interval, era=args.era)
     try:
         with _stop_requests() as stop:
             return supervise(
@@ -274,5 +284,11 @@ def register(subparsers: Any) -> None:
         "--port", type=int, default=DEFAULT_PORT, help=f"dashboard port ({DEFAULT_PORT}; 0 = any)"
     )
     parser.add_argument("--interval", type=float, help="seconds between executor cycles (2)")
+    parser.add_argument(
+        "--era",
+        choices=("v7.1", "v7.6"),
+        default=DEMO_ERA,
+        help=f"the executor's file shapes ({DEMO_ERA}: the newest, with risk_advanced.json)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp root after exit")
     parser.set_defaults(func=run_demo)

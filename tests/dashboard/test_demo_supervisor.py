@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from execution import shapes
 from kpi_publisher import cli, demo_supervisor
 
 URL = "http://127.0.0.1:8501"
@@ -62,8 +63,10 @@ def test_commands_bind_loopback_and_publish_into_the_state_dir(tmp_path: Path) -
     state = str(tmp_path / "logs" / "state")
     assert argvs["executor"] == [
         "py", "-m", "execution.demo_executor", "--root", str(tmp_path), "--log-format", "json",
-        "--interval", "1.5",
+        "--era", "v7.6", "--interval", "1.5",
     ]  # fmt: skip
+    # The demo runs the newest shapes the executor writes (VaR included).
+    assert shapes.ERAS[-1] == demo_supervisor.DEMO_ERA
     assert argvs["publisher"][:4] == ["py", "-m", "kpi_publisher", "run"]
     assert argvs["publisher"][4:8] == ["--state-dir", state, "--out-dir", state]
     dashboard = argvs["dashboard"]

@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 from structlog.testing import capture_logs
 
-from execution import demo_executor, demo_market
+from execution import demo_executor, demo_market, demo_shapes
 from kpi_publisher import cli, fs, schemas
 
 NAVS = [p["nav"] for p in demo_market.load_data("nav_log.json")]  # the real series, 720 points
@@ -156,7 +156,8 @@ def test_a_few_demo_cycles_fill_every_kpi_group(tmp_path, era):
         **dict.fromkeys(
             ["fx", "holdings", "nav", "nav_state", "positions", "risk", "router"], "ok"
         ),
-        "risk_advanced": "missing",  # the demo simulates no VaR
+        # risk_advanced.json is written from v7.6 on, as by the real executor
+        "risk_advanced": "missing" if era == "v7.1" else "ok",
     }
     nav = kpis["nav"]
     assert nav["nav_usd"] == NAVS[3] == 3892.36082562
@@ -172,6 +173,20 @@ def test_a_few_demo_cycles_fill_every_kpi_group(tmp_path, era):
     assert risk["dd_state"] == "normal"
     assert 0.3 <= risk["atr_ratio"] <= 3.2
     assert risk["atr_regime"] in {"quiet", "normal", "hot", "panic"}
+
+    if era == "v7.6":  # a one-day 95 % parametric VaR of the open book, positions independent
+        held = {row["symbol"] for row in positions["positions"]}
+        cvars = [kpis["symbols"][s]["cvar_pct"] for s in held]
+        assert all(c is not None and c > 0 for c in cvars)
+        assert risk["cvar_pct"] == max(cvars)
+        # (the file holds NAV fractions to 6 decimals: percent to 4)
+        assert risk["var_usd"] / nav["nav_usd"] * 100.0 == pytest.approx(risk["var_pct"], rel=1e-3)
+        tail = demo_shapes.VAR_Z / demo_shapes.CVAR_FACTOR  # a symbol's VaR per unit of CVaR
+        root_sum_sq = math.sqrt(sum(c * c for c in cvars)) * tail
+        assert risk["var_pct"] == pytest.approx(root_sum_sq, rel=1e-3)
+        assert (risk["var_limit_pct"], risk["var_confidence"]) == (12.0, 0.95)
+    else:
+        assert (risk["var_pct"], risk["cvar_pct"]) == (None, None)
 
     router = kpis["router"]
     for key in ("maker_fill_rate", "fallback_ratio"):

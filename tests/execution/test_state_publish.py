@@ -64,6 +64,9 @@ def read_inputs(root: Path) -> dict:
         "nav": load(state / "nav.json"),
         "fx": load(cache / "coingecko_cache.json"),
         "holdings": load(config / "offexchange_holdings.json"),
+        "risk_advanced": load(state / "risk_advanced.json")
+        if (state / "risk_advanced.json").exists()
+        else None,
     }
 
 
@@ -77,6 +80,7 @@ def in_process(inputs: dict) -> dict:
         nav=inputs["nav"],
         fx=inputs["fx"],
         holdings=inputs["holdings"],
+        risk_advanced=inputs["risk_advanced"],
     )
 
 
@@ -94,10 +98,13 @@ def test_daemon_publishes_exactly_the_in_process_payload(tmp_path, era):
     assert render(kpis) == published
     assert kpis["generated_at"] == BUILD_TS
     assert kpis["nav"]["nav_usd"] == 3892.71168962  # the third point of the real NAV series
-    # every source the demo writes is ok; it simulates no VaR (risk_advanced.json)
-    assert {n: s["status"] for n, s in kpis["sources"].items() if n != "risk_advanced"} == (
-        dict.fromkeys(["fx", "holdings", "nav", "nav_state", "positions", "risk", "router"], "ok")
-    )
+    # every source the demo writes is ok; risk_advanced.json is written from v7.6 on
+    assert {n: s["status"] for n, s in kpis["sources"].items()} == {
+        **dict.fromkeys(
+            ["fx", "holdings", "nav", "nav_state", "positions", "risk", "router"], "ok"
+        ),
+        "risk_advanced": "missing" if era == "v7.1" else "ok",
+    }
 
 
 def test_once_with_now_publishes_the_same_bytes(tmp_path):
