@@ -6,7 +6,8 @@ relative to a descriptor of that directory without following symlinks; a symlink
 only to a file inside it, judged on the opened descriptor (no check-then-open window).
 Writing goes through an exclusive temp file in the target directory, fchmod 0644, `os.replace`,
 and (optionally) an fsync of the file, before or after the rename, and of the directory; the
-temp file is removed on any failure.
+temp file is removed on any failure. `OutputWriter`, the daemon's writer, does the same with
+its temp files made ahead and the files it published held until the next are in place.
 """
 
 from __future__ import annotations
