@@ -267,10 +267,17 @@ def test_sighup_to_another_out_dir_moves_the_lock_and_never_shares_a_dir(
     write_json(dirs["state"] / "nav_state.json", {"nav_usd": 2000.0, "updated_at": time.time()})
     first.wait_event(lambda e: is_publish(e) and "nav_state" in e["changed"], start=mark)
     assert kpis(dirs)["nav"]["nav_usd"] == 2000.0  # still its own dir
-    # Nothing of the first daemon's in the taken dir: no sweep of the holder's spare temps,
-    # no spares of its own.
-    temps = [p.name for p in taken.iterdir() if fs.is_temp_name(p.name)]
-    assert len(temps) == 2 and all(f".{holder.popen.pid}." in name for name in temps), temps
+    # Nothing of the first daemon's in the taken dir: no spares of its own, and the holder's
+    # spares were not swept (the holder may be publishing too, so its spares are looked at
+    # until they stand).
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        temps = [p.name for p in taken.iterdir() if fs.is_temp_name(p.name)]
+        assert not [name for name in temps if f".{first.popen.pid}." in name], temps
+        if len(temps) == 2 and all(f".{holder.popen.pid}." in name for name in temps):
+            break
+        assert time.monotonic() < deadline, temps
+        time.sleep(0.05)
 
     config.write_text(f'[kpi]\nout_dir = "{free}"\n')
     mark = first.mark()
