@@ -15,10 +15,10 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import pytest
@@ -44,8 +44,9 @@ from tests.test_daemon_signals import Proc, base_args, is_publish, kpis, write_j
 
 pytestmark = pytest.mark.timeout(90)
 
-# The fixtures of the daemon suite (settings) and of its process suite (dirs, spawn).
+# The fixtures of the daemon suite (settings, running) and of its process suite (dirs, spawn).
 settings = test_daemon.settings
+running = test_daemon.running
 dirs = test_daemon_signals.dirs
 spawn = test_daemon_signals.spawn
 
@@ -55,23 +56,6 @@ def events_named(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]
 
 
 # -- a second writer of the outputs (real inotify, real publisher) --------------------------
-
-
-@pytest.fixture
-def running(settings: Settings) -> Iterator[Running]:
-    """Out dir == state dir, as the shipped supervisor.conf runs it; no heartbeat or rescan
-    within a test, so a replaced output can only come from the foreign-write event."""
-    real = replace(settings, out_dir=None, heartbeat_s=60.0, rescan_s=60.0)
-    write_now(real.state_dir / "nav_state.json", nav_doc(1000.0))
-    r = Running(real)
-    with capture_logs() as events:
-        r.events = cast(list[dict[str, Any]], events)  # structlog types them as MutableMapping
-        r.thread.start()
-        assert r.wait_until(lambda: r.publisher.count >= 1), "no start-up publish"
-        yield r
-        r.daemon.request_stop()
-        r.thread.join(WAIT_S)
-    assert r.code == 0
 
 
 def foreign_kpis() -> dict[str, Any]:
