@@ -266,9 +266,14 @@ def _fill(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def _close_all(fds: Iterable[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def _discard(tmp: Path, fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)
+    _close_all((fd,))
     with contextlib.suppress(OSError):
         os.unlink(tmp)
 
@@ -341,9 +346,7 @@ def write_atomic_many(
         for tmp, fd, _target in filled:
             _discard(tmp, fd)  # a renamed temp name no longer exists: only the close counts
         raise
-    for _tmp, fd, _target in filled:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    _close_all(fd for _tmp, fd, _target in filled)
 
 
 class OutputWriter:
@@ -389,9 +392,7 @@ class OutputWriter:
         with contextlib.suppress(OSError):  # the next spares; a failure makes them on use
             for target in targets:
                 self._spares[target] = _create_temp(target, mode=self._mode)
-        for fd in held:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        _close_all(held)
 
     def _take_spare(self, target: Path) -> tuple[Path, int]:
         spare = self._spares.pop(target, None)
@@ -417,9 +418,7 @@ class OutputWriter:
     def close(self) -> None:
         self._drop_spares()
         held, self._held = self._held, []
-        for fd in held:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        _close_all(held)
 
 
 def write_atomic(

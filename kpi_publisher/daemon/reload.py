@@ -81,28 +81,21 @@ def _switch(daemon: Daemon, old: Settings, new: Settings) -> bool:
     # create the state dir): the first pass after the executor creates it prepares it.
     waits = inside(new.publish_dir, new.state_dir) and not new.state_dir.is_dir()
     if new.publish_dir != old.publish_dir and not waits:
+        # The new dir's lock is taken before anything is written there: another publisher may
+        # own it.
         try:
             new.publish_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
+            if daemon.out_lock is not None:
+                daemon.out_lock.move(new.publish_dir)
+        except (LockHeld, OSError) as exc:
+            reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
             log.error(
                 "config_reload_failed",
                 file=str(old.config_file) if old.config_file else None,
-                reason=f"out dir {new.publish_dir}: {exc.strerror or exc}",
+                reason=f"out dir {new.publish_dir}: {reason}",
                 kept="previous config",
             )
             return False
-        if daemon.out_lock is not None:
-            try:  # before anything is written there: another publisher may own it
-                daemon.out_lock.move(new.publish_dir)
-            except (LockHeld, OSError) as exc:
-                reason = str(exc) if isinstance(exc, LockHeld) else exc.strerror or str(exc)
-                log.error(
-                    "config_reload_failed",
-                    file=str(old.config_file) if old.config_file else None,
-                    reason=f"out dir {new.publish_dir}: {reason}",
-                    kept="previous config",
-                )
-                return False
     old_paths = input_paths(daemon.reader)
     daemon.settings = new
     new_paths = [p for paths in source_paths(new).values() for p in paths]
