@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,20 @@ def _settings(root: Path) -> Settings:
     )
 
 
+def _daemon_builds(root: Path) -> Callable[..., pipeline.Outputs]:
+    """The book laid out under `root`, and a build as the daemon makes it: each call makes one
+    change (none without a step), re-reads what had events and builds incrementally."""
+    _lay_out(root)
+    s = _settings(root)
+    reader, incremental = SourceReader(s), pipeline.Incremental()
+
+    def build(step: tuple[str, str, int] | None = None) -> pipeline.Outputs:
+        events = _apply(root, step) if step is not None else []
+        return incremental(reader.refresh(events).sources, NOW, s)
+
+    return build
+
+
 @settings(
     max_examples=60,
     deadline=None,
@@ -178,19 +192,14 @@ def test_a_risk_snapshot_changed_in_one_block_reruns_only_the_stages_that_read_i
     """A new risk snapshot whose fee block alone changed keeps every other block as the same
     object, so the symbol map, the router block and the joined positions are reused; a change
     in the execution-health entries (`symbols`) rebuilds them."""
-    _lay_out(tmp_path)
-    s = _settings(tmp_path)
-    reader = SourceReader(s)
-    incremental = pipeline.Incremental()
-    before = incremental(reader.refresh().sources, NOW, s)
-    fees = incremental(reader.refresh(_apply(tmp_path, ("risk_key", "fee_pnl", 7))).sources, NOW, s)
+    build = _daemon_builds(tmp_path)
+    before = build()
+    fees = build(("risk_key", "fee_pnl", 7))
     assert fees.kpis["fees"]["fees_usd"] == 1.0 != before.kpis["fees"]["fees_usd"]
     assert fees.kpis["symbols"] is before.kpis["symbols"]
     assert fees.kpis["router"] is before.kpis["router"]
     assert fees.positions["positions"] is before.positions["positions"]
-    held = incremental(
-        reader.refresh(_apply(tmp_path, ("risk_key", "symbols", 16))).sources, NOW, s
-    )
+    held = build(("risk_key", "symbols", 16))
     assert held.kpis["symbols"] is not fees.kpis["symbols"]
     assert held.kpis["symbols"]["BTCUSDT"]["atr_ratio"] == 1.0
     assert held.kpis["fees"] is fees.kpis["fees"]
@@ -274,12 +283,9 @@ def test_each_stage_reads_only_the_risk_keys_it_names(stage: Any, keys: tuple[st
 
 def test_incremental_reuses_the_symbol_stages_on_a_nav_change(tmp_path: Path) -> None:
     """A NAV-only change rebuilds neither the symbol map nor the joined positions."""
-    _lay_out(tmp_path)
-    s = _settings(tmp_path)
-    reader = SourceReader(s)
-    incremental = pipeline.Incremental()
-    before = incremental(reader.refresh().sources, NOW, s)
-    after = incremental(reader.refresh(_apply(tmp_path, ("write", "nav_state", 3))).sources, NOW, s)
+    build = _daemon_builds(tmp_path)
+    before = build()
+    after = build(("write", "nav_state", 3))
     assert after.kpis["nav"]["nav_usd"] != before.kpis["nav"]["nav_usd"]
     assert after.kpis["symbols"] is before.kpis["symbols"]
     assert after.kpis["router"] is before.kpis["router"]
