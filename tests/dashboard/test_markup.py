@@ -23,21 +23,15 @@ from dashboard import charts, freshness
 from dashboard.data import Published
 from dashboard.text import md_escape, plotly_escape
 from kpi_publisher.contract import OK
-from tests.dashboard import published
+from tests.dashboard import published, test_app
 from tests.dashboard.test_app import badges, chart_specs, run_app, texts, unescape
 
 GREEN = "green: publisher up · all sources ok"
 PAYLOADS = ("<img src=x onerror=alert(1)>", "<b>BTC</b>", "[x](javascript:1)")
 
 
-@pytest.fixture
-def out_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr("sys.argv", ["app.py"])
-    for name in ("KPI_CONFIG_FILE", "KPI_STATE_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("KPI_OUT_DIR", str(tmp_path))
-    monkeypatch.setenv("KPI_HEARTBEAT_S", "5")
-    return tmp_path
+# The app's environment of the AppTest suite: KPI_OUT_DIR is the test's tmp dir.
+out_dir = test_app.out_dir
 
 
 def publish_full(out_dir: Path, **changes: Any) -> dict[str, Any]:

@@ -15,19 +15,13 @@ from dashboard.data import PublishedStore
 from dashboard.stamp_cache import by_stamp
 from kpi_publisher import fs
 from kpi_publisher.contract import KPIS_FILE, POSITIONS_FILE
-from tests.dashboard import published
+from tests.dashboard import published, test_app
 
-APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+APP = test_app.APP
 
 
-@pytest.fixture
-def out_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr("sys.argv", ["app.py"])
-    for name in ("KPI_CONFIG_FILE", "KPI_STATE_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("KPI_OUT_DIR", str(tmp_path))
-    monkeypatch.setenv("KPI_HEARTBEAT_S", "5")
-    return tmp_path
+# The app's environment of the AppTest suite: KPI_OUT_DIR is the test's tmp dir.
+out_dir = test_app.out_dir
 
 
 @pytest.fixture
