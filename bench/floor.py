@@ -1,11 +1,14 @@
 """The floor: a minimal watcher that copies one input to `kpis_v7.json`, with no transforms.
 
-`python -m bench.floor --watch-file F --out-dir D [--watcher inotify|watchdog] [--fsync]`.
-On every rename into place (or close after writing) of F it reads F's bytes and publishes
-them with the plain atomic writer (`kpi_publisher.fs.write_atomic`: exclusive temp, fill,
-rename, sync, in the daemon's default durability order), the least any simple publisher does.
-The daemon's own writer (`fs.OutputWriter`) goes further: it makes its temps ahead and holds
-the files it published (docs/BENCHMARKS.md). `inotify` reads
+`python -m bench.floor --watch-file F --out-dir D [--watcher inotify|watchdog] [--fsync]
+[--durability strict|fast]`. On every rename into place (or close after writing) of F it reads
+F's bytes and publishes them with the plain atomic writer (`kpi_publisher.fs.write_atomic`:
+exclusive temp, fill, then rename and sync in the order `--durability` names). `strict`, the
+default, is the conventional order any simple durable publisher uses (fill, fsync, rename: the
+floor the latency targets were set against); `fast` renames before it syncs, as the daemon
+does by default, so the copy is visible as soon as the daemon's own would be (the
+like-for-like floor). The daemon's own writer (`fs.OutputWriter`) goes further: it makes its
+temps ahead and holds the files it published (docs/BENCHMARKS.md). `inotify` reads
 raw inotify events in the main thread (the absolute floor); `watchdog` does the copy inside
 the watchdog handler (the least any watchdog-based publisher can do). Publishes once at start
 so a prober knows it is ready.
@@ -22,28 +25,31 @@ from pathlib import Path
 from typing import Any
 
 from bench.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, Inotify
-from kpi_publisher.config import DEFAULT_DURABILITY
-from kpi_publisher.fs import write_atomic
+from kpi_publisher.fs import DURABILITIES, STRICT, write_atomic
 
 OUT_NAME = "kpis_v7.json"
 
 
-def copy(src: Path, dst: Path, *, fsync: bool) -> None:
+def copy(src: Path, dst: Path, *, fsync: bool, durability: str = STRICT) -> None:
     with open(src, "rb") as fh:
         data = fh.read()
-    write_atomic(dst, data, fsync=fsync, durability=DEFAULT_DURABILITY)
+    write_atomic(dst, data, fsync=fsync, durability=durability)
 
 
-def run_inotify(src: Path, dst: Path, fsync: bool, stop: threading.Event) -> None:
+def run_inotify(
+    src: Path, dst: Path, fsync: bool, stop: threading.Event, durability: str = STRICT
+) -> None:
     with Inotify(src.parent, IN_MOVED_TO | IN_CLOSE_WRITE) as ino:
-        copy(src, dst, fsync=fsync)
+        copy(src, dst, fsync=fsync, durability=durability)
         while not stop.is_set():
             events = ino.read(0.5)
             if any(name == src.name for _mask, name in events):
-                copy(src, dst, fsync=fsync)
+                copy(src, dst, fsync=fsync, durability=durability)
 
 
-def run_watchdog(src: Path, dst: Path, fsync: bool, stop: threading.Event) -> None:
+def run_watchdog(
+    src: Path, dst: Path, fsync: bool, stop: threading.Event, durability: str = STRICT
+) -> None:
     from watchdog.events import FileSystemEvent, FileSystemEventHandler
     from watchdog.observers.inotify import InotifyObserver
 
@@ -55,7 +61,7 @@ def run_watchdog(src: Path, dst: Path, fsync: bool, stop: threading.Event) -> No
                 return
             if target in (event.src_path, getattr(event, "dest_path", "")):
                 try:
-                    copy(src, dst, fsync=fsync)
+                    copy(src, dst, fsync=fsync, durability=durability)
                 except OSError as exc:  # never let the observer thread die
                     print(f"floor copy failed: {exc}", file=sys.stderr)
 
@@ -69,7 +75,7 @@ def run_watchdog(src: Path, dst: Path, fsync: bool, stop: threading.Event) -> No
         queue = getattr(grouper, "_queue", None)
         if queue is not None and hasattr(queue, "delay"):
             queue.delay = 0.0
-    copy(src, dst, fsync=fsync)
+    copy(src, dst, fsync=fsync, durability=durability)
     try:
         while not stop.wait(0.5):
             pass
@@ -84,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out-dir", required=True, type=Path)
     parser.add_argument("--watcher", choices=("inotify", "watchdog"), default="inotify")
     parser.add_argument("--fsync", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--durability", choices=DURABILITIES, default=STRICT)
     args = parser.parse_args(argv)
     stop = threading.Event()
 
@@ -95,9 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     src = args.watch_file.absolute()
     dst = args.out_dir.absolute() / OUT_NAME
     if args.watcher == "inotify":
-        run_inotify(src, dst, args.fsync, stop)
+        run_inotify(src, dst, args.fsync, stop, args.durability)
     else:
-        run_watchdog(src, dst, args.fsync, stop)
+        run_watchdog(src, dst, args.fsync, stop, args.durability)
     return 0
 
 

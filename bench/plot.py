@@ -27,7 +27,9 @@ def plot(results: Mapping[str, Any], path: Path) -> None:
 
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
     names = {"ours": "hedge-kpi run", "floor_inotify": "floor (raw inotify)",
-             "floor_watchdog": "floor (watchdog)"}  # fmt: skip
+             "floor_watchdog": "floor (watchdog)",
+             "floor_inotify_fast": "floor (raw inotify, rename before sync)",
+             "floor_watchdog_fast": "floor (watchdog, rename before sync)"}  # fmt: skip
     for ax, book in ((axes[0][0], "realistic"), (axes[0][1], "large")):
         c = case(results, book, True)
         for key, label in names.items():

@@ -20,6 +20,8 @@ from typing import IO, Any
 
 import orjson
 
+from kpi_publisher.fs import STRICT
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Children start here, so `python -m bench.floor` finds bench/, which is not installed.
 REPO = Path(__file__).resolve().parents[1]
@@ -173,11 +175,16 @@ def daemon(
     return Proc(label, _py("kpi_publisher", args), out_dir / "kpis_v7.json", log_path)
 
 
-def floor(watch_file: Path, out_dir: Path, log_path: Path, *, fsync: bool, watcher: str) -> Proc:
-    """The floor: watch one input, copy its bytes to out_dir/kpis_v7.json atomically."""
+def floor(
+    watch_file: Path, out_dir: Path, log_path: Path, *, fsync: bool, watcher: str,
+    durability: str = STRICT,
+) -> Proc:  # fmt: skip
+    """The floor: watch one input, copy its bytes to out_dir/kpis_v7.json atomically, syncing
+    in the order `durability` names (bench/floor.py)."""
     args = ["--watch-file", str(watch_file), "--out-dir", str(out_dir), "--watcher", watcher]
-    args += ["--fsync" if fsync else "--no-fsync"]
-    return Proc(f"floor-{watcher}", _py("bench.floor", args), out_dir / "kpis_v7.json", log_path)
+    args += ["--fsync" if fsync else "--no-fsync", "--durability", durability]
+    label = f"floor-{watcher}-{durability}"
+    return Proc(label, _py("bench.floor", args), out_dir / "kpis_v7.json", log_path)
 
 
 def polling(

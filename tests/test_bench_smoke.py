@@ -91,7 +91,7 @@ def test_json_and_plot_are_written(tiny_run: tuple[dict[str, Any], Path]) -> Non
 
 @pytest.mark.timeout(180)
 def test_every_sample_is_accounted_for(tiny_run: tuple[dict[str, Any], Path]) -> None:
-    """Each e2e case ran its rounds for the daemon and both floors; the burst's last write
+    """Each e2e case ran its rounds for the daemon and every floor; the burst's last write
     reached kpis_v7.json (a daemon that drops the final state would fail here)."""
     results, _out = tiny_run
     cases = {(c["book"], c["write"], c["fsync"]) for c in results["e2e"]}
@@ -100,7 +100,7 @@ def test_every_sample_is_accounted_for(tiny_run: tuple[dict[str, Any], Path]) ->
     }
     for c in results["e2e"]:
         rounds = TINY.e2e_realistic_rounds if c["book"] == "realistic" else TINY.e2e_large_rounds
-        for probe in ("ours", "floor_inotify", "floor_watchdog"):
+        for probe in ("ours", *e2e.FLOORS):
             assert c[probe]["n"] + c[probe]["misses"] == rounds
     assert results["burst"]["writes"] == int(TINY.burst_rate_hz * TINY.burst_duration_s)
     assert results["burst"]["last_write_published"] is True
@@ -221,3 +221,31 @@ def test_quick_run_never_writes_into_docs() -> None:
 def test_bench_is_a_hedge_kpi_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     assert hedge_kpi(["bench", "--help"]) == 0
     assert "--quick" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("durability", "order"),
+    [("strict", ["fsync", "replace"]), ("fast", ["replace", "fsync"])],
+)
+def test_the_floor_syncs_in_the_order_it_is_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durability: str, order: list[str]
+) -> None:
+    """The judged floors copy as a conventional durable publisher does (the file synced before
+    it is renamed into place); the `_fast` floors rename first, as the daemon does. A floor
+    that quietly changed its order would change every ratio in docs/BENCHMARKS.md."""
+    import os
+
+    from bench import floor
+
+    calls: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(
+        os, "replace", lambda a, b: (calls.append("replace"), real_replace(a, b))[1]
+    )
+    src = tmp_path / "risk_snapshot.json"
+    src.write_bytes(b'{"fee_pnl": {"fees": 1.0}}')
+    floor.copy(src, tmp_path / floor.OUT_NAME, fsync=True, durability=durability)
+    assert (tmp_path / floor.OUT_NAME).read_bytes() == src.read_bytes()
+    assert [c for c in calls if c in order][:2] == order
+    assert e2e.FLOORS["floor_inotify"][1] == e2e.FLOORS["floor_watchdog"][1] == "strict"
