@@ -173,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
     if recorder is not None:  # the history: a post-publish observer, its block in the build
         seams = {"observers": [recorder.observe], "build": recorder.with_performance(Incremental())}
     daemon = build_daemon(settings, reload=lambda: resolve(cli), **seams)
+    if recorder is not None:  # a new performance block is published at once
+        recorder.on_update = daemon.request_publish
     held_elsewhere: list[lock.LockHeld] = []
 
     def lost_to(exc: lock.LockHeld) -> None:  # the out dir appeared, another daemon was first

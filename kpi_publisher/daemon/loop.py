@@ -147,6 +147,7 @@ class Daemon:
         self.crash_log = crash_log or CrashLog(default_crash_file(settings.publish_dir))
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
+        self.publish_event = threading.Event()
         self.seq = 0
         self.state = plan.PassState()
         self._publisher: Publisher = publisher if publisher is not None else publish.Publisher()
@@ -190,6 +191,12 @@ class Daemon:
     def request_reload(self) -> None:
         """Re-read the config file before the next pass (SIGHUP)."""
         self.reload_event.set()
+        self.batches.interrupt()
+
+    def request_publish(self) -> None:
+        """Publish again at once, whatever changed (reason "history": the history's thread has
+        a new performance block for the NAV just published, which the build adds)."""
+        self.publish_event.set()
         self.batches.interrupt()
 
     # -- one pass -------------------------------------------------------------------------
@@ -323,10 +330,14 @@ class Daemon:
                 continue
             outputs = set(output_paths(self.settings))
             changes = batch - outputs
+            asked = self.publish_event.is_set()
+            self.publish_event.clear()  # any publish below carries what was asked for
             if batch & outputs and self._own.foreign(sorted(batch & outputs)):
                 self.run_pass("foreign_writer", changes)
             elif changes:
                 self.run_pass("change", changes)
+            elif asked:
+                self.run_pass("history")
             elif batch:
                 continue  # only our own renames
             elif (due := self.state.due(self._mono())) is not None:

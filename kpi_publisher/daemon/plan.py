@@ -18,7 +18,7 @@ from kpi_publisher.contract import INVALID, SOURCE_NAMES, SourceRead
 
 # Reasons that publish whatever the inputs: ages and staleness stay current (heartbeat), a new
 # config or a foreign write to an output must show at once.
-FORCING_REASONS = frozenset({"start", "heartbeat", "reload", "foreign_writer"})
+FORCING_REASONS = frozenset({"start", "heartbeat", "reload", "foreign_writer", "history"})
 STATE_DIR_POLL_S = 1.0  # how often a missing state dir is looked for
 
 

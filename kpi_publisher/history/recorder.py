@@ -6,8 +6,10 @@ microseconds; an unchanged NAV costs one comparison). That thread owns the store
 back-fills the executor's NAV logs and loads the series, then for every batch of new points it
 appends them, rebuilds nav_history_v7.json (written atomically into the publish dir once the
 history holds two points) and the `performance` block, which `with_performance` adds to the next
-kpis_v7.json. With no new point the block is recomputed every `REFRESH_S`, so a NAV that stopped
-moving shows as a gap, and a nav_history write that failed (a full disk) is tried again.
+kpis_v7.json; `on_update` (the daemon's `request_publish`) makes that next one follow at once,
+so the block covers the NAV beside it milliseconds later, not a heartbeat later. With no new
+point the block is recomputed every `REFRESH_S`, so a NAV that stopped moving shows as a gap,
+and a nav_history write that failed (a full disk) is tried again.
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ class HistoryRecorder:
         self.logs_dir = logs_dir
         self.fsync = fsync
         self.performance: dict[str, Any] | None = None
+        # Called on the recorder's thread when `performance` is new (it must only signal).
+        self.on_update: Callable[[], object] | None = None
         self.rebuilds = 0
         self._clock = clock
         self._series = Series()
@@ -191,6 +195,11 @@ class HistoryRecorder:
     def _refresh_performance(self) -> None:
         now = self._clock()
         self.performance = performance_of_columns(self._series.times, self._series.navs, now)
+        if self.on_update is not None:
+            try:
+                self.on_update()
+            except Exception as exc:  # a publish is only asked for; the heartbeat brings it
+                log.warning("history_notify_failed", reason=f"{type(exc).__name__}: {exc}")
 
     def _rebuild(self) -> None:
         """New performance block; nav_history_v7.json once there is a curve (two points)."""

@@ -228,3 +228,47 @@ def test_full_disk_pauses_the_history_once_and_publishing_goes_on(tmp_path: Path
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
+
+
+def test_the_performance_block_follows_a_new_nav_at_once_not_a_heartbeat_later(tmp_path: Path):
+    """A new NAV is published, the history records it, and the next kpis_v7.json (asked for by
+    the recorder, with the heartbeat far off) carries a performance block that ends at that
+    NAV's timestamp. Before, the block lagged one publish: a heartbeat behind the NAV."""
+    state, out = tmp_path / "logs" / "state", tmp_path / "out"
+    state.mkdir(parents=True)
+    out.mkdir()
+    _write_nav(state, 1000.0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KPI_")}
+    env["KPI_HISTORY_PATH"] = str(tmp_path / "h.sqlite")
+    proc = subprocess.Popen(
+        [
+            *HEDGE_KPI,
+            *("run", "--state-dir", str(state), "--out-dir", str(out), "--heartbeat-s", "600"),
+            *("--log-format", "json", "--no-fsync"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def current() -> tuple[float, float | None] | None:
+        try:
+            doc = orjson.loads((out / "kpis_v7.json").read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return None
+        last = ((doc.get("performance") or {}).get("history") or {}).get("last_t")
+        return doc["nav"]["nav_usd"], last
+
+    try:
+        for nav in (1000.0, 1001.0, 1002.0):
+            if nav != 1000.0:
+                time.sleep(0.05)
+                _write_nav(state, nav)
+            _wait(lambda nav=nav: (c := current()) is not None and c[0] == nav)
+            published_at = orjson.loads((out / "kpis_v7.json").read_bytes())["nav"]["updated_at"]
+            _wait(lambda t=published_at: (c := current()) is not None and c[1] == t, 10.0)
+            block = orjson.loads((out / "kpis_v7.json").read_bytes())["performance"]
+            assert block["history"]["points"] == 1 + (nav - 1000.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
