@@ -130,18 +130,33 @@ def _worst_count(router: Any) -> str | None:
     return next((label for label in QUALITY_SEVERITY if label in nonzero), None)
 
 
-def _samples(entry: Any) -> int | None:
-    value = key_number(mapping(entry), SAMPLE_KEYS)
+def _samples(row: Mapping[str, Any]) -> int | None:
+    value = key_number(row, SAMPLE_KEYS)
     return int(value) if value is not None and value >= 0 and value.is_integer() else None
 
 
-def _nested_rows(entries: Any, path: str) -> dict[str, Mapping[str, Any]]:
-    """{SYMBOL: entry[path]} for per-symbol entries that carry an object there."""
-    out: dict[str, Mapping[str, Any]] = {}
-    for symbol, entry in per_symbol(entries).items():
-        row = get(entry, path)
-        if is_object(row):
-            out[symbol] = row
+def _symbol_numbers(row: Mapping[str, Any]) -> tuple[float | None, float | None, float | None]:
+    """A row's (maker_fill_rate, fallback_ratio, slip_q50_bps): `_fields` with
+    SYMBOL_FIELD_KEYS, as a tuple (this runs per symbol row)."""
+    return (
+        key_number(row, SYMBOL_FIELD_KEYS["maker_fill_rate"]),
+        key_number(row, SYMBOL_FIELD_KEYS["fallback_ratio"]),
+        _slippage(row, SYMBOL_FIELD_KEYS["slip_q50_bps"]),
+    )
+
+
+def _nested_rows(entries: Any, paths: tuple[str, ...]) -> list[dict[str, Mapping[str, Any]]]:
+    """Per path, {SYMBOL: entry[path]} for the per-symbol entries that carry an object there
+    (the entries are indexed once for every path)."""
+    indexed = per_symbol(entries)
+    out: list[dict[str, Mapping[str, Any]]] = []
+    for path in paths:
+        rows: dict[str, Mapping[str, Any]] = {}
+        for symbol, entry in indexed.items():
+            row = get(entry, path)
+            if is_object(row):
+                rows[symbol] = row
+        out.append(rows)
     return out
 
 
@@ -150,7 +165,7 @@ def symbol_shapes(block: Any, risk: Any, router: Any) -> list[dict[str, Mapping[
     the used router_stats block's own rows, the execution-health entries' `router` (and
     `components.router`) in risk.symbols, then router_health's lists and dicts in order."""
     shapes = [per_symbol(get(block, path)) for path in PER_SYMBOL_PATHS if block is not None]
-    shapes += [_nested_rows(get(risk, "symbols"), path) for path in STATS_ROW_PATHS]
+    shapes += _nested_rows(get(risk, "symbols"), STATS_ROW_PATHS)
     shapes += [per_symbol(get(router, path)) for path in PER_SYMBOL_PATHS]
     return [shape for shape in shapes if shape]
 
@@ -163,24 +178,26 @@ def build_symbol_rows(
     A symbol's three numbers come from one row, the first (in `shapes` order) holding any of
     them, so they describe the same measurement; `samples` comes from the first row that
     counts the symbol's events. Open positions first, then by name, at most `cap`; a symbol
-    with nothing valid is left out.
+    with nothing valid is left out. (Every row is an object: `per_symbol` and `_nested_rows`
+    keep no other.)
     """
     known: set[str] = set().union(*shapes) if shapes else set()
     held = [s for s in dict.fromkeys(open_symbols) if s in known]
+    fields = tuple(SYMBOL_FIELD_KEYS)
     out: dict[str, dict[str, Any]] = {}
     for symbol in held + sorted(known - set(held)):
         if len(out) >= cap:
             break
         rows = [shape[symbol] for shape in shapes if symbol in shape]
-        numbers: dict[str, float | None] = dict.fromkeys(SYMBOL_FIELD_KEYS)
+        numbers: tuple[float | None, ...] = (None, None, None)
         for row in rows:
-            values = _fields(row, SYMBOL_FIELD_KEYS)
-            if any(v is not None for v in values.values()):
+            values = _symbol_numbers(row)
+            if values != (None, None, None):
                 numbers = values
                 break
         samples = next((n for n in map(_samples, rows) if n is not None), None)
-        if samples is not None or any(v is not None for v in numbers.values()):
-            out[symbol] = {**numbers, "samples": samples}
+        if samples is not None or numbers != (None, None, None):
+            out[symbol] = {**dict(zip(fields, numbers, strict=True)), "samples": samples}
     return out
 
 

@@ -11,34 +11,36 @@ import heapq
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from kpi_publisher.parse import get, mapping, number, per_symbol, text
+from kpi_publisher.parse import get, key_number, mapping, number, per_symbol, text
 from kpi_publisher.stages.risk import dd_label
 
 SOURCE_PATHS = ("symbols", "atr.symbols", "kpis_v7.atr.symbols", "kpis_v7.symbols")
 FIELDS = ("atr_ratio", "atr_regime", "dd_state", "dd_today_pct")
+ATR_RATIO_KEYS = ("atr_ratio", "ratio")  # flat, in order; then the health entry's vol.atr_ratio
 # The top-level keys of the risk snapshot this stage reads (the pipeline hands it no others).
 RISK_KEYS = tuple(dict.fromkeys(path.split(".")[0] for path in SOURCE_PATHS))
 
 
-def _first(*values: float | None) -> float | None:
-    return next((v for v in values if v is not None), None)
-
-
-def _read_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """The four fields of one entry, flat keys first, then the health entry's nested blocks."""
-    vol = mapping(entry.get("vol"))
-    health = mapping(entry.get("risk"))
+def _read_entry(entry: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The four fields of one entry (FIELDS order), flat keys first, then the health entry's
+    nested blocks, each read only while the flat key gave nothing (this runs per symbol)."""
+    atr_ratio = key_number(entry, ATR_RATIO_KEYS)
+    atr_regime = text(entry.get("atr_regime"))
+    if atr_ratio is None or atr_regime is None:
+        vol = mapping(entry.get("vol"))
+        if atr_ratio is None:
+            atr_ratio = number(vol.get("atr_ratio"))
+        if atr_regime is None:
+            atr_regime = text(vol.get("atr_regime"))
     dd_state = dd_label(entry.get("dd_state"))
-    return {
-        "atr_ratio": _first(
-            number(entry.get("atr_ratio")), number(entry.get("ratio")), number(vol.get("atr_ratio"))
-        ),
-        "atr_regime": text(entry.get("atr_regime")) or text(vol.get("atr_regime")),
-        "dd_state": dd_state if dd_state is not None else dd_label(health.get("dd_state")),
-        "dd_today_pct": _first(
-            number(entry.get("dd_today_pct")), number(health.get("dd_today_pct"))
-        ),
-    }
+    dd_today_pct = number(entry.get("dd_today_pct"))
+    if dd_state is None or dd_today_pct is None:
+        health = mapping(entry.get("risk"))
+        if dd_state is None:
+            dd_state = dd_label(health.get("dd_state"))
+        if dd_today_pct is None:
+            dd_today_pct = number(health.get("dd_today_pct"))
+    return atr_ratio, atr_regime, dd_state, dd_today_pct
 
 
 def _in_order(held: list[str], rest: set[str], cap: int) -> Iterator[str]:
@@ -73,19 +75,19 @@ def build_symbols(
     for symbol in _in_order(held, rest, cap):
         if len(out) >= cap:
             break
-        merged: dict[str, Any] = dict.fromkeys(FIELDS)
+        merged: list[Any] = [None] * len(FIELDS)
         missing = len(FIELDS)
         for source in sources:
             entry = source.get(symbol)
             if entry is None:
                 continue
-            for field, value in _read_entry(entry).items():
-                if merged[field] is None and value is not None:
-                    merged[field] = value
+            for index, value in enumerate(_read_entry(entry)):
+                if merged[index] is None and value is not None:
+                    merged[index] = value
                     missing -= 1
             if not missing:
                 break  # later sources only fill gaps; there are none
-        merged["cvar_pct"] = cvars.get(symbol)
-        if any(v is not None for v in merged.values()):
-            out[symbol] = merged
+        cvar = cvars.get(symbol)
+        if missing < len(FIELDS) or cvar is not None:
+            out[symbol] = {**dict(zip(FIELDS, merged, strict=True)), "cvar_pct": cvar}
     return out
