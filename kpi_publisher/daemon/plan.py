@@ -120,13 +120,16 @@ def plan_pass(
                 },
             )
         )
+    passes, retry_at = 0, None
     if invalid:
         passes = state.invalid_passes + 1
-        delay = retry_delay_s(passes, settings.retry_ms / 1000.0, settings.heartbeat_s)
-        state = replace(state, invalid_passes=passes, source_retry_at=now + delay)
-    else:
-        state = replace(state, invalid_passes=0, source_retry_at=None)
-    state = replace(state, unpublished=state.unpublished | changed)
+        retry_at = now + retry_delay_s(passes, settings.retry_ms / 1000.0, settings.heartbeat_s)
+    state = replace(
+        state,
+        invalid_passes=passes,
+        source_retry_at=retry_at,
+        unpublished=state.unpublished | changed,
+    )
     publish = bool(state.unpublished) or state.dirty or reason in FORCING_REASONS
     return Plan(state, publish, tuple(logs))
 
