@@ -132,7 +132,8 @@ def test_real_daemon_backfills_publishes_checks_and_survives_kill_9(tmp_path: Pa
     out.mkdir()
     proc = _run(state, out, history)
     try:
-        block = _wait(lambda: _performance(out))
+        # The back-filled series is published first, then (at once) with the published NAV.
+        block = _wait(lambda: (b := _performance(out)) and b["history"]["points"] > 22_514 and b)
         assert block["history"]["points"] == 22_514 + 1  # the long series + the published NAV
         doc = orjson.loads((out / NAV_HISTORY_FILE).read_bytes())
         assert len(doc["windows"]["all"]["t"]) == 1000

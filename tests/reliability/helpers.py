@@ -221,6 +221,18 @@ def kpis_nav(out_dir: Path) -> float | None:
         return None
 
 
+def history_caught_up(out_dir: Path) -> bool:
+    """True once the published performance block ends at the published NAV's own timestamp:
+    the history's start-up publishes are done, and a test may freeze the daemon without one
+    of them landing in the middle of what it measures."""
+    try:
+        doc = orjson.loads((out_dir / "kpis_v7.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return False
+    last_t = ((doc.get("performance") or {}).get("history") or {}).get("last_t")
+    return last_t is not None and last_t == (doc.get("nav") or {}).get("updated_at")
+
+
 @dataclass
 class DaemonProc:
     """A `hedge-kpi run` (or a driver script) subprocess whose stdout is structlog JSON lines."""

@@ -40,6 +40,7 @@ from .helpers import (
     build_bytes,
     daemon,
     good_docs,
+    history_caught_up,
     kpis_nav,
     read_outputs,
     run_argv,
@@ -386,6 +387,10 @@ def test_inotify_queue_overflow_is_caught_up_by_a_rescan(live_layout: Layout) ->
     files = queue // 2 + 1_000
     with daemon(layout, "--heartbeat-s", "60", "--rescan-s", "60") as proc:
         proc.wait_event("publish", 15)
+        # The history's own publishes (which look at every input) come first: only the rescan
+        # may find the change below.
+        wait_for(lambda: history_caught_up(layout.out), 15)
+        time.sleep(0.2)
         os.kill(proc.proc.pid, signal.SIGSTOP)
         try:
             _churn(layout.state, files)  # >= 2 events per file: past the kernel queue
