@@ -38,6 +38,9 @@ log = structlog.get_logger("hedge-kpi.history")
 
 REFRESH_S = 60.0
 LATE_S = 2.0
+# At most one rebuild (and so one publish asked for) per this gap: a burst of NAV changes is
+# coalesced into a rebuild every 50 ms, as the publisher's own debounce coalesces its passes.
+REBUILD_GAP_S = 0.05
 
 
 def _number(value: Any) -> float | None:
@@ -90,6 +93,7 @@ class HistoryRecorder:
         self._idle = threading.Event()
         self._unwritten = False
         self._backfill_checked = time.monotonic()
+        self._next_rebuild = 0.0  # monotonic
 
     # -- the publisher's side (loop thread) ----------------------------------------------------
 
@@ -157,6 +161,9 @@ class HistoryRecorder:
                 else:
                     self._refresh_performance()
                 continue
+            wait_s = self._next_rebuild - time.monotonic()
+            if wait_s > 0 and first is not None:
+                time.sleep(wait_s)  # what arrives meanwhile joins this batch
             batch = [first]
             while not self._pending.empty():
                 batch.append(self._pending.get_nowait())
@@ -166,6 +173,7 @@ class HistoryRecorder:
                 added = [p for p in batch if p is not None and self._add(p)]
                 if added or late:
                     self._rebuild()
+                    self._next_rebuild = time.monotonic() + REBUILD_GAP_S
             except Exception as exc:
                 log.exception("history_failed", reason=f"{type(exc).__name__}: {exc}")
             if self._pending.empty():

@@ -2,6 +2,7 @@
 block rebuilt off the publish path; and the real `hedge-kpi run` keeping a history across a
 kill -9."""
 
+import itertools
 import json
 import os
 import shutil
@@ -273,3 +274,37 @@ def test_the_performance_block_follows_a_new_nav_at_once_not_a_heartbeat_later(t
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
+
+
+def test_a_burst_of_nav_points_is_coalesced_into_few_rebuilds_and_publishes(tmp_path: Path):
+    """100 new NAVs within ~0.3 s: every point is stored and the last block covers the last one,
+    but the curve is rebuilt (and a publish asked for) at most once per REBUILD_GAP_S, not once
+    per point."""
+    from kpi_publisher.history.recorder import REBUILD_GAP_S
+
+    recorder = HistoryRecorder(
+        HistoryStore(tmp_path / "h.sqlite"), tmp_path, None, fsync=False, clock=lambda: T0 + 1e4
+    )
+    asked: list[float] = []
+    recorder.on_update = lambda: asked.append(time.monotonic())
+    recorder.start()
+    try:
+        assert recorder.wait_idle(10)
+        before = len(asked)
+        started = time.monotonic()
+        for i in range(100):
+            recorder.observe(published(T0 + 60 * i, 1000.0 + i))
+            time.sleep(0.003)
+        elapsed = time.monotonic() - started
+        time.sleep(0.01)
+        assert recorder.wait_idle(10)
+        assert recorder.performance is not None
+        assert recorder.performance["history"]["points"] == 100
+        assert recorder.performance["history"]["last_t"] == T0 + 60 * 99
+        burst_asks = asked[before:]
+        assert 1 <= len(burst_asks) <= elapsed / REBUILD_GAP_S + 3, (len(burst_asks), elapsed)
+        gaps = [b - a for a, b in itertools.pairwise(burst_asks)]
+        assert all(gap >= REBUILD_GAP_S * 0.9 for gap in gaps), gaps
+    finally:
+        recorder.stop()
+    assert HistoryStore(tmp_path / "h.sqlite").count() == 100
