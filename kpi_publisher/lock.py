@@ -51,6 +51,17 @@ class OutDirLock:
                 os.close(self.fd)
         self.fd = -1
 
+    def holds(self, out_dir: Path) -> bool:
+        """True when the lock is on the directory now at `out_dir` (not on one that was
+        removed or renamed away since, whose lock keeps no one out of its replacement)."""
+        if self.fd < 0 or self.path != out_dir:
+            return False
+        try:
+            held, current = os.fstat(self.fd), os.stat(out_dir)
+        except OSError:
+            return False
+        return (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino)
+
 
 def holder_pid(fd: int) -> int | None:
     """The pid holding a flock on the file open at `fd`, from /proc/locks (None if unknown).
@@ -173,6 +184,7 @@ class DaemonLock:
 
     def __init__(self) -> None:
         self._held: OutDirLock | None = None
+        self._pending: Path | None = None  # the dir `hold`'s thread waits to lock
         self._moved = False
         self._guard = threading.Lock()
 
@@ -184,21 +196,34 @@ class DaemonLock:
 
     def hold(self, out_dir: Path, state_dir: Path, on_held: Callable[[LockHeld], None]) -> None:
         """Take the first out dir's lock (`hold_for_daemon`); LockHeld or OSError at once."""
+        with self._guard:
+            self._pending = out_dir
         held = hold_for_daemon(out_dir, state_dir, on_held, on_acquired=self._acquired_late)
         if held is not None:
             self._acquired_late(held)
 
     def _acquired_late(self, held: OutDirLock) -> None:
         with self._guard:
+            self._pending = None
             if self._moved:  # a reload moved on before the first dir appeared
                 held.release()
             else:
                 self._held = held
 
+    def ensure(self, out_dir: Path) -> None:
+        """Hold the lock of the directory now at `out_dir` before anything is written there:
+        it may have been created since (a reload moved the out dir into a state dir that has
+        appeared since) or removed and made again. LockHeld or OSError when another publisher
+        has it; the current lock then stays held."""
+        with self._guard:
+            if self._held is None and self._pending == out_dir:
+                return  # `hold`'s thread takes it as the directory appears
+        self.move(out_dir)
+
     def move(self, out_dir: Path) -> None:
         """Hold `out_dir`'s lock instead; on LockHeld or OSError the current one stays held."""
         with self._guard:
-            if self._held is not None and self._held.path == out_dir:
+            if self._held is not None and self._held.holds(out_dir):
                 return
             new = acquire(out_dir, wait_s=SHORT_HOLDER_WAIT_S)
             old, self._held, self._moved = self._held, new, True

@@ -259,15 +259,16 @@ EARLY_S = (0.06, 0.08, 0.1, 0.1, 0.12)
 
 
 def early_delays() -> list[float]:
-    """EARLY_S, each at least 1.5x the time this machine takes to start the interpreter and
-    import the command line: no Python program can act before then (a loaded CI host starts
-    slower), and the daemon itself is still far from up."""
+    """EARLY_S, each at least twice the longest of three times this machine took to start the
+    interpreter and import the command line: no Python program can act before then (a loaded
+    host starts slower, and one slow start in a busy full run sent the signal too early), and
+    the daemon itself is still far from up."""
     started = []
     for _ in range(3):
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import kpi_publisher.cli"], check=True)
         started.append(time.perf_counter() - t0)
-    floor_s = 1.5 * min(started)
+    floor_s = 2.0 * max(started)
     return [max(delay, floor_s) for delay in EARLY_S]
 
 

@@ -295,6 +295,66 @@ def test_sighup_to_another_out_dir_moves_the_lock_and_never_shares_a_dir(
         assert proc.stop()[0] == 0
 
 
+def test_a_removed_out_dir_is_made_and_locked_again_so_no_second_daemon_shares_it(
+    dirs: dict[str, Path], spawn: Callable[..., Proc]
+) -> None:
+    """The out dir removed under a running daemon: it is made again, locked again and published
+    into, and a second daemon started on it is refused naming the first (the lock on the
+    removed directory would keep no one out of the new one)."""
+    first = spawn(base_args(dirs))
+    first.wait_event(is_publish)
+    shutil.rmtree(dirs["out"])
+    mark = first.mark()
+    write_json(dirs["state"] / "nav_state.json", {"nav_usd": 3000.0, "updated_at": time.time()})
+    first.wait_event(lambda e: is_publish(e) and kpis(dirs)["nav"]["nav_usd"] == 3000.0, start=mark)
+    second = spawn(base_args(dirs))
+    assert second.popen.wait(WAIT_S) == 2
+    locked = second.wait_event(lambda e: e["event"] == "out_dir_locked")
+    assert locked["holder_pid"] == first.popen.pid
+    assert first.stop()[0] == 0
+
+
+def test_a_reload_into_a_state_dir_made_later_never_shares_its_out_dir(
+    dirs: dict[str, Path], spawn: Callable[..., Proc]
+) -> None:
+    """A reload to an out dir inside a state dir that does not exist yet waits for it; once it
+    appears with another daemon publishing there, exactly one of the two publishes into it:
+    the reloaded daemon locks the dir before its first write there, or the other one finds
+    it locked and stops, and the loser names the winner."""
+    config = dirs["root"] / "kpi.toml"
+    later = dirs["root"] / "later" / "logs" / "state"
+    config.write_text(f'[kpi]\nstate_dir = "{dirs["state"]}"\nout_dir = "{dirs["out"]}"\n')
+    first = spawn(["--config", str(config)])
+    first.wait_event(is_publish)
+    config.write_text(f'[kpi]\nstate_dir = "{later}"\nout_dir = "{later / "out"}"\n')
+    mark = first.mark()
+    first.popen.send_signal(signal.SIGHUP)
+    first.wait_event(lambda e: e["event"] == "config_reloaded", start=mark)
+    (later / "out").mkdir(parents=True)
+    write_json(later / "nav_state.json", {"nav_usd": 4000.0, "updated_at": time.time()})
+    other = spawn(["--state-dir", str(later), "--out-dir", str(later / "out")])
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        refused = [e for e in first.events[mark:] if e["event"] == "publish_failed"]
+        if refused or other.popen.poll() is not None:
+            break
+        assert time.monotonic() < deadline, "neither daemon was refused the shared out dir"
+        time.sleep(0.05)
+    if refused:  # the other daemon was first: the reloaded one never writes there
+        assert f"pid {other.popen.pid}" in refused[0]["reason"]
+        time.sleep(1.5)  # its retries are refused too
+        assert not [e for e in first.events[mark:] if is_publish(e) and e["reason"] != "reload"]
+        assert other.popen.poll() is None
+    else:  # the reloaded daemon was first: the other one stops, naming it
+        assert other.popen.returncode in (0, 2)
+        lost = other.wait_event(lambda e: e["event"] == "out_dir_locked")
+        assert lost["holder_pid"] == first.popen.pid
+        first.wait_event(lambda e: is_publish(e), start=mark)
+    for proc in (first, other):
+        if proc.popen.poll() is None:
+            assert proc.stop()[0] == 0
+
+
 def test_an_unusable_config_at_start_exits_2_with_the_reason(
     dirs: dict[str, Path], spawn: Callable[..., Proc]
 ) -> None:

@@ -202,7 +202,12 @@ class Daemon:
     # -- one pass -------------------------------------------------------------------------
 
     def prepare_out_dir(self) -> None:
-        """Create the out dir, sweep stale temps, and watch the outputs for foreign writes."""
+        """Create the out dir and lock it (`lock.DaemonLock.ensure`: it may be new or made
+        again since it was locked), sweep stale temps, and watch the outputs for foreign
+        writes. LockHeld when another publisher holds it."""
+        if self.out_lock is not None:
+            self.settings.publish_dir.mkdir(parents=True, exist_ok=True)
+            self.out_lock.ensure(self.settings.publish_dir)
         spares = getattr(self._publisher, "spares", None)
         prepare_out_dir(self.settings, spares() if callable(spares) else ())
         set_outputs = getattr(self.batches, "set_outputs", None)
@@ -235,6 +240,8 @@ class Daemon:
                 self.prepare_out_dir()
             except OSError as exc:
                 return self._failed("publish", str(exc.filename or s.publish_dir), exc)
+            except lock.LockHeld as exc:  # another publisher has it: retried, never shared
+                return self._failed("publish", str(exc.path), exc)
         report = self.reader.refresh(paths)
         decided = plan.plan_pass(
             self.state, reason, report.sources, report.changed, self._mono(), s
@@ -261,11 +268,11 @@ class Daemon:
         try:
             self._publisher(outputs, s.publish_dir, fsync=s.fsync, durability=s.durability)
         except OSError as exc:
-            if not s.publish_dir.is_dir() and not inside(s.publish_dir, s.state_dir):
-                # A separate out dir went away: it is ours to create, and the retry then
-                # publishes into it. One inside the state dir waits for the executor.
-                with contextlib.suppress(OSError):
-                    s.publish_dir.mkdir(parents=True, exist_ok=True)
+            if not s.publish_dir.is_dir():
+                # The out dir went away: the retry prepares it again and locks the new one (the
+                # lock on the old directory keeps no one out of it). A separate out dir is made
+                # again at once; one inside the state dir once the state dir is there.
+                self.out_dir_unprepared()
             return self._failed("publish", str(exc.filename or s.publish_dir), exc)
         except Exception as exc:
             return self._failed("publish", str(s.publish_dir), exc, trace=True)
