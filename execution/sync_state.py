@@ -122,14 +122,16 @@ def build_positions_state(
     _, built = position_book(positions_stage.normalize(raw_positions), risk_snapshot, symbols_cap)
     totals = built["totals"]
     notionals = [r["notional"] for r in built["positions"] if r["notional"] is not None]
+    gross, net = totals["gross_notional_usd"], totals["net_notional_usd"]
     stamp = iso(now)
     return {
         "updated_at": stamp,
         "updated_ts": stamp,
         container: built["positions"],
-        "totals": totals,
-        "gross_exposure": totals["gross_notional_usd"],
-        "net_exposure": totals["net_notional_usd"],
+        "totals": totals,  # says when no row's notional is known (null)
+        # The executor's own flat keys stay numbers, as it writes them (its readers add them up).
+        "gross_exposure": 0.0 if gross is None else gross,
+        "net_exposure": 0.0 if net is None else net,
         "largest_position_value": max(notionals) if notionals else 0.0,
     }
 

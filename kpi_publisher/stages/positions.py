@@ -163,8 +163,12 @@ def exposure_pct(notional_usd: float | None, nav_usd: float | None) -> float | N
 
 
 def book_notionals(rows: list[dict[str, Any]]) -> tuple[float | None, float | None]:
-    """(gross, net) notional in USD of the rows with a known notional; net is signed by side."""
+    """(gross, net) notional in USD of the rows with a known notional; net is signed by side.
+    A flat book is a real 0.0; a book none of whose rows has a known notional is unknown
+    (None, shown as a dash), as the PnL total is."""
     known = [r for r in rows if r["notional"] is not None]
+    if rows and not known:
+        return None, None
     gross = total(r["notional"] for r in known)
     net = total(r["notional"] if r["side"] == "LONG" else -r["notional"] for r in known)
     return gross, net

@@ -129,6 +129,26 @@ def test_empty_book_totals():
     }
 
 
+def test_a_book_without_a_known_notional_has_unknown_totals_not_zero():
+    """A row with no price (or prices of 0, which read as unknown), or whose |qty| x price
+    overflows: its notional is unknown, so a book of only such rows has unknown gross and net
+    notionals and exposures (a dash), never 0.00; one priced row beside them is summed alone."""
+    unpriced = [
+        {"symbol": "BTCUSDT", "side": "LONG", "qty": 0.5},
+        {"symbol": "ETHUSDT", "side": "SHORT", "qty": 2, "entry_price": 0, "mark_price": 0},
+        {"symbol": "SOLUSDT", "side": "LONG", "qty": 1e308, "mark_price": 1e10},
+    ]
+    totals = build_positions(normalize(unpriced), {}, nav_usd=2000.0)["totals"]
+    assert totals["count"] == 3
+    assert totals["gross_notional_usd"] is None and totals["net_notional_usd"] is None
+    assert totals["gross_exposure_pct"] is None and totals["net_exposure_pct"] is None
+    assert totals["gross_notional_fmt"] == "–"
+    priced = [*unpriced, {"symbol": "XRPUSDT", "side": "SHORT", "qty": 10, "mark_price": 2.0}]
+    totals = build_positions(normalize(priced), {}, nav_usd=2000.0)["totals"]
+    assert (totals["gross_notional_usd"], totals["net_notional_usd"]) == (20.0, -20.0)
+    assert totals["gross_exposure_pct"] == 1.0
+
+
 def test_exposure_is_notional_over_nav_in_percent():
     """gross / net notional / NAV x 100; the short book makes net negative."""
     totals = build_positions(normalize(HEDGE_MODE), {}, nav_usd=2000.0)["totals"]
