@@ -108,6 +108,16 @@ def _nan_to_none(_: str) -> None:
     return None
 
 
+def _integer(digits: str) -> int | None:
+    """A JSON integer; None (missing, as any number beyond the float range reads) when it is
+    too long for int() (over sys.get_int_max_str_digits(), 4,300 digits by default), which
+    would otherwise make the whole file unreadable."""
+    try:
+        return int(digits)
+    except ValueError:
+        return None
+
+
 def _valid_text(text: str) -> bool:
     """True unless `text` holds a lone surrogate (a JSON escape such as "\\udcff")."""
     if text.isascii():
@@ -255,7 +265,7 @@ def decode_doc(raw: bytes, *, allow_list: bool = False, like: Decoded | None = N
         except UnicodeDecodeError as exc:
             raise fs.ReadError(f"not UTF-8 (byte {exc.start})") from exc
         try:
-            value = json.loads(text, parse_constant=_nan_to_none)
+            value = json.loads(text, parse_constant=_nan_to_none, parse_int=_integer)
         except RecursionError:
             raise fs.ReadError(TOO_DEEP) from None
         except ValueError as exc:

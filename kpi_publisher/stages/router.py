@@ -61,6 +61,9 @@ SLIP_SENTINEL_BPS = 10_000.0
 # Events counted for one symbol: router stats, the stats-shaped router_health and the legacy
 # symbol_stats (order_count) each name it differently.
 SAMPLE_KEYS = ("samples", "sample_count", "event_count", "order_count")
+# A count is published as an integer; past 2**53 a float no longer holds every whole number,
+# and no router counts that many events: such a value is garbage, read as missing.
+MAX_SAMPLES = 2**53
 # maker_reliability is a quality score (0.0 for a symbol that never routed an order): the
 # contract's chain keeps it for the block-level mean, but a symbol's row never shows it as a
 # fill rate.
@@ -131,8 +134,11 @@ def _worst_count(router: Any) -> str | None:
 
 
 def _samples(row: Mapping[str, Any]) -> int | None:
+    """The row's event count: a whole number from 0 to MAX_SAMPLES, else missing."""
     value = key_number(row, SAMPLE_KEYS)
-    return int(value) if value is not None and value >= 0 and value.is_integer() else None
+    if value is None or not 0 <= value <= MAX_SAMPLES or not value.is_integer():
+        return None
+    return int(value)
 
 
 def _symbol_numbers(row: Mapping[str, Any]) -> tuple[float | None, float | None, float | None]:

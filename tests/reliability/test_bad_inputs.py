@@ -314,6 +314,24 @@ def test_nan_and_infinity_tokens_read_as_missing_values(layout: Layout) -> None:
     assert kpis["nav"]["unrealized_pnl_usd"] == positions["totals"]["pnl_usd"] == 15.0
 
 
+def test_an_integer_too_long_to_read_is_a_missing_value_not_a_broken_file(
+    layout: Layout,
+) -> None:
+    """An integer literal past Python's int() digit limit (4,300 digits) is valid JSON: the
+    file stays ok, that field is missing (as any number beyond the float range is), and a
+    shorter huge integer elsewhere reads the same way."""
+    raw = orjson.dumps(good_docs()["nav_state"]).decode()
+    raw = raw.replace('"peak_equity":11000.0', '"peak_equity":' + "9" * 4301)
+    raw = raw[:-1] + ',"junk":' + "1" * 5000 + ',"big":' + "7" * 400 + "}"
+    layout.path("nav_state").write_text(raw)
+    settings = layout.settings()
+    kpis, _ = assert_valid_outputs(*build_bytes(SourceReader(settings), settings))
+    assert kpis["sources"]["nav_state"]["status"] == "ok"
+    assert kpis["sources"]["nav_state"]["error"] is None
+    assert kpis["nav"]["nav_usd"] == 10_234.56
+    assert kpis["nav"]["peak_usd"] is None
+
+
 def test_numbers_as_strings_are_numbers(layout: Layout) -> None:
     """Numeric strings such as "1,234.5" and "11000" are numbers (rule 1)."""
     doc = good_docs()["nav_state"]

@@ -251,6 +251,23 @@ def test_stats_shape_rows_take_samples_from_the_stats_dict():
     assert out["quality"] == "ok"
 
 
+@pytest.mark.parametrize(
+    ("count", "samples"),
+    [(12, 12), (12.0, 12), ("7", 7), (2**53, 2**53), (0, 0), (2**53 + 2, None), (1e300, None),
+     (2**64, None), (-1, None), (2.5, None), (True, None)],
+)  # fmt: skip
+def test_a_symbol_row_counts_its_events_as_an_integer_or_not_at_all(
+    count: object, samples: int | None
+) -> None:
+    """An event count is published as an integer: a whole number up to 2**53; a count past
+    that (1e300, 2**64: no router counts so many), negative, fractional or a boolean is
+    missing, never a float in the `samples` field."""
+    router = {"symbols": [{"symbol": "BTCUSDT", "avg_slippage_bps": 1.5, "event_count": count}]}
+    row = build_router({}, router)["symbols"]["BTCUSDT"]
+    assert row["samples"] == samples
+    assert row["samples"] is None or type(row["samples"]) is int
+
+
 def test_router_stats_block_rows_come_first():
     """A router_stats block with its own per-symbol rows supplies the symbol numbers."""
     risk = {
