@@ -259,6 +259,12 @@ def _create_temp(target: Path, *, mode: int) -> tuple[Path, int]:
     return tmp, fd
 
 
+def probe_writable(target: Path) -> None:
+    """Create and remove a temp file beside `target`, as a publish would: OSError (read-only
+    file system, no permission, no such directory) when nothing could be published there."""
+    _discard(*_create_temp(target, mode=0o600))
+
+
 def _fill(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:

@@ -295,6 +295,32 @@ def test_sighup_to_another_out_dir_moves_the_lock_and_never_shares_a_dir(
         assert proc.stop()[0] == 0
 
 
+def test_sighup_to_an_out_dir_nothing_can_be_written_into_is_refused(
+    dirs: dict[str, Path], spawn: Callable[..., Proc]
+) -> None:
+    """A reload to an existing directory no file can be created in (/proc/1: refused even to
+    root, as a read-only mount is) is refused like an unusable config: `config_reload_failed`
+    naming the dir, the running config and its lock kept, publishing goes on in the old dir."""
+    config = dirs["root"] / "kpi.toml"
+    config.write_text(f'[kpi]\nout_dir = "{dirs["out"]}"\nheartbeat_s = 0.3\n')
+    first = spawn(["--state-dir", str(dirs["state"]), "--config", str(config)])
+    first.wait_event(is_publish)
+    config.write_text('[kpi]\nout_dir = "/proc/1"\nheartbeat_s = 0.3\n')
+    mark = first.mark()
+    first.popen.send_signal(signal.SIGHUP)
+    failed = first.wait_event(lambda e: e["event"] == "config_reload_failed", start=mark)
+    assert "/proc/1" in failed["reason"] and failed["kept"] == "previous config"
+    write_json(dirs["state"] / "nav_state.json", {"nav_usd": 5000.0, "updated_at": time.time()})
+    first.wait_event(lambda e: is_publish(e) and kpis(dirs)["nav"]["nav_usd"] == 5000.0, start=mark)
+    assert not [e for e in first.events[mark:] if e["event"] == "publish_failed"]
+    second = spawn(base_args(dirs))
+    assert second.popen.wait(WAIT_S) == 2
+    assert second.wait_event(lambda e: e["event"] == "out_dir_locked")["holder_pid"] == (
+        first.popen.pid
+    )
+    assert first.stop()[0] == 0
+
+
 def test_a_removed_out_dir_is_made_and_locked_again_so_no_second_daemon_shares_it(
     dirs: dict[str, Path], spawn: Callable[..., Proc]
 ) -> None:

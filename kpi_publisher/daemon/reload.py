@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from kpi_publisher import fs
 from kpi_publisher.config import ConfigError, Settings
+from kpi_publisher.contract import KPIS_FILE
 from kpi_publisher.daemon.outdir import inside
 from kpi_publisher.lock import LockHeld
 from kpi_publisher.sources import SourceReader, source_paths
@@ -85,6 +87,8 @@ def _switch(daemon: Daemon, old: Settings, new: Settings) -> bool:
         # own it.
         try:
             new.publish_dir.mkdir(parents=True, exist_ok=True)
+            # A dir nothing can be written into (read-only, no permission) is refused too.
+            fs.probe_writable(new.publish_dir / KPIS_FILE)
             if daemon.out_lock is not None:
                 daemon.out_lock.move(new.publish_dir)
         except (LockHeld, OSError) as exc:
