@@ -10,6 +10,7 @@ from the kernel's lock table (/proc/locks) and the holder's command line.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import threading
@@ -135,58 +136,17 @@ def _inside(path: Path, directory: Path) -> bool:
     return p == d or d in p.parents
 
 
-def hold_for_daemon(
-    out_dir: Path,
-    state_dir: Path,
-    on_held: Callable[[LockHeld], None],
-    *,
-    poll_s: float = 1.0,
-    on_acquired: Callable[[OutDirLock], None] | None = None,
-) -> OutDirLock | None:
-    """Take the out dir's lock for `run`, for the rest of the process's life.
-
-    Raises LockHeld or OSError at once when the out dir exists or can be created. An out dir
-    inside a missing state dir is not created (the state dir is the executor's to create): a
-    daemon thread then takes the lock as soon as the directory appears, calling `on_held`
-    when another process was first, or `on_acquired` with the lock. Returns the lock, or None
-    while it is pending.
-    """
-    if out_dir.is_dir() or state_dir.is_dir() or not _inside(out_dir, state_dir):
-        out_dir.mkdir(parents=True, exist_ok=True)
-        return acquire(out_dir, wait_s=SHORT_HOLDER_WAIT_S)
-
-    held: list[OutDirLock] = []
-
-    def _wait() -> None:
-        while not held:
-            time.sleep(poll_s)
-            if not out_dir.is_dir():
-                continue
-            try:
-                held.append(acquire(out_dir, wait_s=SHORT_HOLDER_WAIT_S))
-            except LockHeld as exc:
-                on_held(exc)
-                return
-            except OSError:
-                continue  # e.g. the directory is still being set up: try again
-            if on_acquired is not None:
-                on_acquired(held[0])
-
-    threading.Thread(target=_wait, name="hedge-kpi-out-dir-lock", daemon=True).start()
-    return None
-
-
 class DaemonLock:
     """The lock `run` holds on its out dir for its whole life, moved by a reload that changes
     the out dir: the new dir's lock is taken first (LockHeld when another publisher has it,
     and then nothing changes), and only then is the old one let go, so two daemons never
     publish into one dir."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, poll_s: float = 1.0) -> None:
         self._held: OutDirLock | None = None
-        self._pending: Path | None = None  # the dir `hold`'s thread waits to lock
-        self._moved = False
-        self._guard = threading.Lock()
+        self._pending: Path | None = None  # an out dir to lock once it appears
+        self._poll_s = poll_s
+        self._guard = threading.Lock()  # every acquisition happens under it
 
     @property
     def path(self) -> Path | None:
@@ -195,29 +155,60 @@ class DaemonLock:
         return held.path if held is not None else None
 
     def hold(self, out_dir: Path, state_dir: Path, on_held: Callable[[LockHeld], None]) -> None:
-        """Take the first out dir's lock (`hold_for_daemon`); LockHeld or OSError at once."""
+        """Take the first out dir's lock; LockHeld or OSError at once.
+
+        An out dir inside a missing state dir is not created (the state dir is the executor's
+        to create): it is locked as soon as it appears, by `ensure` before the first publish
+        there or by a daemon thread that looks every `poll_s`, whichever comes first; the
+        thread calls `on_held` when another process was first.
+        """
+        if out_dir.is_dir() or state_dir.is_dir() or not _inside(out_dir, state_dir):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            held = acquire(out_dir, wait_s=SHORT_HOLDER_WAIT_S)
+            with self._guard:
+                self._held = held
+            return
         with self._guard:
             self._pending = out_dir
-        held = hold_for_daemon(out_dir, state_dir, on_held, on_acquired=self._acquired_late)
-        if held is not None:
-            self._acquired_late(held)
+        threading.Thread(
+            target=self._wait_for, args=(out_dir, on_held), name="hedge-kpi-out-dir-lock",
+            daemon=True,
+        ).start()  # fmt: skip
 
-    def _acquired_late(self, held: OutDirLock) -> None:
-        with self._guard:
-            self._pending = None
-            if self._moved:  # a reload moved on before the first dir appeared
-                held.release()
-            else:
-                self._held = held
+    def _take_pending(self, out_dir: Path) -> bool:
+        """(Under the guard.) Lock the pending `out_dir` if it exists now; True when nothing
+        is left to wait for (locked, or a reload moved on). LockHeld or OSError propagate."""
+        if self._pending != out_dir:
+            return True
+        if not out_dir.is_dir():
+            return False
+        self._held = acquire(out_dir, wait_s=SHORT_HOLDER_WAIT_S)
+        self._pending = None
+        return True
+
+    def _wait_for(self, out_dir: Path, on_held: Callable[[LockHeld], None]) -> None:
+        while True:
+            time.sleep(self._poll_s)
+            try:
+                with self._guard:
+                    if self._take_pending(out_dir):
+                        return
+            except LockHeld as exc:
+                on_held(exc)
+                return
+            except OSError:
+                continue  # e.g. the directory is still being set up: try again
 
     def ensure(self, out_dir: Path) -> None:
         """Hold the lock of the directory now at `out_dir` before anything is written there:
-        it may have been created since (a reload moved the out dir into a state dir that has
-        appeared since) or removed and made again. LockHeld or OSError when another publisher
-        has it; the current lock then stays held."""
+        it may have appeared since (the first out dir inside a state dir the executor has just
+        made, or one a reload moved into such a dir) or been removed and made again. LockHeld
+        or OSError when another publisher has it; the current lock then stays held."""
         with self._guard:
-            if self._held is None and self._pending == out_dir:
-                return  # `hold`'s thread takes it as the directory appears
+            if self._pending == out_dir:
+                if not self._take_pending(out_dir):
+                    raise FileNotFoundError(errno.ENOENT, "out dir not there yet", str(out_dir))
+                return
         self.move(out_dir)
 
     def move(self, out_dir: Path) -> None:
@@ -226,6 +217,6 @@ class DaemonLock:
             if self._held is not None and self._held.holds(out_dir):
                 return
             new = acquire(out_dir, wait_s=SHORT_HOLDER_WAIT_S)
-            old, self._held, self._moved = self._held, new, True
+            old, self._held, self._pending = self._held, new, None
         if old is not None:
             old.release()

@@ -355,13 +355,14 @@ def test_a_reload_into_a_state_dir_made_later_never_shares_its_out_dir(
     config.write_text(f'[kpi]\nstate_dir = "{later}"\nout_dir = "{later / "out"}"\n')
     mark = first.mark()
     first.popen.send_signal(signal.SIGHUP)
-    first.wait_event(lambda e: e["event"] == "config_reloaded", start=mark)
+    reloaded = first.wait_event(lambda e: e["event"] == "config_reloaded", start=mark)
+    after = first.events.index(reloaded)  # earlier publishes (history's) went to the old dir
     (later / "out").mkdir(parents=True)
     write_json(later / "nav_state.json", {"nav_usd": 4000.0, "updated_at": time.time()})
     other = spawn(["--state-dir", str(later), "--out-dir", str(later / "out")])
     deadline = time.monotonic() + WAIT_S
     while True:
-        refused = [e for e in first.events[mark:] if e["event"] == "publish_failed"]
+        refused = [e for e in first.events[after:] if e["event"] == "publish_failed"]
         if refused or other.popen.poll() is not None:
             break
         assert time.monotonic() < deadline, "neither daemon was refused the shared out dir"
@@ -369,16 +370,47 @@ def test_a_reload_into_a_state_dir_made_later_never_shares_its_out_dir(
     if refused:  # the other daemon was first: the reloaded one never writes there
         assert f"pid {other.popen.pid}" in refused[0]["reason"]
         time.sleep(1.5)  # its retries are refused too
-        assert not [e for e in first.events[mark:] if is_publish(e) and e["reason"] != "reload"]
+        assert not [e for e in first.events[after:] if is_publish(e)]
         assert other.popen.poll() is None
     else:  # the reloaded daemon was first: the other one stops, naming it
         assert other.popen.returncode in (0, 2)
         lost = other.wait_event(lambda e: e["event"] == "out_dir_locked")
         assert lost["holder_pid"] == first.popen.pid
-        first.wait_event(lambda e: is_publish(e), start=mark)
+        first.wait_event(lambda e: is_publish(e), start=after)
     for proc in (first, other):
         if proc.popen.poll() is None:
             assert proc.stop()[0] == 0
+
+
+def test_an_out_dir_in_a_state_dir_made_after_start_is_locked_before_its_first_publish(
+    tmp_path: Path, spawn: Callable[..., Proc]
+) -> None:
+    """`run` started before the executor made its state dir (the out dir inside it): when the
+    dir appears and a second daemon starts on it at once, never both publish there. Whichever
+    locks it first publishes; the other is refused (exit 2) or stops, naming it. Three rounds,
+    since who comes first (the first daemon's next pass, its lock thread, the second daemon)
+    is a race."""
+    for round_ in range(3):
+        state = tmp_path / f"r{round_}" / "logs" / "state"
+        args = ["--state-dir", str(state), "--out-dir", str(state / "out")]
+        first = spawn(args)
+        first.wait_event(lambda e: e["event"] == "state_dir_missing")
+        state.mkdir(parents=True)
+        write_json(state / "nav_state.json", {"nav_usd": 1000.0, "updated_at": time.time()})
+        second = spawn(args)
+        deadline = time.monotonic() + WAIT_S
+        while not any(p.popen.poll() is not None for p in (first, second)):
+            assert time.monotonic() < deadline, "neither daemon gave way"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        published = [p for p in (first, second) if any(is_publish(e) for e in p.events)]
+        assert len(published) == 1, [[e["event"] for e in p.events] for p in (first, second)]
+        loser = second if published[0] is first else first
+        assert loser.wait_event(lambda e: e["event"] == "out_dir_locked")["holder_pid"] == (
+            published[0].popen.pid
+        )
+        assert published[0].popen.poll() is None
+        assert published[0].stop()[0] == 0
 
 
 def test_an_unusable_config_at_start_exits_2_with_the_reason(
