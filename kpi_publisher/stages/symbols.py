@@ -8,7 +8,7 @@ first and then nested as in execution-health entries (vol.atr_ratio, risk.dd_tod
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from kpi_publisher.parse import get, key_number, mapping, number, per_symbol, text
@@ -21,26 +21,22 @@ ATR_RATIO_KEYS = ("atr_ratio", "ratio")  # flat, in order; then the health entry
 RISK_KEYS = tuple(dict.fromkeys(path.split(".")[0] for path in SOURCE_PATHS))
 
 
+def _or_nested(
+    value: Any, entry: Mapping[str, Any], block: str, key: str, read: Callable[[Any], Any]
+) -> Any:
+    """`value`; when it is None, `read(entry[block][key])` (a health entry's nested block)."""
+    return value if value is not None else read(mapping(entry.get(block)).get(key))
+
+
 def _read_entry(entry: Mapping[str, Any]) -> tuple[Any, ...]:
     """The four fields of one entry (FIELDS order), flat keys first, then the health entry's
-    nested blocks, each read only while the flat key gave nothing (this runs per symbol)."""
-    atr_ratio = key_number(entry, ATR_RATIO_KEYS)
-    atr_regime = text(entry.get("atr_regime"))
-    if atr_ratio is None or atr_regime is None:
-        vol = mapping(entry.get("vol"))
-        if atr_ratio is None:
-            atr_ratio = number(vol.get("atr_ratio"))
-        if atr_regime is None:
-            atr_regime = text(vol.get("atr_regime"))
-    dd_state = dd_label(entry.get("dd_state"))
-    dd_today_pct = number(entry.get("dd_today_pct"))
-    if dd_state is None or dd_today_pct is None:
-        health = mapping(entry.get("risk"))
-        if dd_state is None:
-            dd_state = dd_label(health.get("dd_state"))
-        if dd_today_pct is None:
-            dd_today_pct = number(health.get("dd_today_pct"))
-    return atr_ratio, atr_regime, dd_state, dd_today_pct
+    nested `vol` and `risk` blocks, read only when the flat keys gave nothing (per symbol)."""
+    return (
+        _or_nested(key_number(entry, ATR_RATIO_KEYS), entry, "vol", "atr_ratio", number),
+        _or_nested(text(entry.get("atr_regime")), entry, "vol", "atr_regime", text),
+        _or_nested(dd_label(entry.get("dd_state")), entry, "risk", "dd_state", dd_label),
+        _or_nested(number(entry.get("dd_today_pct")), entry, "risk", "dd_today_pct", number),
+    )
 
 
 def _in_order(held: list[str], rest: set[str], cap: int) -> Iterator[str]:
