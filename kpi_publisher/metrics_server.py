@@ -18,6 +18,11 @@ from kpi_publisher.config import Settings
 from kpi_publisher.pipeline import Outputs
 
 LOOPBACK = "127.0.0.1"
+# A client is served by a thread of its own; an idle or slow one (a request never finished)
+# is dropped after REQUEST_TIMEOUT_S, and beyond MAX_CLIENTS at once a connection is closed
+# unanswered: no number of clients can take the descriptors and threads the publisher needs.
+REQUEST_TIMEOUT_S = 5.0
+MAX_CLIENTS = 16
 
 
 class MetricsUnavailable(RuntimeError):
@@ -86,7 +91,7 @@ class MetricsServer:
     def start(self) -> int:
         """Bind 127.0.0.1:port (0 picks a free port) and serve; returns the bound port."""
         try:
-            from prometheus_client import CollectorRegistry, start_http_server
+            from prometheus_client import CollectorRegistry, make_wsgi_app
         except ImportError as exc:
             raise MetricsUnavailable(
                 "--metrics-port needs prometheus-client: pip install 'hedge-kpi[prom]'"
@@ -94,13 +99,16 @@ class MetricsServer:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Collector(self))
         try:
-            self._httpd, self._thread = start_http_server(
-                self.port, addr=LOOPBACK, registry=registry
-            )
+            httpd = _server(self.port, make_wsgi_app(registry))
         except (OSError, OverflowError) as exc:  # OverflowError: a port outside 0..65535
             reason = getattr(exc, "strerror", None) or exc
             raise MetricsUnavailable(f"cannot listen on {LOOPBACK}:{self.port}: {reason}") from exc
-        self.port = int(self._httpd.server_port)
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, name="hedge-kpi-metrics", daemon=True
+        )
+        self._thread.start()
+        self.port = int(httpd.server_port)
         return self.port
 
     @property
@@ -120,3 +128,41 @@ class MetricsServer:
             httpd.server_close()
         if thread is not None:
             thread.join(timeout=5.0)
+
+
+def _server(port: int, app: Any) -> Any:
+    """A threading WSGI server on LOOPBACK:port for `app`, with the limits above."""
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    class Handler(WSGIRequestHandler):
+        timeout = REQUEST_TIMEOUT_S  # the socket's: a client that stops sending is dropped
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Scrapes are not logged (one line per scrape would flood the publisher's log)."""
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        request_queue_size = 128  # a burst of connections waits to be accepted, not retried
+        slots = threading.BoundedSemaphore(MAX_CLIENTS)
+
+        def process_request(self, request: Any, client_address: Any) -> None:
+            if not self.slots.acquire(blocking=False):
+                self.shutdown_request(request)  # over the cap: closed unanswered
+                return
+            try:
+                super().process_request(request, client_address)
+            except BaseException:
+                self.slots.release()
+                raise
+
+        def process_request_thread(self, request: Any, client_address: Any) -> None:
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                self.slots.release()
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            """A client that timed out or hung up is its own business: no traceback."""
+
+    return make_server(LOOPBACK, port, app, Server, handler_class=Handler)

@@ -8,6 +8,7 @@ and the loopback /metrics endpoint must serve the same series.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -540,6 +541,103 @@ def test_metrics_endpoint_serves_the_same_series_on_loopback(full: Outputs):
         server.stop()
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass
+
+
+def test_idle_clients_are_capped_and_dropped_and_scrapes_resume(
+    full: Outputs, monkeypatch: pytest.MonkeyPatch
+):
+    """Clients that open a connection and never finish a request hold at most MAX_CLIENTS
+    threads, each dropped after REQUEST_TIMEOUT_S; those beyond the cap are closed at once;
+    afterwards a scrape is served again."""
+    from kpi_publisher import metrics_server
+
+    monkeypatch.setattr(metrics_server, "REQUEST_TIMEOUT_S", 0.5)
+    server = MetricsServer(0, host="h", account="a")
+    port = server.start()
+    server.update(full, HEALTH)
+    threads_before = threading.active_count()
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(metrics_server.MAX_CLIENTS + 40):
+            client = socket.create_connection(("127.0.0.1", port), timeout=5)
+            client.sendall(b"GET /metr")  # a request line never finished
+            idle.append(client)
+        time.sleep(0.2)
+        assert threading.active_count() <= threads_before + metrics_server.MAX_CLIENTS
+        closed_at_once = 0
+        for client in idle:
+            client.settimeout(0.05)
+            with contextlib.suppress(TimeoutError):
+                closed_at_once += client.recv(1) == b""
+        assert closed_at_once >= 40
+        time.sleep(1.0)  # past the request timeout: the held slots are free again
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            assert "hedge_kpi_nav_usd" in resp.read().decode()
+    finally:
+        for client in idle:
+            client.close()
+        server.stop()
+
+
+def test_a_flood_of_idle_metrics_clients_never_stops_publishing(tmp_path: Path):
+    """The real daemon with 256 descriptors and 400 idle clients on --metrics-port: before the
+    cap each held a descriptor and a thread until the publisher could no longer open its own
+    files; now it publishes a new NAV at once and its descriptors stay few."""
+    import resource
+
+    state, out = tmp_path / "logs" / "state", tmp_path / "out"
+    state.mkdir(parents=True)
+    nav = {"nav_usd": 1000.0, "updated_at": time.time()}
+    (state / "nav_state.json").write_text(json.dumps(nav))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KPI_")}
+    env["KPI_HISTORY_PATH"] = str(tmp_path / "h.sqlite")
+    argv = [sys.executable, "-m", "kpi_publisher", "run", "--state-dir", str(state)]
+    argv += [
+        "--out-dir",
+        str(out),
+        "--metrics-port",
+        str(port),
+        "--no-fsync",
+        "--log-format",
+        "json",
+    ]
+
+    def low_fd_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=low_fd_limit,
+    )  # fmt: skip
+    idle: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 15
+        while not (out / "kpis_v7.json").exists():
+            assert time.monotonic() < deadline, "no first publish"
+            time.sleep(0.05)
+        for _ in range(400):
+            try:
+                client = socket.create_connection(("127.0.0.1", port), timeout=2)
+                client.sendall(b"GET /metr")
+                idle.append(client)
+            except OSError:
+                break
+        tmp = state / ".nav_state.json.tmp"
+        tmp.write_text(json.dumps({"nav_usd": 2000.0, "updated_at": time.time()}))
+        os.replace(tmp, state / "nav_state.json")
+        deadline = time.monotonic() + 5
+        while json.loads((out / "kpis_v7.json").read_bytes())["nav"]["nav_usd"] != 2000.0:
+            assert time.monotonic() < deadline, "the new NAV was not published"
+            time.sleep(0.05)
+        assert len(os.listdir(f"/proc/{proc.pid}/fd")) < 100
+    finally:
+        for client in idle:
+            client.close()
+        proc.terminate()
+        assert proc.wait(10) == 0
 
 
 @pytest.mark.parametrize("port", ["taken", 70000])
