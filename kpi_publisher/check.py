@@ -45,7 +45,7 @@ from kpi_publisher.contract import not_ok as sources_not_ok
 from kpi_publisher.contract import schema_name as schema_of
 from kpi_publisher.history.curves import NAV_HISTORY_FILE
 from kpi_publisher.parse import number
-from kpi_publisher.sources import STATE_FILES
+from kpi_publisher.sources import STATE_FILES, TOO_DEEP, too_deep
 
 # Published file -> its JSON Schema's name.
 FILES: Mapping[str, str] = {name: schema_of(name) for name in OUTPUT_FILES}
@@ -76,9 +76,14 @@ def check_document(raw: bytes, schema_name: str) -> tuple[Any, str | None]:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return None, f"not valid JSON: {exc}"
+    if too_deep(doc):  # no published file nests past a few levels; the validator recurses
+        return doc, f"schema: (top level): {TOO_DEEP}"
     validator_cls = jsonschema.validators.validator_for(schemas.load(schema_name))
     validator = validator_cls(schemas.load(schema_name))
-    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    try:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    except RecursionError:
+        return doc, f"schema: (top level): {TOO_DEEP}"
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         return doc, f"schema: {where}: {error.message}"

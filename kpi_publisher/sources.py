@@ -207,6 +207,11 @@ def _too_deep(values: Iterable[Any], depth: int = 1) -> bool:
     return True
 
 
+def too_deep(doc: Any) -> bool:
+    """True when `doc` nests deeper than MAX_DEPTH levels (the top level is 1)."""
+    return _too_deep([doc])
+
+
 def _unpad(padded: Any) -> tuple[bool, Any]:
     """(True, the document) when `padded` is exactly the padding around one JSON value.
 

@@ -240,6 +240,23 @@ def test_directory_at_an_output_path_is_invalid(
     )
 
 
+@pytest.mark.parametrize("levels", [65, 1000])
+@pytest.mark.parametrize("name", ["kpis_v7.json", "positions_v7.json"])
+def test_a_deeply_nested_output_fails_its_schema_exit_6(
+    published: dict[str, Path], captured_logs: list[dict[str, Any]], name: str, levels: int
+) -> None:
+    """A value nested far deeper than any published file (orjson still parses 1,000 levels)
+    fails the check with the reason, exit 6; it used to end `check` with a RecursionError
+    from the schema validator (exit 1)."""
+    path = published["out"] / name
+    doc = orjson.loads(path.read_bytes())
+    key = "symbols" if name == KPIS_FILE else "source"
+    doc[key] = "@DEEP@"
+    path.write_bytes(orjson.dumps(doc).replace(b'"@DEEP@"', b"[" * levels + b"]" * levels))
+    assert check(published, "--now", str(NOW)) == 6
+    assert "nested deeper than 64 levels" in by_file(captured_logs)[name]["reason"]
+
+
 def test_oversized_output_is_refused_without_reading_it(
     published: dict[str, Path], tmp_path: Path, captured_logs: list[dict[str, Any]]
 ) -> None:
