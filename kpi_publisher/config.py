@@ -103,6 +103,10 @@ _BOOL_FIELDS = {"fsync"}
 _STR_FIELDS = {"host_label", "account_label", "log_format", "durability"}
 LOG_FORMATS = ("auto", "json", "console")
 _CHOICES = {"log_format": LOG_FORMATS, "durability": DURABILITIES}
+# Linux's limits (every file system we run on has these or larger ones); a path past them
+# fails every stat with ENAMETOOLONG.
+_NAME_MAX = 255
+_PATH_MAX = 4096
 FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Settings))
 # A config file names its own location only on the command line or in KPI_CONFIG_FILE.
 FILE_KEYS = FIELD_NAMES - {"config_file"}
@@ -278,9 +282,12 @@ def _coerce(name: str, value: Any, origin: Origin = CLI) -> Any:
         if not text.strip():
             raise _bad(origin, name, "must not be empty", value)
         try:
-            return Path(os.path.expanduser(text)).absolute()
+            path = Path(os.path.expanduser(text)).absolute()
         except OSError as exc:  # a relative path while the working directory is gone
             raise _bad(origin, name, f"cannot be made absolute ({exc.strerror})", value) from exc
+        if problem := _unusable_path(path):  # every stat of it would fail: say so once, here
+            raise _bad(origin, name, problem, value)
+        return path
     if name in RANGES:
         if name in _INT_FIELDS:
             return _integer(name, value, origin, RANGES[name])
@@ -306,6 +313,17 @@ def _coerce(name: str, value: Any, origin: Origin = CLI) -> Any:
     if name == "stale_s":
         return _stale_limits(value, origin)
     raise ConfigError(f"{origin.where(name)}: unknown setting {name!r}")
+
+
+def _unusable_path(path: Path) -> str | None:
+    """Why no file could ever live at `path` (a name or a path longer than the file system
+    allows), or None. (A NUL character is refused with every text value.)"""
+    for part in path.parts:
+        if len(os.fsencode(part)) > _NAME_MAX:
+            return f"has a name longer than {_NAME_MAX} bytes"
+    if len(os.fsencode(str(path))) >= _PATH_MAX:
+        return f"is longer than {_PATH_MAX - 1} bytes"
+    return None
 
 
 def _read_config(path: Path) -> str:

@@ -140,6 +140,41 @@ def test_relative_and_home_paths_become_absolute(monkeypatch: pytest.MonkeyPatch
     assert s.resolved_holdings_path == Path("/home/ops/hedge-fund/config/offexchange_holdings.json")
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("state_dir", "/tmp/" + "a" * 256, "has a name longer than 255 bytes"),
+        ("out_dir", "/tmp/" + "é" * 128, "has a name longer than 255 bytes"),
+        ("history_path", "/" + "/".join(["d" * 200] * 21), "is longer than 4095 bytes"),
+    ],
+    ids=["long-name", "long-name-in-utf8-bytes", "long-path"],
+)
+def test_a_path_no_file_could_have_is_a_config_error_naming_the_setting(
+    tmp_path: Path, field: str, value: str, problem: str
+) -> None:
+    """A path whose every stat would fail (ENAMETOOLONG) is refused when the config resolves,
+    naming the setting, from the file and the command line alike, instead of a traceback
+    (`once`) or a misleading exit (`run`: out_dir_unwritable naming the state dir)."""
+    config = tmp_path / "kpi.toml"
+    config.write_text(f'{field} = "{value}"\n')
+    with pytest.raises(ConfigError, match=re.escape(f"{field} {problem}")):
+        resolve({"config_file": str(config)}, {})
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        resolve({field: value}, {})
+
+
+def test_once_with_a_too_long_state_dir_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kpi_publisher", "once", "--state-dir", "/tmp/" + "a" * 300],
+        capture_output=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("KPI_")},
+        check=False,
+    )
+    assert result.returncode == 2
+    assert b"Traceback" not in result.stderr
+    assert b"state_dir has a name longer than 255 bytes" in result.stderr + result.stdout
+
+
 def test_run_flags_become_settings() -> None:
     """`hedge-kpi run` tuning flags land in the same Settings fields as KPI_* and the file."""
     args = cli.build_parser().parse_args(
