@@ -5,94 +5,199 @@ Two files beside the state dir (`<state>/../`): `nav_log.json`, a JSON list of
 per line. They are imported at start-up, again only when a file's size or modification time
 changed, and a file that appears later is imported when it is first seen; points already held
 are ignored (the store is keyed by timestamp), so importing twice adds nothing.
-Unreadable lines and points without a finite positive NAV or timestamp are skipped.
+
+Reading is defensive (`fs.read_bytes`): a FIFO, a device (a symlink to /dev/zero) or a file
+over `MAX_BYTES` is refused without blocking or reading it, logged `history_backfill_skipped`.
+Decoding is the project's tolerant one (`sources.decode_doc`): NaN/Infinity tokens and lone
+surrogates read as null, so only those values are missing. A bad line of nav.jsonl is skipped
+and counted; nav_log.json that is not JSON (or not UTF-8), or nav.jsonl without one JSON line,
+is logged `history_backfill_failed`. A file refused or failed is recorded as such (never as
+imported): it is read again at the next start and, while running, once it changes and is a
+regular file within the cap.
+
+A point is a timestamp (`parse.parse_ts`: epoch s, ms, µs or ns, or ISO-8601) no more than
+`CLOCK_SKEW_S` ahead of the clock and a finite NAV > 0 (`parse.number`); other rows are skipped.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
+import io
+import os
+import stat
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import structlog
 
+from kpi_publisher import fs
+from kpi_publisher.contract import CLOCK_SKEW_S
 from kpi_publisher.history.store import HistoryStore, Point
+from kpi_publisher.parse import number, parse_ts
+from kpi_publisher.sources import decode_doc
 
 log = structlog.get_logger("hedge-kpi.history")
 
 NAV_LOG = "nav_log.json"
 NAV_JSONL = "nav.jsonl"
-MAX_BYTES = 256 * 1024 * 1024
+# A year of one point a minute is ~30 MB of nav.jsonl (~55 B a line): 512 MiB holds well over
+# a decade of it, or wider lines, while bounding what a runaway file costs: it is held in
+# memory once and its points are streamed into the store (a file over the cap is refused
+# unread, with one log line).
+MAX_BYTES = 512 * 1024 * 1024
+# What `imports` records for a file that was refused or could not be decoded, before its
+# identity: never equal to an identity, so the file is read again at start or once it changes.
+FAILED = "failed "
+_BAD = object()  # a line that is not JSON (None is the JSON line `null`)
 
 
 def sources(logs_dir: Path) -> list[Path]:
     return [logs_dir / NAV_LOG, logs_dir / NAV_JSONL]
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    out = float(value)
-    return out if math.isfinite(out) else None
+@dataclass
+class Tally:
+    """What one file held besides its points (logged with them when not zero)."""
+
+    lines: int = 0  # non-blank lines of a JSON-lines file
+    bad_lines: int = 0  # of those, lines that are not JSON
+    unusable_rows: int = 0  # rows without a valid timestamp and a finite NAV > 0
+    future_points: int = 0  # rows stamped more than CLOCK_SKEW_S ahead of the clock
+
+    def counts(self) -> dict[str, int]:
+        named = {
+            "skipped_lines": self.bad_lines,
+            "unusable_rows": self.unusable_rows,
+            "future_points": self.future_points,
+        }
+        return {name: count for name, count in named.items() if count}
 
 
-def _point(row: Any) -> Point | None:
-    if not isinstance(row, dict):
-        return None
-    t = _number(row.get("t"))
-    nav = _number(row.get("nav"))
-    if t is None or nav is None or t <= 0 or nav <= 0:
-        return None
-    return Point(t, nav, _number(row.get("unrealized_pnl")))
+def _line(line: bytes, tally: Tally) -> Any:
+    """One line of nav.jsonl, or _BAD (counted) when it is not JSON. orjson reads a well-formed
+    line (the full decoder's checks cost 14x more per line); what it refuses (a NaN token, a
+    lone surrogate) goes to the tolerant decoder."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return decode_doc(line).value
+    except fs.ReadError:
+        tally.bad_lines += 1
+        return _BAD
 
 
-def read_points(path: Path) -> Iterator[Point]:
-    """The usable points of one executor file (JSON list or JSON lines)."""
-    data = path.read_bytes()
+def _jsonl_rows(data: bytes, tally: Tally) -> Iterator[Any]:
+    for line in io.BytesIO(data):  # one line at a time: no second copy of the file
+        if line.strip():
+            tally.lines += 1
+            row = _line(line, tally)
+            if row is not _BAD:
+                yield row
+
+
+def rows_of(path: Path, data: bytes, tally: Tally) -> Iterable[Any]:
+    """The rows of one executor file; fs.ReadError when nav_log.json cannot be decoded."""
     if path.name.endswith(".jsonl"):
-        rows: list[Any] = []
-        for line in data.splitlines():
-            try:
-                rows.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                continue
-    else:
-        try:
-            loaded = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return
-        rows = loaded if isinstance(loaded, list) else []
+        return _jsonl_rows(data, tally)
+    decoded = decode_doc(data, allow_list=True)
+    if not isinstance(decoded.value, list):
+        raise fs.ReadError("top level is an object, expected a list")
+    return decoded.value
+
+
+def point_of_row(row: Any, now: float, tally: Tally) -> Point | None:
+    """The point a row states, or None (counted in `tally`)."""
+    if not isinstance(row, dict):
+        tally.unusable_rows += 1
+        return None
+    t = parse_ts(row.get("t"))
+    nav = number(row.get("nav"))
+    if t is None or nav is None or t <= 0 or nav <= 0:
+        tally.unusable_rows += 1
+        return None
+    if t > now + CLOCK_SKEW_S:
+        tally.future_points += 1
+        return None
+    return Point(t, nav, number(row.get("unrealized_pnl")))
+
+
+def points_of(rows: Iterable[Any], now: float, tally: Tally) -> Iterator[Point]:
     for row in rows:
-        point = _point(row)
+        point = point_of_row(row, now, tally)
         if point is not None:
             yield point
 
 
-def backfill(store: HistoryStore, logs_dir: Path, *, new_files_only: bool = False) -> int:
+def _worth_reading(known: str | None, identity: str, info: os.stat_result) -> bool:
+    """While running: a file never seen before, or one that failed, changed since and could
+    now be read (a regular file within the cap; a refused FIFO or over-cap file waits for the
+    next start, so it costs one log line per start, not one per change)."""
+    if known is None:
+        return True
+    return (
+        known.startswith(FAILED)
+        and known != FAILED + identity
+        and stat.S_ISREG(info.st_mode)
+        and info.st_size <= MAX_BYTES
+    )
+
+
+def _skip(store: HistoryStore, path: Path, identity: str, event: str, reason: str) -> None:
+    log.warning(event, file=str(path), reason=reason)
+    store.mark_imported(str(path), FAILED + identity)
+
+
+def backfill(
+    store: HistoryStore,
+    logs_dir: Path,
+    *,
+    now: float | None = None,
+    new_files_only: bool = False,
+) -> int:
     """Import every changed executor NAV file (with `new_files_only`, only a file never
-    imported before: one that appeared after start-up); returns how many points were new."""
+    imported before, or one that failed and changed since); returns how many points were new.
+    `now` (epoch s, default the clock) is when a point starts to lie in the future."""
+    clock = time.time() if now is None else now
     added = 0
     for path in sources(logs_dir):
         try:
             info = path.stat()
-            if info.st_size > MAX_BYTES:
-                log.warning("history_backfill_skipped", file=str(path), reason="too large")
-                continue
-            identity = f"{info.st_size}:{info.st_mtime_ns}"
-            known = store.imported(str(path))
-            if known == identity or (new_files_only and known is not None):
-                continue
-            new = store.extend(read_points(path))
         except FileNotFoundError:
             continue
-        except OSError as exc:
-            log.warning("history_backfill_failed", file=str(path), reason=str(exc))
+        except OSError as exc:  # a symlink loop, a directory we may not search
+            if not new_files_only:  # once per start, not once per LATE_S
+                log.warning("history_backfill_skipped", file=str(path), reason=str(exc))
+            continue
+        identity = f"{info.st_size}:{info.st_mtime_ns}"
+        known = store.imported(str(path))
+        if known == identity or (new_files_only and not _worth_reading(known, identity, info)):
+            continue
+        try:
+            data, seen = fs.read_bytes(path, max_bytes=MAX_BYTES)
+        except FileNotFoundError:
+            continue
+        except fs.ReadError as exc:  # a FIFO, a device, over the cap, unreadable
+            _skip(store, path, identity, "history_backfill_skipped", exc.reason)
+            continue
+        identity = f"{seen.size}:{seen.mtime_ns}"  # what was read
+        tally = Tally()
+        try:
+            new = store.extend(points_of(rows_of(path, data, tally), clock, tally))
+        except fs.ReadError as exc:
+            _skip(store, path, identity, "history_backfill_failed", exc.reason)
             continue
         if store.paused:
             break
+        if tally.lines and tally.bad_lines == tally.lines:
+            reason = f"none of its {tally.lines} lines is JSON"
+            _skip(store, path, identity, "history_backfill_failed", reason)
+            continue
         store.mark_imported(str(path), identity)
         added += new
-        log.info("history_backfilled", file=str(path), points=new)
+        log.info("history_backfilled", file=str(path), points=new, **tally.counts())
     return added

@@ -1,18 +1,20 @@
 """nav_history_v7.json: per window (24 h, 7 d, 30 d, all) the equity curve and the drawdown from
 the all-time peak, each at most `MAX_POINTS` points chosen by LTTB on the NAV so that peaks and
-troughs survive. Pure: a `Series` + `now` -> dict; columns, not rows, to keep it small."""
+troughs survive. Pure: a `Series` + `now` -> dict; columns, not rows, to keep it small.
+A point far after `now` (stored by an older version from a millisecond timestamp) is left out
+as the performance block leaves it out, so the windows end at the latest real point."""
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kpi_publisher.contract import SCHEMA_VERSION
 from kpi_publisher.history.downsample import MAX_POINTS, lttb_columns
 from kpi_publisher.parse import iso_utc
-from kpi_publisher.stages.performance import WINDOWS
+from kpi_publisher.stages.performance import WINDOWS, clean_series
 
 NAV_HISTORY_FILE = "nav_history_v7.json"
 NAV_HISTORY_SCHEMA = "hedge.nav_history_v7"
@@ -63,14 +65,24 @@ class Series:
         return list(zip(self.times, self.navs, strict=True))
 
 
-def _window(series: Series, length: float | None) -> dict[str, Any]:
+def published_end(times: Sequence[float], navs: Sequence[float], now: float) -> int:
+    """How many of the points (sorted, one per timestamp) are published at `now`: the
+    performance block's rule (`clean_series`) judges the few stamped after `now`, so a point
+    far in the future is left out here exactly as there; O(log n) for the rest."""
+    after = bisect.bisect_right(times, now)
+    kept = clean_series(list(zip(times[after:], navs[after:], strict=True)), now)
+    return bisect.bisect_right(times, kept[-1][0]) if kept else after
+
+
+def _window(series: Series, end: int, length: float | None) -> dict[str, Any]:
     times = series.times
-    lo = 0 if length is None or not times else bisect.bisect_left(times, times[-1] - length)
-    kept = lttb_columns(times, series.navs, MAX_POINTS, lo)
+    last = times[end - 1] if end else None
+    lo = 0 if length is None or last is None else bisect.bisect_left(times, last - length, 0, end)
+    kept = lttb_columns(times, series.navs, MAX_POINTS, lo, end)
     return {
-        "from_t": times[lo] if times else None,
-        "to_t": times[-1] if times else None,
-        "points_in_window": len(times) - lo,
+        "from_t": times[lo] if end else None,
+        "to_t": last,
+        "points_in_window": end - lo,
         "t": [times[i] for i in kept],
         "nav_usd": [series.navs[i] for i in kept],
         "drawdown_pct": [series.drawdowns[i] for i in kept],
@@ -80,13 +92,14 @@ def _window(series: Series, length: float | None) -> dict[str, Any]:
 def build_nav_history(series: Series, now: float) -> dict[str, Any]:
     """The nav_history_v7 document for `series` as it stands at `now`."""
     times = series.times
+    end = published_end(times, series.navs, now)
     return {
         "schema": NAV_HISTORY_SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "generated_at": now,
         "updated_at": iso_utc(now),
-        "points": len(times),
-        "first_t": times[0] if times else None,
-        "last_t": times[-1] if times else None,
-        "windows": {name: _window(series, length) for name, (length, _gap) in WINDOWS.items()},
+        "points": end,
+        "first_t": times[0] if end else None,
+        "last_t": times[end - 1] if end else None,
+        "windows": {name: _window(series, end, length) for name, (length, _gap) in WINDOWS.items()},
     }

@@ -29,8 +29,14 @@ from kpi_publisher.config import Settings
 from kpi_publisher.daemon.outdir import inside
 from kpi_publisher.daemon.survival import runtime_dir, runtime_dir_candidates
 from kpi_publisher.history.backfill import backfill
-from kpi_publisher.history.curves import NAV_HISTORY_FILE, Series, build_nav_history
+from kpi_publisher.history.curves import (
+    NAV_HISTORY_FILE,
+    Series,
+    build_nav_history,
+    published_end,
+)
 from kpi_publisher.history.store import HistoryStore, Point
+from kpi_publisher.parse import number
 from kpi_publisher.render import render
 from kpi_publisher.stages.performance import performance_of_columns
 
@@ -43,23 +49,19 @@ LATE_S = 2.0
 REBUILD_GAP_S = 0.05
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def point_of(kpis: Mapping[str, Any]) -> Point | None:
     """The history point a kpis_v7 document states: the NAV at its own timestamp."""
     nav = kpis.get("nav") or {}
     risk = kpis.get("risk") or {}
-    t, nav_usd = _number(nav.get("updated_at")), _number(nav.get("nav_usd"))
+    t, nav_usd = number(nav.get("updated_at")), number(nav.get("nav_usd"))
     if t is None or nav_usd is None or nav_usd <= 0:
         return None
-    gross_pct = _number(risk.get("gross_exposure_pct"))
+    gross_pct = number(risk.get("gross_exposure_pct"))
     return Point(
         t,
         nav_usd,
-        _number(nav.get("unrealized_pnl_usd")),
-        _number(risk.get("drawdown_pct")),
+        number(nav.get("unrealized_pnl_usd")),
+        number(risk.get("drawdown_pct")),
         None if gross_pct is None else gross_pct * nav_usd / 100.0,
     )
 
@@ -144,7 +146,7 @@ class HistoryRecorder:
     def _run(self) -> None:
         try:
             if self.logs_dir is not None:
-                backfill(self.store, self.logs_dir)
+                backfill(self.store, self.logs_dir, now=self._clock())
             self.store.thin(self._clock())
             self._series = Series.of(self.store.navs())
             self._rebuild()
@@ -187,7 +189,7 @@ class HistoryRecorder:
         if self.logs_dir is None or now - self._backfill_checked < LATE_S:
             return False
         self._backfill_checked = now
-        if not backfill(self.store, self.logs_dir, new_files_only=True):
+        if not backfill(self.store, self.logs_dir, now=self._clock(), new_files_only=True):
             return False
         self._series = Series.of(self.store.navs())
         return True
@@ -213,7 +215,7 @@ class HistoryRecorder:
         """New performance block; nav_history_v7.json once there is a curve (two points)."""
         now = self._clock()
         self._refresh_performance()
-        if len(self._series.times) < 2:
+        if published_end(self._series.times, self._series.navs, now) < 2:
             return
         data = render(build_nav_history(self._series, now))
         try:
