@@ -4,27 +4,28 @@ PnL / max-drawdown / Sharpe tiles, from nav_history_v7.json and kpis_v7.json's `
 `history_tiles` and `history_figures` are pure; the figures are built once per version of
 nav_history_v7.json (`stamp_cache.by_stamp`). A value the history does not cover is shown as
 `fmt.MISSING` with the publisher's reason ("needs 7.0 d, have 2.3 d"). Without a history the
-panel says so.
+panel says so. Both builders take any document and never raise: a curve keeps only its valid
+points (`fields.curve`); a nav_history_v7.json that fails its JSON Schema is badged "invalid"
+by the reader (`data.parse_document`) like the other published files.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard import fields, freshness, panels
 from dashboard.data import Published, PublishedStore
 from dashboard.kpi_panel import Card
 from dashboard.stamp_cache import by_stamp
 from dashboard.text import md_escape
 from kpi_publisher import fmt, parse
-from kpi_publisher.contract import OK
+from kpi_publisher.contract import INVALID, OK
+from kpi_publisher.history.curves import NAV_HISTORY_FILE, NAV_HISTORY_SCHEMA
 
-NAV_HISTORY_FILE = "nav_history_v7.json"
-NAV_HISTORY_SCHEMA = "hedge.nav_history_v7"
 WINDOWS: tuple[str, ...] = ("24h", "7d", "30d", "all")
 WINDOW_LABELS: Mapping[str, str] = {"24h": "24 h", "7d": "7 d", "30d": "30 d", "all": "all"}
 RATIO_WINDOW: Mapping[str, str] = {"24h": "30d", "7d": "30d", "30d": "30d", "all": "90d"}
@@ -37,7 +38,7 @@ def _reason(entry: Mapping[str, Any]) -> str:
 
 def history_tiles(kpis: Mapping[str, Any] | None, window: str) -> list[Card]:
     """PnL, max drawdown and Sharpe for `window`, and the drawdown from the all-time peak."""
-    performance = parse.mapping((kpis or {}).get("performance"))
+    performance = parse.mapping(parse.mapping(kpis).get("performance"))
     row = parse.mapping(parse.mapping(performance.get("windows")).get(window))
     ratio_name = RATIO_WINDOW[window]
     ratio = parse.mapping(parse.mapping(performance.get("ratios")).get(ratio_name))
@@ -53,7 +54,8 @@ def history_tiles(kpis: Mapping[str, Any] | None, window: str) -> list[Card]:
     pnl_caption = _reason(row) or f"{fmt.fmt_pct(row.get('pnl_pct'))} · USD"
     sharpe_caption = _reason(ratio) or (
         f"vol {fmt.fmt_pct(ratio.get('volatility_pct'), 1)} · Sortino "
-        f"{fmt.fmt_number(ratio.get('sortino'))} · {ratio.get('daily_returns')} days"
+        f"{fmt.fmt_number(ratio.get('sortino'))} · "
+        f"{fmt.fmt_number(ratio.get('daily_returns'), 0)} days"
     )
     peak = fmt.fmt_money(performance.get("peak_nav_usd"))
     return [
@@ -68,20 +70,20 @@ def history_tiles(kpis: Mapping[str, Any] | None, window: str) -> list[Card]:
     ]
 
 
-def _times(ts: Sequence[Any]) -> list[dt.datetime]:
-    return [dt.datetime.fromtimestamp(float(t), dt.UTC) for t in ts]
-
-
-def _figures_of(series: Mapping[str, Any]) -> tuple[go.Figure, go.Figure]:
-    x = _times(series.get("t") or [])
-    equity = go.Figure(go.Scatter(x=x, y=series.get("nav_usd") or [], mode="lines", name="NAV"))
+def _figures_of(series: Mapping[str, Any]) -> tuple[go.Figure, go.Figure] | None:
+    """The two charts of one window; None when its equity curve has fewer than two points."""
+    nav_t, nav_usd = fields.curve(series.get("t"), series.get("nav_usd"))
+    if len(nav_t) < 2:
+        return None
+    drawdown_t, drawdown_pct = fields.curve(series.get("t"), series.get("drawdown_pct"))
+    equity = go.Figure(go.Scatter(x=nav_t, y=nav_usd, mode="lines", name="NAV"))
     equity.update_layout(
         title="Equity curve (NAV, USD)", height=300, margin={"t": 40, "b": 20, "l": 10, "r": 10}
     )
     under = go.Figure(
         go.Scatter(
-            x=x,
-            y=[-float(v) for v in series.get("drawdown_pct") or []],
+            x=drawdown_t,
+            y=[-v for v in drawdown_pct],
             mode="lines",
             fill="tozeroy",
             name="drawdown",
@@ -98,15 +100,17 @@ def _figures_of(series: Mapping[str, Any]) -> tuple[go.Figure, go.Figure]:
 
 
 def history_figures(doc: Mapping[str, Any] | None) -> dict[str, tuple[go.Figure, go.Figure]]:
-    """Per window, the equity curve and the underwater chart; {} without a curve."""
-    if not doc or doc.get("schema") != NAV_HISTORY_SCHEMA:
+    """Per window with at least two valid points, the equity curve and the underwater chart."""
+    history = parse.mapping(doc)
+    if history.get("schema") != NAV_HISTORY_SCHEMA:
         return {}
-    windows = parse.mapping(doc.get("windows"))
-    return {
-        name: _figures_of(parse.mapping(windows.get(name)))
-        for name in WINDOWS
-        if len(parse.mapping(windows.get(name)).get("t") or []) >= 2
-    }
+    windows = parse.mapping(history.get("windows"))
+    figures = {}
+    for name in WINDOWS:
+        pair = _figures_of(parse.mapping(windows.get(name)))
+        if pair is not None:
+            figures[name] = pair
+    return figures
 
 
 cached_figures = by_stamp(history_figures)
@@ -136,9 +140,15 @@ def render_history(store: PublishedStore, kpis: Published) -> None:
     )
     render_tiles(history_tiles(kpis.doc, window))
     published = store.read(NAV_HISTORY_FILE)
+    # Absent is the normal state without a history: badged only once there was one.
+    badged = published.status == INVALID or published.stale_read
+    badge = freshness.file_badge(published) if badged else None
+    if badge is not None:
+        panels.render_badges([badge])
     figures = cached_figures(published) if published.status == OK or published.doc else {}
     if window not in figures:
-        st.info(md_escape(published.error or f"no {WINDOW_LABELS[window]} curve yet"))
+        reason = None if badge is not None else published.error  # the badge already says it
+        st.info(md_escape(reason or f"no {WINDOW_LABELS[window]} curve yet"))
         return
     equity, under = figures[window]
     st.plotly_chart(equity, use_container_width=True, key="history_equity")

@@ -14,6 +14,7 @@ from typing import Any
 
 import streamlit as st
 
+from dashboard import fields
 from dashboard.text import md_escape
 from kpi_publisher import fmt, parse
 
@@ -43,7 +44,7 @@ def nav_cards(kpis: Mapping[str, Any]) -> list[Card]:
         age += " (not fresh)"
     usd_zar = parse.number(aum.get("usd_zar"))
     rate = "no USD/ZAR rate" if usd_zar is None else f"USD/ZAR {fmt.fmt_number(usd_zar, 4)}"
-    unpriced = [u for u in aum.get("unpriced") or [] if isinstance(u, str)]
+    unpriced = fields.texts(aum.get("unpriced"))
     aum_caption = "unpriced: " + ", ".join(unpriced) if unpriced else "all assets priced"
     return [
         Card("NAV (USD)", fmt.fmt_money(nav.get("nav_usd")), age),
@@ -122,7 +123,7 @@ def var_card(risk: Mapping[str, Any]) -> Card:
 
 def overview_cards(kpis: Mapping[str, Any] | None) -> list[Card]:
     """Every overview card for a kpis_v7 document; with none, every value is missing."""
-    doc = kpis if kpis is not None else {}
+    doc = parse.mapping(kpis)
     return nav_cards(doc) + risk_cards(doc)
 
 

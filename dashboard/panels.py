@@ -27,6 +27,11 @@ def render_status(kpis: Published, badges: Sequence[freshness.Badge], now: float
     if not badges:
         st.badge("publisher up · all sources ok", color="green")
         return
+    render_badges(badges)
+
+
+def render_badges(badges: Sequence[freshness.Badge]) -> None:
+    """One badge per problem, then their details as plain text."""
     for badge in badges:
         st.badge(md_escape(badge.label), color=BADGE_COLORS.get(badge.level, "red"))
     st.text("\n".join(f"{b.label}: {b.detail}" for b in badges if b.detail))

@@ -54,7 +54,7 @@ def _row(raw: Any) -> dict[str, Any]:
 
 def positions_frame(doc: Mapping[str, Any] | None) -> pd.DataFrame:
     """One row per published position, in the publisher's order (largest notional first)."""
-    rows = doc.get("positions") if doc is not None else None
+    rows = parse.mapping(doc).get("positions")
     records = [_row(raw) for raw in rows] if isinstance(rows, list) else []
     frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
     for column in FLOAT_COLUMNS:
@@ -67,7 +67,7 @@ def positions_frame(doc: Mapping[str, Any] | None) -> pd.DataFrame:
 
 def totals_line(doc: Mapping[str, Any] | None) -> str:
     """One line under the table: count, gross notional, net notional, PnL (USD)."""
-    totals = parse.mapping(doc.get("totals")) if doc is not None else {}
+    totals = parse.mapping(parse.mapping(doc).get("totals"))
     count = parse.number(totals.get("count"))
     count_text = fmt.MISSING if count is None else str(int(count))
     gross = parse.text(totals.get("gross_notional_fmt")) or fmt.fmt_money(

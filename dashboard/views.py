@@ -36,7 +36,7 @@ class PositionsView:
 
 
 def kpi_views(doc: Mapping[str, Any] | None) -> KpiViews:
-    kpis = doc if doc is not None else {}
+    kpis = parse.mapping(doc)
     slices = aum_slices.build_aum_slices(kpis)
     router = parse.mapping(kpis.get("router"))
     return KpiViews(

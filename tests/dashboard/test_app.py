@@ -12,7 +12,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.text import md_escape
+from kpi_publisher import fs
+from kpi_publisher.history.curves import NAV_HISTORY_FILE, NAV_HISTORY_SCHEMA
+from kpi_publisher.render import render
 from tests.dashboard import published
+from tests.dashboard.test_history_panel import history_docs
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 
@@ -266,3 +270,40 @@ def test_exposure_card_shows_gross_and_net_share_of_nav(out_dir: Path) -> None:
     app = run_app()
     assert metrics(app)["Exposure"] == "131.71% / 28.77%"
     assert "gross / net of NAV" in [unescape(c.value) for c in app.caption]
+
+
+# -- documents off the contract ------------------------------------------------------------------
+
+
+def test_page_badges_an_invalid_history_and_keeps_the_last_good_curve(out_dir: Path) -> None:
+    now = time.time()
+    published.publish(out_dir, "full", now)
+    _, history = history_docs(now)
+    fs.write_atomic(out_dir / NAV_HISTORY_FILE, render(history), fsync=False)
+    app = run_app()
+    assert "red: nav_history_v7.json invalid (stale read)" not in badges(app)
+    bad = {**history, "windows": {**history["windows"], "7d": {"t": 5, "nav_usd": "x"}}}
+    (out_dir / NAV_HISTORY_FILE).write_bytes(render(bad))
+    app.run()
+    assert not app.exception, app.exception
+    assert "red: nav_history_v7.json invalid (stale read)" in badges(app)
+    assert len(app.get("plotly_chart")) >= 2  # the last good curve is still drawn
+
+
+def test_page_with_hostile_documents_does_not_raise(out_dir: Path) -> None:
+    now = time.time()
+    docs = published.publish(out_dir, "full", now)
+    kpis = docs["kpis_v7.json"]
+    hostile = {
+        **kpis,
+        "aum": {**kpis["aum"], "unpriced": 5},
+        "performance": {"windows": None, "ratios": {"30d": {"sharpe": 1.0}}},
+    }
+    published.write_doc(out_dir, "kpis_v7.json", hostile)
+    (out_dir / NAV_HISTORY_FILE).write_bytes(
+        render({"schema": NAV_HISTORY_SCHEMA, "windows": {"24h": {"t": "abcdef"}}})
+    )
+    app = run_app()
+    captions = [c.value for c in app.caption]
+    assert "all assets priced" in captions
+    assert "red: nav_history_v7.json invalid" in badges(app)

@@ -126,7 +126,8 @@ def test_dashboard_takes_no_text_file_or_query_input_from_the_browser(path: Path
 
 
 def test_dashboard_reads_only_through_its_data_module() -> None:
-    """File reads happen in dashboard/data.py only, and only of the two published names."""
+    """File reads happen in dashboard/data.py only, and only of the published names (the two
+    outputs and the NAV history's file)."""
     readers = {}
     for path in _sources(["dashboard"]):
         text = path.read_text(encoding="utf-8")
@@ -135,6 +136,7 @@ def test_dashboard_reads_only_through_its_data_module() -> None:
     readers.pop("serve.py", None)  # opener.open(url): the health probe of its own server
     assert set(readers) == {"data.py"}
     assert "KPIS_FILE" in readers["data.py"] and "POSITIONS_FILE" in readers["data.py"]
+    assert "NAV_HISTORY_FILE" in readers["data.py"]
 
 
 # -- outputs: 0644, created exclusively -------------------------------------------------------
