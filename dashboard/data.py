@@ -26,12 +26,13 @@ from kpi_publisher.contract import (
     INVALID,
     KPIS_FILE,
     MISSING,
+    NAV_HISTORY_FILE,
+    NAV_HISTORY_SCHEMA,
     OK,
     POSITIONS_FILE,
     SCHEMA_IDS,
     schema_name,
 )
-from kpi_publisher.history.curves import NAV_HISTORY_FILE, NAV_HISTORY_SCHEMA
 
 # The `schema` id each published file must carry.
 SCHEMAS: Mapping[str, str] = {**SCHEMA_IDS, NAV_HISTORY_FILE: NAV_HISTORY_SCHEMA}

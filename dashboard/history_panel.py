@@ -23,8 +23,7 @@ from dashboard.kpi_panel import Card
 from dashboard.stamp_cache import by_stamp
 from dashboard.text import md_escape
 from kpi_publisher import fmt, parse
-from kpi_publisher.contract import INVALID, OK
-from kpi_publisher.history.curves import NAV_HISTORY_FILE, NAV_HISTORY_SCHEMA
+from kpi_publisher.contract import INVALID, NAV_HISTORY_FILE, NAV_HISTORY_SCHEMA, OK
 
 WINDOWS: tuple[str, ...] = ("24h", "7d", "30d", "all")
 WINDOW_LABELS: Mapping[str, str] = {"24h": "24 h", "7d": "7 d", "30d": "30 d", "all": "all"}

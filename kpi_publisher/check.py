@@ -33,6 +33,7 @@ from kpi_publisher.contract import (
     INVALID,
     KPIS_FILE,
     MISSING,
+    NAV_HISTORY_FILE,
     OUTPUT_FILES,
     POSITIONS_FILE,
     STALE,
@@ -43,7 +44,6 @@ from kpi_publisher.contract import (
 from kpi_publisher.contract import OK as VALID
 from kpi_publisher.contract import not_ok as sources_not_ok
 from kpi_publisher.contract import schema_name as schema_of
-from kpi_publisher.history.curves import NAV_HISTORY_FILE
 from kpi_publisher.parse import number
 from kpi_publisher.sources import STATE_FILES, TOO_DEEP, too_deep
 

@@ -107,6 +107,9 @@ OUTPUT_FILES: tuple[str, ...] = (KPIS_FILE, POSITIONS_FILE)
 
 KPIS_SCHEMA = "hedge.kpis_v7"
 POSITIONS_SCHEMA = "hedge.positions_v7"
+# The NAV history's curves, published beside the two outputs by `run` (kpi_publisher.history).
+NAV_HISTORY_FILE = "nav_history_v7.json"
+NAV_HISTORY_SCHEMA = "hedge.nav_history_v7"
 # The `schema` id each published file carries, by file name.
 SCHEMA_IDS: Mapping[str, str] = {KPIS_FILE: KPIS_SCHEMA, POSITIONS_FILE: POSITIONS_SCHEMA}
 # 2: nav fallbacks, aum.stated_total_usd, router.symbols, exposure and VaR/CVaR fields,
@@ -203,6 +206,8 @@ __all__ = [
     "KPIS_FILE",
     "KPIS_SCHEMA",
     "MISSING",
+    "NAV_HISTORY_FILE",
+    "NAV_HISTORY_SCHEMA",
     "OK",
     "OUTPUT_FILES",
     "POSITIONS_FILE",

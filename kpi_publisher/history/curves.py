@@ -11,13 +11,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kpi_publisher.contract import SCHEMA_VERSION
+from kpi_publisher.contract import NAV_HISTORY_SCHEMA, SCHEMA_VERSION
 from kpi_publisher.history.downsample import MAX_POINTS, lttb_columns
 from kpi_publisher.parse import iso_utc
 from kpi_publisher.stages.performance import WINDOWS, clean_series
-
-NAV_HISTORY_FILE = "nav_history_v7.json"
-NAV_HISTORY_SCHEMA = "hedge.nav_history_v7"
 
 
 @dataclass

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.text import md_escape
 from kpi_publisher import fs
-from kpi_publisher.history.curves import NAV_HISTORY_FILE, NAV_HISTORY_SCHEMA
+from kpi_publisher.contract import NAV_HISTORY_FILE, NAV_HISTORY_SCHEMA
 from kpi_publisher.render import render
 from tests.dashboard import published
 from tests.dashboard.test_history_panel import history_docs

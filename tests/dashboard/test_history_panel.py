@@ -13,7 +13,8 @@ import pytest
 from dashboard.history_panel import NO_HISTORY, history_figures, history_tiles
 from execution.demo_history import month_series, moved
 from kpi_publisher import fs
-from kpi_publisher.history.curves import NAV_HISTORY_FILE, Series, build_nav_history
+from kpi_publisher.contract import NAV_HISTORY_FILE
+from kpi_publisher.history.curves import Series, build_nav_history
 from kpi_publisher.render import render
 from kpi_publisher.stages.performance import build_performance
 from tests.dashboard import browser, published

@@ -16,8 +16,14 @@ from hypothesis import strategies as st
 from dashboard import fields, freshness, history_panel, kpi_panel, views
 from dashboard.data import Published, PublishedStore
 from kpi_publisher import fs, schemas
-from kpi_publisher.contract import INVALID, KPIS_SCHEMA, OK, POSITIONS_SCHEMA
-from kpi_publisher.history.curves import NAV_HISTORY_FILE, NAV_HISTORY_SCHEMA
+from kpi_publisher.contract import (
+    INVALID,
+    KPIS_SCHEMA,
+    NAV_HISTORY_FILE,
+    NAV_HISTORY_SCHEMA,
+    OK,
+    POSITIONS_SCHEMA,
+)
 from kpi_publisher.render import render
 from tests.dashboard.test_history_panel import history_docs
 

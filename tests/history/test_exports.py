@@ -14,7 +14,8 @@ from structlog.testing import capture_logs
 
 from kpi_publisher import prom
 from kpi_publisher.config import Settings
-from kpi_publisher.history.curves import NAV_HISTORY_FILE, Series, build_nav_history
+from kpi_publisher.contract import NAV_HISTORY_FILE
+from kpi_publisher.history.curves import Series, build_nav_history
 from kpi_publisher.history.recorder import recorder_for
 from kpi_publisher.pipeline import Outputs
 from kpi_publisher.render import render

@@ -8,7 +8,8 @@ from pathlib import Path
 import orjson
 
 from kpi_publisher.check import check_document
-from kpi_publisher.history.curves import NAV_HISTORY_FILE, Series, build_nav_history
+from kpi_publisher.contract import NAV_HISTORY_FILE
+from kpi_publisher.history.curves import Series, build_nav_history
 from kpi_publisher.history.recorder import HistoryRecorder
 from kpi_publisher.history.store import HistoryStore, Point
 from kpi_publisher.render import render

@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from kpi_publisher.check import check_document
-from kpi_publisher.history.curves import NAV_HISTORY_FILE
+from kpi_publisher.contract import NAV_HISTORY_FILE
 from kpi_publisher.history.recorder import HistoryRecorder, point_of
 from kpi_publisher.history.store import HistoryStore
 from tests.history import real
