@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -78,23 +77,10 @@ def parse_document(name: str, raw: bytes) -> Mapping[str, Any]:
     return doc
 
 
-@cache
-def _validator(name: str) -> Any:
-    import jsonschema  # ~0.1 s of imports, paid on the first nav_history_v7.json only
-
-    schema = schemas.load(name)
-    return jsonschema.validators.validator_for(schema)(schema)
-
-
 def schema_error(name: str, doc: Any) -> str | None:
     """Why `doc` fails the shipped JSON Schema `name` ("nav_history_v7"), or None when it fits."""
-    import jsonschema
-
-    error = jsonschema.exceptions.best_match(_validator(name).iter_errors(doc))
-    if error is None:
-        return None
-    where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-    return _cut(f"schema: {where}: {error.message}")
+    reason = schemas.violation(name, doc)
+    return None if reason is None else _cut(f"schema: {reason}")
 
 
 def _cut(text: str) -> str:

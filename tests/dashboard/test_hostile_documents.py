@@ -192,6 +192,18 @@ def test_store_marks_a_history_off_its_schema_invalid_keeping_the_last_good(
     assert read.doc is not None and read.doc["windows"] == history["windows"]
 
 
+def test_store_marks_a_history_nested_past_the_validators_recursion_invalid(tmp_path: Path) -> None:
+    """1,000 levels of lists where a curve column belongs (orjson reads it; the validator
+    recurses into it): invalid with a reason, never an exception on the page."""
+    _, history = history_docs(NOW)
+    history["windows"]["24h"]["t"] = "@DEEP@"
+    raw = render(history).replace(b'"@DEEP@"', b"[" * 1000 + b"]" * 1000)
+    (tmp_path / NAV_HISTORY_FILE).write_bytes(raw)
+    read = PublishedStore(tmp_path).read(NAV_HISTORY_FILE)
+    assert read.status == INVALID
+    assert read.error is not None and "nested too deep" in read.error
+
+
 # -- any JSON in, no exception --------------------------------------------------------------------
 
 SCALARS = (
