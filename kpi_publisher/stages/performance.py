@@ -3,9 +3,10 @@ ratios from daily returns, and facts about the history itself.
 
 Pure: `build_performance(points, now)` with `points` a sequence of (t epoch s, nav USD).
 
-- The series is sorted by time; a point stamped more than `MAX_SKEW_S` after `now` (a clock
-  far ahead) is ignored, one stamped slightly after `now` counts as the latest; points with the
-  same timestamp are one point (the first one seen wins, as in the store).
+- The series is sorted by time; a point stamped more than `MAX_SKEW_S` after `now` (the
+  contract's clock-skew allowance, rule 2: further ahead is not a valid timestamp) is ignored,
+  one stamped slightly after `now` counts as the latest; points with the same timestamp are one
+  point (the first one seen wins, as in the store).
 - A window ends at the latest point. Its start NAV is the last point at or before
   `end - length`. Its PnL and max drawdown are given only when the history reaches back to the
   start and no gap between consecutive points from the start point on (nor between the latest
@@ -31,9 +32,11 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from kpi_publisher.contract import CLOCK_SKEW_S
+
 DAY_S = 86_400.0
 HOUR_S = 3_600.0
-MAX_SKEW_S = 300.0
+MAX_SKEW_S = CLOCK_SKEW_S  # the back-fill stores nothing further ahead either
 MIN_DAILY_RETURNS = 14
 YEAR_DAYS = 365
 

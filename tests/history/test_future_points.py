@@ -13,7 +13,7 @@ from kpi_publisher.history.curves import Series, build_nav_history
 from kpi_publisher.history.recorder import HistoryRecorder
 from kpi_publisher.history.store import HistoryStore, Point
 from kpi_publisher.render import render
-from kpi_publisher.stages.performance import build_performance
+from kpi_publisher.stages.performance import MAX_SKEW_S, build_performance
 
 NOW = 1_760_000_000.0
 TEN_MIN = [(NOW - 2 * 86_400 + i * 600.0, 3000.0 + i % 50) for i in range(289)]  # to NOW
@@ -32,11 +32,14 @@ def test_the_curve_ends_at_the_latest_real_point():
 
 
 def test_a_point_within_the_skew_allowance_is_still_the_latest():
-    """The rule is the performance block's: a point slightly after `now` counts."""
-    soon = (NOW + 120.0, 3100.0)
-    doc = build_nav_history(Series.of([*TEN_MIN, soon, BOGUS]), NOW)
-    assert doc["last_t"] == build_performance([*TEN_MIN, soon, BOGUS], NOW)["history"]["last_t"]
-    assert doc["last_t"] == NOW + 120.0
+    """The rule is the performance block's (the contract's 60 s clock skew): a point slightly
+    after `now` counts, one just past the allowance does not, in the curve and the block alike."""
+    soon = (NOW + MAX_SKEW_S / 2, 3100.0)
+    past = (NOW + MAX_SKEW_S + 1.0, 3200.0)
+    series = [*TEN_MIN, soon, past, BOGUS]
+    doc = build_nav_history(Series.of(series), NOW)
+    assert doc["last_t"] == build_performance(series, NOW)["history"]["last_t"]
+    assert doc["last_t"] == NOW + MAX_SKEW_S / 2
 
 
 def test_a_stored_future_point_is_published_nowhere(tmp_path: Path):
