@@ -83,15 +83,15 @@ def _slippage(block: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:
     return None
 
 
-def _fields(
-    block: Any, chains: Mapping[str, tuple[str, ...]] = FIELD_KEYS
-) -> dict[str, float | None]:
-    """Each field's first valid number under its keys (plain keys: this runs per symbol row)."""
+def _field(block: Mapping[str, Any], name: str, keys: tuple[str, ...]) -> float | None:
+    """Field `name`'s first valid number under its plain `keys` (a slippage sentinel is none)."""
+    return _slippage(block, keys) if name in SLIP_FIELDS else key_number(block, keys)
+
+
+def _fields(block: Any) -> dict[str, float | None]:
+    """Each field of FIELD_KEYS read from `block` (a router_stats block or a per-symbol entry)."""
     block = mapping(block)
-    return {
-        name: _slippage(block, keys) if name in SLIP_FIELDS else key_number(block, keys)
-        for name, keys in chains.items()
-    }
+    return {name: _field(block, name, keys) for name, keys in FIELD_KEYS.items()}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -141,14 +141,9 @@ def _samples(row: Mapping[str, Any]) -> int | None:
     return int(value)
 
 
-def _symbol_numbers(row: Mapping[str, Any]) -> tuple[float | None, float | None, float | None]:
-    """A row's (maker_fill_rate, fallback_ratio, slip_q50_bps): `_fields` with
-    SYMBOL_FIELD_KEYS, as a tuple (this runs per symbol row)."""
-    return (
-        key_number(row, SYMBOL_FIELD_KEYS["maker_fill_rate"]),
-        key_number(row, SYMBOL_FIELD_KEYS["fallback_ratio"]),
-        _slippage(row, SYMBOL_FIELD_KEYS["slip_q50_bps"]),
-    )
+def _symbol_numbers(row: Mapping[str, Any]) -> tuple[float | None, ...]:
+    """A row's SYMBOL_FIELD_KEYS fields, in their order."""
+    return tuple([_field(row, name, keys) for name, keys in SYMBOL_FIELD_KEYS.items()])
 
 
 def _nested_rows(entries: Any, paths: tuple[str, ...]) -> list[dict[str, Mapping[str, Any]]]:
@@ -190,19 +185,20 @@ def build_symbol_rows(
     known: set[str] = set().union(*shapes) if shapes else set()
     held = [s for s in dict.fromkeys(open_symbols) if s in known]
     fields = tuple(SYMBOL_FIELD_KEYS)
+    nothing = (None,) * len(fields)
     out: dict[str, dict[str, Any]] = {}
     for symbol in held + sorted(known - set(held)):
         if len(out) >= cap:
             break
         rows = [shape[symbol] for shape in shapes if symbol in shape]
-        numbers: tuple[float | None, ...] = (None, None, None)
+        numbers: tuple[float | None, ...] = nothing
         for row in rows:
             values = _symbol_numbers(row)
-            if values != (None, None, None):
+            if values != nothing:
                 numbers = values
                 break
         samples = next((n for n in map(_samples, rows) if n is not None), None)
-        if samples is not None or numbers != (None, None, None):
+        if samples is not None or numbers != nothing:
             out[symbol] = {**dict(zip(fields, numbers, strict=True)), "samples": samples}
     return out
 
