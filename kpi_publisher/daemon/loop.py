@@ -205,11 +205,9 @@ class Daemon:
         """Create the out dir and lock it (`lock.DaemonLock.ensure`: it may be new or made
         again since it was locked), sweep stale temps, and watch the outputs for foreign
         writes. LockHeld when another publisher holds it."""
-        if self.out_lock is not None:
-            self.settings.publish_dir.mkdir(parents=True, exist_ok=True)
-            self.out_lock.ensure(self.settings.publish_dir)
         spares = getattr(self._publisher, "spares", None)
-        prepare_out_dir(self.settings, spares() if callable(spares) else ())
+        lock = self.out_lock.ensure if self.out_lock is not None else None
+        prepare_out_dir(self.settings, spares() if callable(spares) else (), lock)
         set_outputs = getattr(self.batches, "set_outputs", None)
         if callable(set_outputs):  # the real Watcher
             set_outputs(output_paths(self.settings))

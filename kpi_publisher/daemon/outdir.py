@@ -42,11 +42,15 @@ def inside(path: Path, directory: Path) -> bool:
     return p == d or d in p.parents
 
 
-def prepare_out_dir(settings: Settings, keep: Iterable[Path] = ()) -> None:
-    """Create the out dir and remove temp files a killed publisher left there (not `keep`, the
-    publisher's own live spares)."""
+def prepare_out_dir(
+    settings: Settings, keep: Iterable[Path] = (), lock: Callable[[Path], None] | None = None
+) -> None:
+    """Create the out dir, `lock` it (before anything is written there), and remove temp files
+    a killed publisher left there (not `keep`, the publisher's own live spares)."""
     out_dir = settings.publish_dir
     out_dir.mkdir(parents=True, exist_ok=True)
+    if lock is not None:
+        lock(out_dir)
     removed = fs.sweep_stale_temps(out_dir, OUTPUT_FILES, keep)
     if settings.prom_dir is not None:
         removed += fs.sweep_stale_temps(settings.prom_dir, PROM_FILES)
