@@ -161,22 +161,24 @@ def _open_symlink(name: str, dir_fd: int, path: Path, real_root: str) -> int:
 def _open_beneath(path: Path, root: Path) -> int:
     """Open `path` for reading only if what is opened lies inside `root`.
 
-    The root directory is opened once and the name opened relative to that descriptor
-    without following a symlink; a symlink (allowed while it stays inside the root) is then
-    resolved and checked on the opened descriptor, never by a look at the path beforehand.
+    A file directly in `root` is opened without following a symlink in its name. A symlink
+    (allowed while it stays inside the root), or a path deeper below the root, is opened
+    relative to a descriptor of the root, then resolved and checked on the opened descriptor,
+    never by a look at the path beforehand.
     """
+    direct = path.parent == root
+    if direct:
+        # The common case, in one open: the root's own path is followed either way (a
+        # descriptor of it would be opened the same), and the name is never followed.
+        try:
+            return os.open(path, _READ_FLAGS | _O_NOFOLLOW)
+        except OSError as exc:
+            # ELOOP (Linux) / EMLINK (BSD): the name is a symlink.
+            if exc.errno not in (errno.ELOOP, errno.EMLINK):
+                raise
     dir_fd = os.open(root, _DIR_FLAGS)
     try:
-        name = path.name
-        if path.parent == root:
-            try:
-                return os.open(name, _READ_FLAGS | _O_NOFOLLOW, dir_fd=dir_fd)
-            except OSError as exc:
-                # ELOOP (Linux) / EMLINK (BSD): the name is a symlink.
-                if exc.errno not in (errno.ELOOP, errno.EMLINK):
-                    raise
-        else:
-            name = os.path.abspath(path)  # deeper below root: judged on what is opened
+        name = path.name if direct else os.path.abspath(path)  # deeper: judged when opened
         real_root = _fd_path(dir_fd) or os.path.realpath(root)
         return _open_symlink(name, dir_fd, path, real_root)
     finally:

@@ -198,9 +198,10 @@ def _compose(
         **run("var", risk.build_var, data.get("risk_advanced")),
     }
     held = run("held", _symbols_of, rows)
+    router_doc = data.get("router")
     router_block = run(
-        "router", router.build_router, view(risk_doc, router.RISK_KEYS), data.get("router"),
-        held, cap,
+        "router", router.build_router, view(risk_doc, router.RISK_KEYS), router_doc, held, cap,
+        run("router_health", router.health, router_doc),
     )  # fmt: skip
     fees_block = run("fees", fees.build_fees, view(risk_doc, fees.RISK_KEYS))
     cvar = run("cvar", risk.cvar_by_symbol, data.get("risk_advanced"))

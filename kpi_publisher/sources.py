@@ -370,9 +370,13 @@ class SourceReader:
         self._content: dict[str, tuple[Any, ...]] = {}
         self._current: dict[str, SourceRead] = {}  # what `read` last returned, per source
         self._owners: dict[Path, set[str]] = {}  # the sources each candidate path belongs to
+        # A file directly in the state dir is read beneath it (`fs.read_bytes`' root).
+        self._roots: dict[Path, Path] = {}
         for name, candidates in self._paths.items():
             for path in candidates:
                 self._owners.setdefault(path, set()).add(name)
+                if path.parent == self._root:
+                    self._roots[path] = self._root
 
     @property
     def paths(self) -> Mapping[str, tuple[Path, ...]]:
@@ -387,9 +391,10 @@ class SourceReader:
             self._seen.see(path, current)
             if cached is not None and current is not None and cached.stamp == current:
                 return cached
-        root = self._root if path.parent == self._root else None
         try:
-            raw, file_stamp = fs.read_bytes(path, max_bytes=self._max_bytes, root=root)
+            raw, file_stamp = fs.read_bytes(
+                path, max_bytes=self._max_bytes, root=self._roots.get(path)
+            )
             self._seen.see(path, file_stamp)
             digest = hash(raw)
             if cached is not None and cached.stamp == file_stamp and self._digests[path] == digest:

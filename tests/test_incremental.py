@@ -205,6 +205,25 @@ def test_a_risk_snapshot_changed_in_one_block_reruns_only_the_stages_that_read_i
     assert held.kpis["fees"] is fees.kpis["fees"]
 
 
+def test_a_new_risk_snapshot_does_not_read_router_health_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The router block reads router_health.json's means, per-symbol rows and quality once
+    per version of that file (`router.health`): every write of the executor restamps the
+    snapshot's per-symbol entries, which rebuilds the router block, but not those."""
+    read: list[Any] = []
+    real = router.health
+    monkeypatch.setattr(router, "health", lambda doc: read.append(doc) or real(doc))
+    build = _daemon_builds(tmp_path)
+    before = build()
+    assert len(read) == 1
+    held = build(("risk_key", "symbols", 16))
+    assert held.kpis["router"] is not before.kpis["router"]
+    assert len(read) == 1
+    build(("write", "router", 2))
+    assert len(read) == 2 and read[-1] is not read[0]
+
+
 def test_blocks_equal_by_eq_but_not_by_bytes_are_not_shared(tmp_path: Path) -> None:
     """1, 1.0 and True (and 0.0 and -0.0) compare equal but read differently: a new snapshot
     that swaps one for another in any block publishes what a full build publishes."""

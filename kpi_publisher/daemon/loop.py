@@ -168,6 +168,7 @@ class Daemon:
         self._state_dir = StateDirWatch(monotonic)
         self._out_dir_ready = False
         self._content_changed_at: dict[str, float] = {}
+        self._retained: tuple[object, ...] = ()  # see run_pass
 
     @property
     def health(self) -> prom.PublisherHealth:
@@ -227,6 +228,11 @@ class Daemon:
         rewrite of the same size within one mtime tick keeps the stamp).
         """
         started = time.perf_counter()
+        # The previous pass's reads and outputs stay referenced until this pass returns, so the
+        # objects that this pass's reads and build replace are freed after its publish, off
+        # the path from an input's rename to the outputs' (a new risk snapshot replaces about
+        # a thousand of them).
+        _retired, self._retained = self._retained, ()
         s = self.settings
         if not self._state_dir.present(s) and inside(s.publish_dir, s.state_dir):
             # Nowhere to publish without creating the state dir: look again soon. (A separate
@@ -241,6 +247,7 @@ class Daemon:
             except lock.LockHeld as exc:  # another publisher has it: retried, never shared
                 return self._failed("publish", str(exc.path), exc)
         report = self.reader.refresh(paths)
+        self._retained = (report,)
         decided = plan.plan_pass(
             self.state, reason, report.sources, report.changed, self._mono(), s
         )
@@ -258,6 +265,7 @@ class Daemon:
         }
         try:
             outputs = self._build(sources, self._clock(), s)
+            self._retained = (report, outputs)
         except Exception as exc:  # a stage bug must not take the publisher down
             log.exception("build_failed", reason=f"{type(exc).__name__}: {exc}")
             self._metrics.failed("build")

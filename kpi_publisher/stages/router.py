@@ -9,6 +9,7 @@ as missing. Quality is a label and never "good" for no data.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import cached_property
 from typing import Any
 
 from kpi_publisher.parse import (
@@ -73,6 +74,11 @@ SYMBOL_FIELD_KEYS: Mapping[str, tuple[str, ...]] = {
     "slip_q50_bps": FIELD_KEYS["slip_q50_bps"],
 }
 
+# The three per-symbol fields, in SYMBOL_FIELD_KEYS order, and their key chains.
+_FILL, _FALLBACK, _SLIP = SYMBOL_FIELD_KEYS
+_FILL_KEYS, _FALLBACK_KEYS, _SLIP_KEYS = SYMBOL_FIELD_KEYS.values()
+_NOTHING: tuple[None, ...] = (None, None, None)
+
 
 def _slippage(block: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:
     """The first slippage (bps) under `keys` that is a measurement; sentinels read as missing."""
@@ -83,15 +89,17 @@ def _slippage(block: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:
     return None
 
 
-def _field(block: Mapping[str, Any], name: str, keys: tuple[str, ...]) -> float | None:
-    """Field `name`'s first valid number under its plain `keys` (a slippage sentinel is none)."""
-    return _slippage(block, keys) if name in SLIP_FIELDS else key_number(block, keys)
+# Each field of FIELD_KEYS with its key chain and its reader (a slippage sentinel is none).
+_FIELD_READERS = tuple(
+    (name, keys, _slippage if name in SLIP_FIELDS else key_number)
+    for name, keys in FIELD_KEYS.items()
+)
 
 
 def _fields(block: Any) -> dict[str, float | None]:
     """Each field of FIELD_KEYS read from `block` (a router_stats block or a per-symbol entry)."""
     block = mapping(block)
-    return {name: _field(block, name, keys) for name, keys in FIELD_KEYS.items()}
+    return {name: read(block, keys) for name, keys, read in _FIELD_READERS}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -142,32 +150,68 @@ def _samples(row: Mapping[str, Any]) -> int | None:
 
 
 def _symbol_numbers(row: Mapping[str, Any]) -> tuple[float | None, ...]:
-    """A row's SYMBOL_FIELD_KEYS fields, in their order."""
-    return tuple([_field(row, name, keys) for name, keys in SYMBOL_FIELD_KEYS.items()])
+    """A row's SYMBOL_FIELD_KEYS fields, in their order (runs for every symbol of every
+    write, hence spelled out: fill and fallback by their chains, the slippage sentinel-aware)."""
+    return (
+        key_number(row, _FILL_KEYS),
+        key_number(row, _FALLBACK_KEYS),
+        _slippage(row, _SLIP_KEYS),
+    )
 
 
 def _nested_rows(entries: Any, paths: tuple[str, ...]) -> list[dict[str, Mapping[str, Any]]]:
     """Per path, {SYMBOL: entry[path]} for the per-symbol entries that carry an object there
-    (the entries are indexed once for every path)."""
+    (the entries are indexed once for every path; `get`'s walk, inlined)."""
     indexed = per_symbol(entries)
     out: list[dict[str, Mapping[str, Any]]] = []
     for path in paths:
+        keys = path.split(".")
         rows: dict[str, Mapping[str, Any]] = {}
         for symbol, entry in indexed.items():
-            row = get(entry, path)
-            if is_object(row):
+            row: Any = entry
+            for key in keys:
+                row = row.get(key) if type(row) is dict or is_object(row) else None
+                if row is None:
+                    break
+            if row is not None and (type(row) is dict or is_object(row)):
                 rows[symbol] = row
         out.append(rows)
     return out
 
 
-def symbol_shapes(block: Any, risk: Any, router: Any) -> list[dict[str, Mapping[str, Any]]]:
+class Health:
+    """What the router stage reads from router_health.json alone, so that a new risk snapshot
+    (every write of the executor) does not read it again: its per-symbol shapes, its own
+    quality label and, when no router_stats block is used, the plain means over its
+    per-symbol entries (`aggregate`, computed once when first asked for)."""
+
+    def __init__(self, router: Any) -> None:
+        self._router = router
+        self.shapes = [
+            found for path in PER_SYMBOL_PATHS if (found := per_symbol(get(router, path)))
+        ]
+        self.quality = _label(get(router, "quality")) or _worst_count(router)
+
+    @cached_property
+    def aggregate(self) -> tuple[dict[str, float | None], int]:
+        """(the means, how many entries had a value): `_aggregate`."""
+        return _aggregate(self._router)
+
+
+def health(router: Any) -> Health:
+    """The router_health.json parts of the router block (`Health`)."""
+    return Health(router)
+
+
+def symbol_shapes(
+    block: Any, risk: Any, router: Any, parts: Health | None = None
+) -> list[dict[str, Mapping[str, Any]]]:
     """Every per-symbol router shape, router stats before router_health (the block order):
     the used router_stats block's own rows, the execution-health entries' `router` (and
     `components.router`) in risk.symbols, then router_health's lists and dicts in order."""
     shapes = [per_symbol(get(block, path)) for path in PER_SYMBOL_PATHS if block is not None]
     shapes += _nested_rows(get(risk, "symbols"), STATS_ROW_PATHS)
-    shapes += [per_symbol(get(router, path)) for path in PER_SYMBOL_PATHS]
+    shapes += (parts if parts is not None else health(router)).shapes
     return [shape for shape in shapes if shape]
 
 
@@ -184,30 +228,46 @@ def build_symbol_rows(
     """
     known: set[str] = set().union(*shapes) if shapes else set()
     held = [s for s in dict.fromkeys(open_symbols) if s in known]
-    fields = tuple(SYMBOL_FIELD_KEYS)
-    nothing = (None,) * len(fields)
     out: dict[str, dict[str, Any]] = {}
     for symbol in held + sorted(known - set(held)):
         if len(out) >= cap:
             break
-        rows = [shape[symbol] for shape in shapes if symbol in shape]
-        numbers: tuple[float | None, ...] = nothing
-        for row in rows:
-            values = _symbol_numbers(row)
-            if values != nothing:
-                numbers = values
+        numbers: tuple[float | None, ...] = _NOTHING
+        samples: int | None = None
+        for shape in shapes:
+            row = shape.get(symbol)
+            if row is None:
+                continue
+            if numbers is _NOTHING:
+                values = _symbol_numbers(row)
+                if values != _NOTHING:
+                    numbers = values
+            if samples is None:
+                samples = _samples(row)
+            if samples is not None and numbers is not _NOTHING:
                 break
-        samples = next((n for n in map(_samples, rows) if n is not None), None)
-        if samples is not None or numbers != nothing:
-            out[symbol] = {**dict(zip(fields, numbers, strict=True)), "samples": samples}
+        if samples is not None or numbers is not _NOTHING:
+            fill, fallback, slip = numbers
+            out[symbol] = {
+                _FILL: fill,
+                _FALLBACK: fallback,
+                _SLIP: slip,
+                "samples": samples,
+            }
     return out
 
 
 def build_router(
-    risk: Any, router: Any, open_symbols: Iterable[str] = (), cap: int = 64
+    risk: Any,
+    router: Any,
+    open_symbols: Iterable[str] = (),
+    cap: int = 64,
+    parts: Health | None = None,
 ) -> dict[str, Any]:
-    """The `router` block."""
+    """The `router` block. `parts` is `health(router)` when the caller has it already."""
     risk = mapping(risk)
+    if parts is None:
+        parts = health(router)
     block: Any = None
     source: str | None = None
     for path, name in (
@@ -226,7 +286,7 @@ def build_router(
     if block is not None:
         values = _fields(block)
     else:
-        values, used = _aggregate(router)
+        values, used = parts.aggregate
         if used:
             source, symbols_used = "router_health", used
         else:
@@ -234,13 +294,12 @@ def build_router(
     quality = (
         (_label(first_text(block, *QUALITY_KEYS)) if block is not None else None)
         or _label(get(risk, "kpis_v7.router_quality"))
-        or _label(get(router, "quality"))
-        or _worst_count(router)
+        or parts.quality
     )
     return {
         **values,
         "quality": quality,
         "source": source,
         "symbols_used": symbols_used,
-        "symbols": build_symbol_rows(symbol_shapes(block, risk, router), open_symbols, cap),
+        "symbols": build_symbol_rows(symbol_shapes(block, risk, router, parts), open_symbols, cap),
     }

@@ -8,7 +8,7 @@ first and then nested as in execution-health entries (vol.atr_ratio, risk.dd_tod
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from kpi_publisher.parse import get, key_number, mapping, number, per_symbol, text
@@ -19,24 +19,31 @@ FIELDS = ("atr_ratio", "atr_regime", "dd_state", "dd_today_pct")
 ATR_RATIO_KEYS = ("atr_ratio", "ratio")  # flat, in order; then the health entry's vol.atr_ratio
 # The top-level keys of the risk snapshot this stage reads (the pipeline hands it no others).
 RISK_KEYS = tuple(dict.fromkeys(path.split(".")[0] for path in SOURCE_PATHS))
-
-
-def _or_nested(
-    value: Any, entry: Mapping[str, Any], block: str, key: str, read: Callable[[Any], Any]
-) -> Any:
-    """`value`; when it is None, `read(entry[block][key])` (a health entry's nested block)."""
-    return value if value is not None else read(mapping(entry.get(block)).get(key))
+_NOTHING: tuple[None, ...] = (None,) * len(FIELDS)
 
 
 def _read_entry(entry: Mapping[str, Any]) -> tuple[Any, ...]:
     """The four fields of one entry (FIELDS order), flat keys first, then the health entry's
-    nested `vol` and `risk` blocks, read only when the flat keys gave nothing (per symbol)."""
-    return (
-        _or_nested(key_number(entry, ATR_RATIO_KEYS), entry, "vol", "atr_ratio", number),
-        _or_nested(text(entry.get("atr_regime")), entry, "vol", "atr_regime", text),
-        _or_nested(dd_label(entry.get("dd_state")), entry, "risk", "dd_state", dd_label),
-        _or_nested(number(entry.get("dd_today_pct")), entry, "risk", "dd_today_pct", number),
-    )
+    nested `vol` and `risk` blocks, read only when the flat keys gave nothing (per symbol).
+    Runs for every symbol of every write, hence spelled out."""
+    flat = entry.get
+    atr_ratio = key_number(entry, ATR_RATIO_KEYS)
+    atr_regime = text(flat("atr_regime"))
+    if atr_ratio is None or atr_regime is None:
+        vol = mapping(flat("vol"))
+        if atr_ratio is None:
+            atr_ratio = number(vol.get("atr_ratio"))
+        if atr_regime is None:
+            atr_regime = text(vol.get("atr_regime"))
+    dd_state = dd_label(flat("dd_state"))
+    dd_today = number(flat("dd_today_pct"))
+    if dd_state is None or dd_today is None:
+        risk = mapping(flat("risk"))
+        if dd_state is None:
+            dd_state = dd_label(risk.get("dd_state"))
+        if dd_today is None:
+            dd_today = number(risk.get("dd_today_pct"))
+    return (atr_ratio, atr_regime, dd_state, dd_today)
 
 
 def _in_order(held: list[str], rest: set[str], cap: int) -> Iterator[str]:
@@ -63,7 +70,7 @@ def build_symbols(
     costs one pass to index it and a sort of its names.
     """
     risk = mapping(risk)
-    sources = [per_symbol(get(risk, path)) for path in SOURCE_PATHS]
+    sources = [found for path in SOURCE_PATHS if (found := per_symbol(get(risk, path)))]
     out: dict[str, dict[str, Any]] = {}
     held = list(dict.fromkeys(open_symbols))
     cvars = cvar_pct or {}
@@ -71,19 +78,27 @@ def build_symbols(
     for symbol in _in_order(held, rest, cap):
         if len(out) >= cap:
             break
-        merged: list[Any] = [None] * len(FIELDS)
-        missing = len(FIELDS)
+        merged: tuple[Any, ...] = _NOTHING
         for source in sources:
             entry = source.get(symbol)
             if entry is None:
                 continue
-            for index, value in enumerate(_read_entry(entry)):
-                if merged[index] is None and value is not None:
-                    merged[index] = value
-                    missing -= 1
-            if not missing:
-                break  # later sources only fill gaps; there are none
+            values = _read_entry(entry)
+            if merged is _NOTHING:
+                merged = values
+            else:  # later sources only fill the gaps the earlier ones left
+                pairs = zip(merged, values, strict=True)
+                merged = tuple([m if m is not None else v for m, v in pairs])
+            if None not in merged:
+                break
         cvar = cvars.get(symbol)
-        if missing < len(FIELDS) or cvar is not None:
-            out[symbol] = {**dict(zip(FIELDS, merged, strict=True)), "cvar_pct": cvar}
+        if merged != _NOTHING or cvar is not None:
+            atr_ratio, atr_regime, dd_state, dd_today = merged
+            out[symbol] = {
+                "atr_ratio": atr_ratio,
+                "atr_regime": atr_regime,
+                "dd_state": dd_state,
+                "dd_today_pct": dd_today,
+                "cvar_pct": cvar,
+            }
     return out
