@@ -89,10 +89,19 @@ def total(values: Iterable[float]) -> float | None:
         return None
 
 
+# What a decoded document holds besides objects: never a Mapping, told without the
+# abstract-class check (which costs a string, the commonest leaf, a slow path).
+_LEAF_TYPES = frozenset((str, float, int, bool, list, type(None)))
+
+
 def is_object(value: Any) -> bool:
-    """True for a JSON object (a dict, the common case, checked first because it is cheap; a
-    dict subclass such as pipeline.View before the abstract Mapping check)."""
-    return type(value) is dict or isinstance(value, (dict, Mapping))
+    """True for a JSON object (a dict, the common case, checked first because it is cheap; the
+    other JSON types next; a dict subclass such as pipeline.View before the abstract Mapping
+    check)."""
+    kind = type(value)
+    if kind is dict:
+        return True
+    return kind not in _LEAF_TYPES and isinstance(value, (dict, Mapping))
 
 
 def mapping(value: Any) -> Mapping[str, Any]:

@@ -138,9 +138,12 @@ class Incremental:
 
     def _run(self, stage: str, fn: Callable[..., _T], /, *args: Any) -> _T:
         last = self._last.get(stage)
-        if last is not None and len(last[0]) == len(args) and all(map(_same, last[0], args)):
-            result: _T = last[1]
-            return result
+        if last is not None and len(last[0]) == len(args):
+            before = last[0]
+            # The same objects (checked in C), else the same values in `_same`'s sense.
+            if all(map(operator.is_, before, args)) or all(map(_same, before, args)):
+                result: _T = last[1]
+                return result
         result = fn(*args)
         self._last[stage] = (args, result)
         return result

@@ -358,6 +358,10 @@ class Watcher:
         if by_key == getattr(self, "_by_key", None):
             return False
         self._by_key = by_key
+        # The same map keyed as raw inotify events name a file: (watched directory, name bytes).
+        self._by_name = {
+            (os.path.dirname(k), os.fsencode(os.path.basename(k))): p for k, p in by_key.items()
+        }
         self._dirs = tuple(dict.fromkeys(os.path.dirname(k) for k in by_key))
         return True
 
@@ -430,7 +434,7 @@ class Watcher:
             return
         if mask & IN.IN_ISDIR or not mask & _FILE_TRIGGERS:
             return
-        path = self._by_key.get(os.path.join(directory, os.fsdecode(name)))
+        path = self._by_name.get((directory, name))
         if path is not None:
             with self._lock:
                 self._pending.add(path)

@@ -224,7 +224,8 @@ def test_our_handler_never_raises_and_keeps_the_observer_alive(
     watcher: Watcher, layout: dict[str, Path]
 ) -> None:
     """Even if recording a path fails, the handler swallows it and the observer survives."""
-    watcher._by_key = None  # type: ignore[assignment]  # every lookup now raises TypeError
+    # Every lookup now raises TypeError (watchdog's events and raw inotify events alike).
+    watcher._by_key = watcher._by_name = None  # type: ignore[assignment]
     replace_into(layout["nav_state"], "{}")
     deadline = time.monotonic() + WAIT_S
     while watcher._handler_errors == 0 and time.monotonic() < deadline:
@@ -243,7 +244,7 @@ def test_events_the_handler_failed_to_record_are_logged_and_covered_by_the_resca
     w.start()
     try:
         with capture_logs() as events:
-            w._by_key = None  # type: ignore[assignment]  # every lookup now raises
+            w._by_key = w._by_name = None  # type: ignore[assignment]  # every lookup raises
             replace_into(layout["nav_state"], '{"a": 1}')
             assert layout["nav_state"] in wait_for(w, layout["nav_state"])
         failed = [e for e in events if e["event"] == "watch_handler_failed"]

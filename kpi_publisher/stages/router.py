@@ -65,6 +65,7 @@ SAMPLE_KEYS = ("samples", "sample_count", "event_count", "order_count")
 # A count is published as an integer; past 2**53 a float no longer holds every whole number,
 # and no router counts that many events: such a value is garbage, read as missing.
 MAX_SAMPLES = 2**53
+_SAMPLE_KEY_SET = frozenset(SAMPLE_KEYS)
 # maker_reliability is a quality score (0.0 for a symbol that never routed an order): the
 # contract's chain keeps it for the block-level mean, but a symbol's row never shows it as a
 # fill rate.
@@ -143,6 +144,8 @@ def _worst_count(router: Any) -> str | None:
 
 def _samples(row: Mapping[str, Any]) -> int | None:
     """The row's event count: a whole number from 0 to MAX_SAMPLES, else missing."""
+    if _SAMPLE_KEY_SET.isdisjoint(row):  # most rows count nothing: one look in C
+        return None
     value = key_number(row, SAMPLE_KEYS)
     if value is None or not 0 <= value <= MAX_SAMPLES or not value.is_integer():
         return None
