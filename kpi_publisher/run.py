@@ -25,10 +25,16 @@ from kpi_publisher import lock, logs
 from kpi_publisher.cli import PATH_OPTION_FIELDS, add_path_options
 from kpi_publisher.config import ConfigError, Settings, resolve
 from kpi_publisher.contract import ExitCode
-from kpi_publisher.daemon import Daemon, input_paths, install_signal_thread, output_paths
+from kpi_publisher.daemon import (
+    Daemon,
+    Observer,
+    input_paths,
+    install_signal_thread,
+    output_paths,
+)
 from kpi_publisher.fs import DURABILITIES
-from kpi_publisher.history.recorder import recorder_for
-from kpi_publisher.pipeline import Incremental
+from kpi_publisher.history.recorder import HistoryRecorder, recorder_for
+from kpi_publisher.pipeline import Incremental, Outputs
 from kpi_publisher.sources import SourceReader
 from kpi_publisher.watcher import Watcher
 
@@ -123,6 +129,17 @@ def build_daemon(
     return daemon
 
 
+def history_observer(recorder: HistoryRecorder, daemon: Daemon) -> Observer:
+    """The history's post-publish observer: the history first follows the daemon's settings
+    (a reload moves it with the out dir and history_path), then records the NAV published."""
+
+    def observe(outputs: Outputs) -> None:
+        recorder.follow(daemon.settings)
+        recorder.observe(outputs)
+
+    return observe
+
+
 def _guard_std_streams() -> None:
     """A closed stdout/stderr descriptor (`>&-`) is pointed at /dev/null, so no file the
     daemon opens later takes descriptor 1 or 2; SIGPIPE is ignored (a write to a pipe
@@ -170,11 +187,12 @@ def run(args: argparse.Namespace) -> int:
     logs.configure(settings.log_format)
     recorder = recorder_for(settings)
     seams: dict[str, Any] = {}
-    if recorder is not None:  # the history: a post-publish observer, its block in the build
-        seams = {"observers": [recorder.observe], "build": recorder.with_performance(Incremental())}
+    if recorder is not None:  # the history: its block in the build, a post-publish observer
+        seams = {"build": recorder.with_performance(Incremental())}
     daemon = build_daemon(settings, reload=lambda: resolve(cli), **seams)
-    if recorder is not None:  # a new performance block is published at once
-        recorder.on_update = daemon.request_publish
+    if recorder is not None:
+        daemon.observers.append(history_observer(recorder, daemon))
+        recorder.on_update = daemon.request_publish  # a new performance block is published at once
     held_elsewhere: list[lock.LockHeld] = []
 
     def lost_to(exc: lock.LockHeld) -> None:  # the out dir appeared, another daemon was first

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from operator import getitem
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -334,6 +334,15 @@ def decode(raw: bytes, *, allow_list: bool = False) -> Any:
     return decode_doc(raw, allow_list=allow_list).value
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _carry(source: Mapping[_K, _V], target: dict[_K, _V], keys: Iterable[_K]) -> None:
+    """Copy the entries of `keys` that `source` has into `target`."""
+    target.update((key, source[key]) for key in keys if key in source)
+
+
 @dataclass(frozen=True)
 class Refresh:
     """Every source as it stands, and which of them changed since the previous refresh."""
@@ -381,6 +390,38 @@ class SourceReader:
     @property
     def paths(self) -> Mapping[str, tuple[Path, ...]]:
         return self._paths
+
+    def reconfigured(self, settings: Settings) -> SourceReader:
+        """A reader for `settings` that keeps what this one knows of every source still read
+        from the same files (the same candidate paths, each read beneath the same root): its
+        last good content, its parses and its stamps, so a reload never blanks a source it did
+        not move. A source with another path starts afresh. A new size cap re-reads the kept
+        files on the next read (unchanged bytes keep their parse; a file now over the cap is
+        `invalid` with its last good content). This reader is left as it was."""
+        new = SourceReader(settings, share=self._share)
+        new._versions = self._versions  # a version stays unique across the two readers
+        kept = [name for name in new._paths if self._same_files(new, name)]
+        paths = {path for name in kept for path in new._paths[name]}
+        _carry(self._good, new._good, kept)
+        _carry(self._current, new._current, kept)
+        _carry(self._reported, new._reported, kept)
+        _carry(self._content, new._content, kept)
+        _carry(self._last, new._last, paths)
+        _carry(self._digests, new._digests, paths)
+        _carry(self._decoded, new._decoded, paths)
+        new._verify = self._verify & paths
+        if new._max_bytes != self._max_bytes:
+            new._verify |= paths
+        return new
+
+    def _same_files(self, new: SourceReader, name: str) -> bool:
+        """True when `new` reads source `name` exactly as this reader does."""
+        candidates = new._paths[name]
+        return self._paths.get(name) == candidates and all(
+            self._roots.get(path) == new._roots.get(path)
+            and self._owners.get(path) == new._owners[path]
+            for path in candidates
+        )
 
     def _read_file(self, name: str, path: Path) -> SourceRead:
         cached = self._last.get(path)

@@ -374,14 +374,16 @@ def test_reload_to_an_out_dir_that_cannot_be_created_keeps_the_old_config(
 
 def test_reload_to_a_missing_state_dir_never_creates_it(settings: Settings, tmp_path: Path) -> None:
     """A reload pointing state and out dir at a mistyped path creates neither (the out dir lies
-    inside the state dir): the daemon waits for the executor to create it."""
+    inside the state dir): the reload is refused and the running config kept (more cases in
+    tests/test_reload_keeps_data.py)."""
     missing = tmp_path / "logs" / "stat"
     daemon, _, _, events, _ = play(
         settings, [hup], reload=lambda: replace(settings, state_dir=missing, out_dir=None)
     )
-    assert daemon.settings.state_dir == missing
+    assert daemon.settings.state_dir == settings.state_dir
     assert not missing.exists()
-    assert not any(e["event"] == "config_reload_failed" for e in events)
+    failed = [e for e in events if e["event"] == "config_reload_failed"]
+    assert [e["reason"] for e in failed] == [f"state_dir {missing}: No such file or directory"]
 
 
 def test_reload_that_moves_the_state_dir_rewatches_the_new_paths(

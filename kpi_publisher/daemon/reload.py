@@ -1,16 +1,22 @@
 """SIGHUP: switch the running daemon to freshly resolved Settings, or keep the running ones.
 
-What differs decides what is rebuilt: other input files get a new reader (otherwise the
-reader, and with it the last good content of every source, is kept), new timings go to the
-watcher, a new out dir is prepared and watched, a new log format reconfigures logging. Any
-exception, not only ConfigError, keeps (and restores) the running config: a reload must never
-end the process (supervisord marks a program that keeps dying FATAL).
+What differs decides what is rebuilt: other input files or another size cap reconfigure the
+reader, which keeps the last good content of every source whose file did not move (a reload
+must never blank good data) and starts afresh only for those that did; new timings go to the
+watcher, a new out dir is prepared and watched, a new log format reconfigures logging. A state
+dir that is not there (or not a directory) is refused, like an out dir nothing can be written
+into: a mistyped path would blank every source. (At start-up a missing state dir is waited
+for instead, see outdir.StateDirWatch.) The NAV history follows the new settings from the first
+publish under them (`run.history_observer`). Any exception, not only ConfigError, keeps (and
+restores) the running config: a reload must never end the process (supervisord marks a
+program that keeps dying FATAL).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,18 +75,35 @@ def apply_reload(daemon: Daemon) -> bool:
 
 def _reload_failed(old: Settings, exc: Exception) -> None:
     reason = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+    _refused(old, reason)
+
+
+def _refused(old: Settings, reason: str) -> bool:
     log.error(
         "config_reload_failed",
         file=str(old.config_file) if old.config_file else None,
         reason=reason,
         kept="previous config",
     )
+    return False
+
+
+def _not_a_directory(path: Path) -> str | None:
+    """Why `path` is no directory to read from (it is missing, a file, unreachable), or None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None if stat.S_ISDIR(mode) else "not a directory"
 
 
 def _switch(daemon: Daemon, old: Settings, new: Settings) -> bool:
     changed = changed_fields(old, new)
-    # An out dir inside a state dir that does not exist yet is never created here (that would
-    # create the state dir): the first pass after the executor creates it prepares it.
+    if new.state_dir != old.state_dir and (problem := _not_a_directory(new.state_dir)):
+        return _refused(old, f"state_dir {new.state_dir}: {problem}")
+    # An out dir inside a state dir that is not there is never created here (that would create
+    # the state dir; only the running one can be missing here, a new one is refused above): the
+    # first pass after the executor creates it prepares it.
     waits = inside(new.publish_dir, new.state_dir) and not new.state_dir.is_dir()
     if new.publish_dir != old.publish_dir and not waits:
         # The new dir's lock is taken before anything is written there: another publisher may
@@ -93,23 +116,15 @@ def _switch(daemon: Daemon, old: Settings, new: Settings) -> bool:
                 daemon.out_lock.move(new.publish_dir)
         except (LockHeld, OSError) as exc:
             reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
-            log.error(
-                "config_reload_failed",
-                file=str(old.config_file) if old.config_file else None,
-                reason=f"out dir {new.publish_dir}: {reason}",
-                kept="previous config",
-            )
-            return False
+            return _refused(old, f"out dir {new.publish_dir}: {reason}")
     old_paths = input_paths(daemon.reader)
     daemon.settings = new
-    new_paths = [p for paths in source_paths(new).values() for p in paths]
-    if (new.state_dir, new.max_input_bytes) != (old.state_dir, old.max_input_bytes) or (
-        new_paths != old_paths
+    if source_paths(new) != daemon.reader.paths or (
+        (new.state_dir, new.max_input_bytes) != (old.state_dir, old.max_input_bytes)
     ):
-        # Different files: start afresh (every source is then reported as changed). Otherwise
-        # keep the reader and with it the last good content of every source (a reload must not
-        # blank an invalid source).
-        daemon.reader = SourceReader(new)
+        # The sources whose files moved start afresh (and are reported as changed); every other
+        # keeps its last good content, parse and stamp.
+        daemon.reader = daemon.reader.reconfigured(new)
     daemon.batches.debounce_s = new.debounce_ms / 1000.0
     daemon.batches.rescan_s = new.rescan_s
     if input_paths(daemon.reader) != old_paths:

@@ -10,10 +10,14 @@ kpis_v7.json; `on_update` (the daemon's `request_publish`) makes that next one f
 so the block covers the NAV beside it milliseconds later, not a heartbeat later. With no new
 point the block is recomputed every `REFRESH_S`, so a NAV that stopped moving shows as a gap,
 and a nav_history write that failed (a full disk) is tried again.
+
+A reload moves the history as a restart would (`follow`): another history file is opened and
+loaded as at start, and nav_history_v7.json is published in the new out dir from then on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import queue
 import threading
@@ -62,9 +66,32 @@ def point_of(kpis: Mapping[str, Any]) -> Point | None:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where the history lives: its store, the dir nav_history_v7.json is published in, the
+    executor's logs dir it back-fills from, and how it writes and thins."""
+
+    store_path: Path
+    publish_dir: Path
+    logs_dir: Path | None
+    fsync: bool
+    retention_days: float
+
+
+def target_of(settings: Settings) -> Target:
+    """Where `settings` put the history (what `recorder_for` would open for them)."""
+    return Target(
+        history_file(settings),
+        settings.publish_dir,
+        settings.state_dir.parent,
+        settings.fsync,
+        settings.history_retention_days,
+    )
+
+
 class HistoryRecorder:
     """The history for one publisher: `start()`, register `observe`, wrap the build with
-    `with_performance`, `stop()` at the end."""
+    `with_performance`, `stop()` at the end; `follow` moves it with a reloaded config."""
 
     def __init__(
         self,
@@ -74,7 +101,9 @@ class HistoryRecorder:
         *,
         fsync: bool = True,
         clock: Callable[[], float] = time.time,
+        settings: Settings | None = None,
     ) -> None:
+        """`settings`: those it was made from (`follow` compares with them)."""
         self.store = store
         self.publish_dir = publish_dir
         self.logs_dir = logs_dir
@@ -85,8 +114,11 @@ class HistoryRecorder:
         self.rebuilds = 0
         self._clock = clock
         self._series = Series()
-        self._pending: queue.SimpleQueue[Point | None] = queue.SimpleQueue()
+        # Points, a new Target (a reload), or None (stop), in the order they were asked for.
+        self._pending: queue.SimpleQueue[Point | Target | None] = queue.SimpleQueue()
         self._last_t: float | None = None
+        self._target = Target(store.path, publish_dir, logs_dir, fsync, store.retention_days)
+        self._followed = settings
         self._thread: threading.Thread | None = None
         self._idle = threading.Event()
         self._unwritten = False
@@ -106,6 +138,27 @@ class HistoryRecorder:
         self._last_t = point.t
         self._idle.clear()
         self._pending.put(point)
+
+    def follow(self, settings: Settings) -> None:
+        """Move the history where `settings` put it, as a restart with them would: called on the
+        loop thread after each publish, so a reloaded config is followed from its first publish
+        (the same settings object costs one comparison). A history file the new settings put in
+        the state dir is refused (`history_path_refused`) and the running one is kept."""
+        if settings is self._followed:
+            return
+        self._followed = settings
+        target = target_of(settings)
+        if target.store_path != self._target.store_path and history_file_refused(
+            settings, kept=str(self._target.store_path)
+        ):
+            target = dataclasses.replace(target, store_path=self._target.store_path)
+        if target == self._target:
+            return
+        if target.store_path != self._target.store_path:
+            self._last_t = None  # the new store gets the NAV published now, too
+        self._target = target
+        self._idle.clear()
+        self._pending.put(target)
 
     def with_performance(self, build: Callable[..., Any]) -> Callable[..., Any]:
         """`build` whose kpis carry the latest `performance` block once there is one."""
@@ -140,14 +193,7 @@ class HistoryRecorder:
         return self._idle.wait(timeout_s)
 
     def _run(self) -> None:
-        try:
-            if self.logs_dir is not None:
-                backfill(self.store, self.logs_dir, now=self._clock())
-            self.store.thin(self._clock())
-            self._series = Series.of(self.store.navs())
-            self._rebuild()
-        except Exception as exc:  # the history must never take the publisher down
-            log.exception("history_failed", reason=f"{type(exc).__name__}: {exc}")
+        self._load()
         if self._pending.empty():
             self._idle.set()
         while True:
@@ -160,24 +206,68 @@ class HistoryRecorder:
                     self._refresh_performance()
                 continue
             wait_s = self._next_rebuild - time.monotonic()
-            if wait_s > 0 and first is not None:
+            if wait_s > 0 and isinstance(first, Point):
                 time.sleep(wait_s)  # what arrives meanwhile joins this batch
             batch = [first]
-            while not self._pending.empty():
+            # A new target ends the batch: the points after it belong to the moved history.
+            while not isinstance(batch[-1], Target) and not self._pending.empty():
                 batch.append(self._pending.get_nowait())
             stop = None in batch
             try:
                 late = self._late_backfill()
-                added = [p for p in batch if p is not None and self._add(p)]
+                added = [p for p in batch if isinstance(p, Point) and self._add(p)]
                 if added or late:
                     self._rebuild()
                     self._next_rebuild = time.monotonic() + REBUILD_GAP_S
             except Exception as exc:
                 log.exception("history_failed", reason=f"{type(exc).__name__}: {exc}")
+            if isinstance(batch[-1], Target):
+                try:
+                    self._move(batch[-1])
+                except Exception as exc:
+                    log.exception("history_failed", reason=f"{type(exc).__name__}: {exc}")
             if self._pending.empty():
                 self._idle.set()
             if stop:
                 return
+
+    def _load(self) -> None:
+        """Back-fill the executor's NAV logs, apply retention, load the series and publish."""
+        try:
+            if self.logs_dir is not None:
+                backfill(self.store, self.logs_dir, now=self._clock())
+            self.store.thin(self._clock())
+            self._series = Series.of(self.store.navs())
+            self._rebuild()
+        except Exception as exc:  # the history must never take the publisher down
+            log.exception("history_failed", reason=f"{type(exc).__name__}: {exc}")
+
+    def _move(self, target: Target) -> None:
+        """Switch to `target` (a reload): another store (or logs dir) is opened and loaded as at
+        start; the same store is published again, into the new dir. A new fsync or retention
+        applies from the next write and the next thinning."""
+        before, before_dir = self.store.path, self.publish_dir
+        self.fsync = target.fsync
+        self.store.retention_days = target.retention_days
+        reload_store = (target.store_path, target.logs_dir) != (before, self.logs_dir)
+        if not reload_store and target.publish_dir == before_dir:
+            return
+        self.publish_dir, self.logs_dir = target.publish_dir, target.logs_dir
+        self._unwritten = False
+        if target.store_path != before:
+            self.store.close()
+            self.store = HistoryStore(target.store_path, retention_days=target.retention_days)
+        log.info(
+            "history_moved",
+            file=str(target.store_path),
+            out_dir=str(target.publish_dir),
+            previous_file=str(before),
+            previous_out_dir=str(before_dir),
+        )
+        if reload_store:
+            self._load()
+        else:
+            self._rebuild()
 
     def _late_backfill(self) -> bool:
         """Import an executor NAV file that appeared after start-up (checked every LATE_S)."""
@@ -232,13 +322,31 @@ def default_history_file(publish_dir: Path, environ: Mapping[str, str] | None = 
     return directory / f"history-{digest}.sqlite"
 
 
+def history_file(settings: Settings) -> Path:
+    """The history file `settings` ask for: `history_path`, else the default for the out dir."""
+    return settings.history_path or default_history_file(settings.publish_dir)
+
+
+def history_file_refused(settings: Settings, **kept: str) -> bool:
+    """True (with one `history_path_refused` line, naming what is `kept` instead) when the
+    history file `settings` ask for lies in the state dir, which the publisher never writes."""
+    path = history_file(settings)
+    if not inside(path, settings.state_dir):
+        return False
+    log.error("history_path_refused", file=str(path), reason="inside the state dir", **kept)
+    return True
+
+
 def recorder_for(settings: Settings) -> HistoryRecorder | None:
-    """The recorder `settings` ask for; None (with one log line) for a path in the state dir."""
-    path = settings.history_path or default_history_file(settings.publish_dir)
-    if inside(path, settings.state_dir):
-        log.error("history_path_refused", file=str(path), reason="inside the state dir")
+    """The recorder `settings` ask for; None for a path in the state dir."""
+    if history_file_refused(settings):
         return None
+    path = history_file(settings)
     store = HistoryStore(path, retention_days=settings.history_retention_days)
     return HistoryRecorder(
-        store, settings.publish_dir, settings.state_dir.parent, fsync=settings.fsync
+        store,
+        settings.publish_dir,
+        settings.state_dir.parent,
+        fsync=settings.fsync,
+        settings=settings,
     )
