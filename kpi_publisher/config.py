@@ -1,6 +1,10 @@
 """Settings: CLI > environment (KPI_*) > optional TOML file > defaults, frozen once.
 
-Every other module receives a `Settings`; nothing reads the environment on its own.
+Every other module receives a `Settings`; nothing reads the environment on its own. The files
+the publisher writes (the published outputs, the NAV history and its SQLite side files,
+kpis.prom) must not be any file it reads or another file it writes, nor lie in the state dir
+unless they are its outputs there: `resolve` refuses such a combination (`check_paths`), at
+start-up and on every reload alike.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from kpi_publisher import executor_root, fs
-from kpi_publisher.contract import DEFAULT_SYMBOLS_CAP
+from kpi_publisher.contract import DEFAULT_SYMBOLS_CAP, NAV_HISTORY_FILE, OUTPUT_FILES
 from kpi_publisher.fs import DURABILITIES, FAST
+from kpi_publisher.history.store import SIDE_SUFFIXES
 
 DEFAULT_DURABILITY = FAST
+# What `prom_dir` receives (the textfile collector reads `*.prom`).
+PROM_FILE = "kpis.prom"
 
 # Seconds after which a source counts as stale (docs/CONTRACT_RULES.md, rule 10); None = never.
 # One entry per source (contract.SOURCE_NAMES): the [stale_s] table accepts exactly these names.
@@ -72,6 +79,11 @@ class Settings:
     def publish_dir(self) -> Path:
         """Directory that receives kpis_v7.json and positions_v7.json."""
         return self.out_dir if self.out_dir is not None else self.state_dir
+
+    @property
+    def prom_path(self) -> Path | None:
+        """The kpis.prom file, when prom_dir is set."""
+        return None if self.prom_dir is None else self.prom_dir / PROM_FILE
 
     @property
     def resolved_fx_path(self) -> Path:
@@ -406,9 +418,152 @@ def resolve(
         layers.append((Origin("file", config_file), load_toml(config_file)))
     layers.extend([(ENV, env), (CLI, cli)])
     merged: dict[str, Any] = {}
+    origins: dict[str, Origin] = {}
     for origin, layer in layers:
         for name, value in layer.items():
             merged[name] = _coerce(name, value, origin)
+            origins[name] = origin
     if "state_dir" not in merged:
         merged["state_dir"] = _coerce("state_dir", str(executor_root.STATE_DIR), CLI)
-    return Settings(**merged)
+    settings = Settings(**merged)
+    check_paths(settings, origins)
+    return settings
+
+
+# -- paths that must not meet ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A path the publisher reads or writes for one purpose, and how an error names it."""
+
+    what: str
+    path: Path
+
+
+def _abs(path: Path) -> str:
+    return os.path.abspath(path)
+
+
+def _real(path: Path) -> str:
+    return os.path.realpath(path)
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """True when `a` and `b` name one file: as written, once symlinks are resolved, or (when
+    both exist) as one inode, a hard link."""
+    if _abs(a) == _abs(b) or _real(a) == _real(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def within(path: Path, directory: Path) -> bool:
+    """True when `path` is `directory` or lies below it, as written or once symlinks are
+    resolved."""
+    for p, d in ((_abs(path), _abs(directory)), (_real(path), _real(directory))):
+        if p == d or p.startswith(d.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def read_paths(settings: Settings) -> list[Claim]:
+    """Every file the publisher reads outside the state dir (the state dir is refused whole)."""
+    # Imported here: the back-fill reads through `sources`, which needs Settings from this module.
+    from kpi_publisher.history.backfill import sources as nav_logs
+
+    claims = [
+        Claim("fx_path", settings.resolved_fx_path),
+        Claim("holdings_path", settings.resolved_holdings_path),
+    ]
+    if settings.config_file is not None:
+        claims.append(Claim("config_file", settings.config_file))
+    claims += [
+        Claim(f"the executor's NAV log {p.name}", p) for p in nav_logs(settings.state_dir.parent)
+    ]
+    return claims
+
+
+def published_paths(settings: Settings) -> list[Claim]:
+    """Every file the publisher replaces (not the NAV history, checked on its own)."""
+    names = (*OUTPUT_FILES, NAV_HISTORY_FILE)
+    claims = [Claim(f"the published {n}", settings.publish_dir / n) for n in names]
+    if settings.prom_path is not None:
+        claims.append(Claim(f"the published {PROM_FILE}", settings.prom_path))
+    return claims
+
+
+def _refused(origins: Mapping[str, Origin], name: str, problem: str, value: Path) -> ConfigError:
+    origin = origins.get(name)
+    where = origin.where(name) if origin is not None else f"default {name}"
+    return ConfigError(f"{where}: {name} {problem}, got {_shown(str(value))}")
+
+
+def check_paths(settings: Settings, origins: Mapping[str, Origin] | None = None) -> None:
+    """ConfigError (naming the setting) when the publisher would write over a file it reads or
+    writes for another purpose, or write into the state dir anything but its outputs.
+
+    The contract lets the publisher write nothing in the state dir but kpis_v7.json and
+    positions_v7.json; and a history or kpis.prom put on an input or an output by mistake
+    would replace it (a SQLite database where the holdings were)."""
+    origins = origins or {}
+    reads, published = read_paths(settings), published_paths(settings)
+    if settings.history_path is not None:
+        _check_history(settings, settings.history_path, reads, published, origins)
+    if settings.prom_dir is not None:
+        _check_prom(settings, settings.prom_dir, reads, published, origins)
+    name = "out_dir" if settings.out_dir is not None else "state_dir"
+    for out in published:
+        for claim in reads:
+            if same_file(out.path, claim.path):
+                problem = f"would put {out.path.name} over {claim.what} {claim.path}"
+                raise _refused(origins, name, problem, settings.publish_dir)
+
+
+def _check_history(
+    settings: Settings,
+    history: Path,
+    reads: list[Claim],
+    published: list[Claim],
+    origins: Mapping[str, Origin],
+) -> None:
+    """The history database and SQLite's files beside it touch no other path."""
+    name, state = "history_path", settings.state_dir
+    if within(history, state):
+        raise _refused(origins, name, f"must not be inside the state dir {state}", history)
+    for suffix in ("", *SIDE_SUFFIXES):
+        side = Path(f"{history}{suffix}")
+        for claim in (*reads, *published):
+            if same_file(side, claim.path):
+                problem = f"must not be {claim.what} {claim.path}"
+                if suffix:
+                    problem = f"must not have SQLite's {suffix} file on {claim.what} {claim.path}"
+                raise _refused(origins, name, problem, history)
+    dirs = [Claim("the out dir", settings.publish_dir), Claim("the state dir", state)]
+    if settings.prom_dir is not None:
+        dirs.append(Claim("prom_dir", settings.prom_dir))
+    for claim in (*reads, *published, *dirs):
+        if within(claim.path, history):
+            problem = f"must be a file, not {claim.what} {claim.path} or a directory above it"
+            raise _refused(origins, name, problem, history)
+
+
+def _check_prom(
+    settings: Settings,
+    prom_dir: Path,
+    reads: list[Claim],
+    published: list[Claim],
+    origins: Mapping[str, Origin],
+) -> None:
+    """kpis.prom lies outside the state dir and on no other path the publisher uses."""
+    name, state, prom_path = "prom_dir", settings.state_dir, prom_dir / PROM_FILE
+    if within(prom_dir, state):
+        raise _refused(origins, name, f"must not be inside the state dir {state}", prom_dir)
+    for claim in (*reads, *(c for c in published if c.path != prom_path)):
+        if same_file(prom_dir, claim.path):
+            raise _refused(origins, name, f"must not be {claim.what} {claim.path}", prom_dir)
+        if same_file(prom_path, claim.path):
+            problem = f"would put {PROM_FILE} over {claim.what} {claim.path}"
+            raise _refused(origins, name, problem, prom_dir)

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kpi_publisher import fs
+from kpi_publisher.config import PROM_FILE as PROM_FILE
 from kpi_publisher.config import Settings
 from kpi_publisher.contract import OK, STATUS_WORDS
 from kpi_publisher.parse import mapping, number
 from kpi_publisher.pipeline import Outputs
 
-PROM_FILE = "kpis.prom"
 PREFIX = "hedge_kpi_"
 DEFAULT_ACCOUNT = "default"
 SECONDS_PER_DAY = 86400.0

@@ -470,8 +470,8 @@ def test_replacement_is_atomic_for_a_concurrent_reader(tmp_path: Path, full: Out
     """A reader polling like the textfile collector (glob *.prom, read, parse) during 300
     rewrites alternating two different contents only ever sees one whole version."""
     settings = resolve(
-        {"state_dir": tmp_path, "prom_dir": tmp_path / "tf", "fsync": False, "host_label": "h",
-         "account_label": "a"},
+        {"state_dir": tmp_path / "state", "prom_dir": tmp_path / "tf", "fsync": False,
+         "host_label": "h", "account_label": "a"},
         {},
     )  # fmt: skip
     small = Outputs({"generated_at": NOW, "nav": {"nav_usd": 1.0}}, {})

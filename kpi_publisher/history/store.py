@@ -3,10 +3,16 @@ NAV's own timestamp.
 
 Durability: every append is its own transaction in WAL mode with `synchronous=NORMAL`, so a
 process killed mid-write loses at most the point in flight (the WAL is replayed on the next
-open). A file SQLite cannot read is moved aside (`<name>.corrupt-<epoch>`) with one log line and
-a new one is started. A full disk (or any write error) pauses the history with one log line;
-appends are dropped quietly until `PAUSE_RETRY_S` has passed, then tried again. Nothing here
-raises into the publisher.
+open). A history file SQLite cannot read is moved aside (`<name>.corrupt-<epoch>`) with one log
+line and a new one is started. A file that is plainly not a history at all is never moved,
+written or converted: one that does not begin with SQLite's header (a JSON document, say: a
+`history_path` pointing at an input or an output by mistake), or a SQLite database of another
+program (none of our tables). The history then pauses with one `history_refused` line and the
+file stays as it was. SQLite writes the 16 header bytes once, when it creates the file, so a
+damaged history of ours still begins with them (or with zeros, where a crash lost the block).
+A full disk (or any write error) pauses the history with one log line; appends are dropped
+quietly until `PAUSE_RETRY_S` has passed, then tried again. Nothing here raises into the
+publisher.
 
 Retention (`thin`): points older than `retention_days` are deleted. Older points are thinned,
 never dropped at random: beyond `HOURLY_AFTER_S` (30 days) each UTC hour keeps its first, its
@@ -19,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,6 +42,13 @@ HOURLY_AFTER_S = 30 * DAY_S
 DAILY_AFTER_S = 365 * DAY_S
 THIN_EVERY_S = 3600.0
 PAUSE_RETRY_S = 60.0
+# The first bytes of every SQLite 3 database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+# The files SQLite keeps beside a database `<name>`: `<name>-wal`, `<name>-shm` in WAL mode, and
+# `<name>-journal` while it converts a database to WAL.
+SIDE_SUFFIXES: tuple[str, ...] = ("-wal", "-shm", "-journal")
+_TABLES = frozenset({"points", "imports"})
+_TABLE_NAMES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
@@ -50,6 +64,10 @@ CREATE TABLE IF NOT EXISTS imports (
 );
 """
 _INSERT = "INSERT OR IGNORE INTO points VALUES (?, ?, ?, ?, ?)"
+
+
+class NotAHistory(Exception):
+    """The file at `history_path` is something else; it must be left as it is."""
 
 
 class Point(NamedTuple):
@@ -78,13 +96,17 @@ class HistoryStore:
     # -- opening ---------------------------------------------------------------------------
 
     def open(self) -> bool:
-        """Open (or create) the file; a corrupt one is moved aside and replaced. False when the
-        history is unavailable (the reason was logged)."""
+        """Open (or create) the file; a corrupt one is moved aside and replaced, one that is not
+        a history is left alone. False when the history is unavailable (the reason was logged)."""
         if self._db is not None:
             return True
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if (reason := foreign_file(self.path)) is not None:
+                raise NotAHistory(reason)
             self._db = self._connect()
+        except NotAHistory as exc:
+            return self._refuse(exc)
         except sqlite3.DatabaseError as exc:
             if not _is_corruption(exc):
                 return self._pause("open", exc)
@@ -100,6 +122,10 @@ class HistoryStore:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
+            # Before anything is changed (journal_mode=WAL is written into the file's header).
+            tables = {name for (name,) in db.execute(_TABLE_NAMES)}
+            if tables and not tables & _TABLES:
+                raise NotAHistory(f"a SQLite database of another program (tables: {_few(tables)})")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             ok = db.execute("PRAGMA quick_check").fetchone()
@@ -115,7 +141,7 @@ class HistoryStore:
 
     def _move_aside(self, exc: BaseException) -> None:
         aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", *SIDE_SUFFIXES):
             source = Path(str(self.path) + suffix)
             with contextlib.suppress(FileNotFoundError):
                 os.replace(source, Path(str(aside) + suffix))
@@ -137,6 +163,14 @@ class HistoryStore:
         """Stop writing for PAUSE_RETRY_S; log only the first failure of a run of failures."""
         if not self.paused:
             log.warning("history_paused", file=str(self.path), action=action, reason=str(exc))
+        self._paused_until = time.monotonic() + PAUSE_RETRY_S
+        return False
+
+    def _refuse(self, exc: NotAHistory) -> bool:
+        """Pause like `_pause`, but as an error: the file is not ours and nothing retries it
+        into shape; the operator moves it or points history_path elsewhere."""
+        if not self.paused:
+            log.error("history_refused", file=str(self.path), reason=str(exc), kept="file as it is")
         self._paused_until = time.monotonic() + PAUSE_RETRY_S
         return False
 
@@ -271,6 +305,41 @@ DELETE FROM points WHERE t >= ?1 AND t < ?2 AND t NOT IN (
                          GROUP BY CAST(t / ?3 AS INTEGER))
 )
 """
+
+
+def foreign_file(path: Path) -> str | None:
+    """Why the file at `path` is plainly not a history database, or None (no file yet, an empty
+    one, or one that begins with SQLite's header or with zeros: a history, perhaps damaged).
+
+    Opened without blocking and never written: a FIFO or a device is refused unread."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        return "a directory"
+    except OSError:  # unreadable: SQLite's own open reports why, and the history pauses
+        return None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            return "a directory"
+        if not stat.S_ISREG(info.st_mode):
+            return "not a regular file"
+        head = os.read(fd, len(SQLITE_HEADER))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if SQLITE_HEADER.startswith(head) or not any(head):
+        return None
+    return f"not a SQLite database (it begins {head[:8]!r})"
+
+
+def _few(names: set[str], shown: int = 5) -> str:
+    listed = sorted(names)
+    more = f" and {len(listed) - shown} more" if len(listed) > shown else ""
+    return ", ".join(listed[:shown]) + more
 
 
 def _is_corruption(exc: BaseException) -> bool:

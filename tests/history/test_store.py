@@ -8,9 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
-from kpi_publisher.history.store import DAY_S, HistoryStore, Point
+from kpi_publisher.history.store import DAY_S, SQLITE_HEADER, HistoryStore, Point
 
 T0 = 1_760_000_000.0
 
@@ -67,17 +68,88 @@ def test_kill_9_mid_append_loses_at_most_the_point_in_flight(tmp_path: Path):
     assert store.append(Point(T0 + 10**6, 1.0), now=T0)
 
 
-def test_corrupt_file_is_moved_aside_and_a_new_one_started(tmp_path: Path):
+@pytest.mark.parametrize(
+    "damaged",
+    [SQLITE_HEADER + b"this is not a database" * 500, b"\x00" * 4096],
+    ids=["header then garbage", "zeroed"],
+)
+def test_corrupt_file_is_moved_aside_and_a_new_one_started(tmp_path: Path, damaged: bytes):
+    """A history of ours SQLite cannot read (its header, or a block zeroed by a crash)."""
     path = tmp_path / "h.sqlite"
-    path.write_bytes(b"this is not a database" * 500)
+    path.write_bytes(damaged)
     with capture_logs() as logs:
         store = HistoryStore(path)
         assert store.append(Point(T0, 1000.0), now=T0)
     aside = [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]
     assert len(aside) == 1
-    assert aside[0].read_bytes().startswith(b"this is not a database")
+    assert aside[0].read_bytes() == damaged
     assert [e["event"] for e in logs] == ["history_corrupt"]
     assert store.count() == 1
+
+
+HOLDINGS = b'{"BTC": {"qty": 0.1, "avg_cost": 60000.0}, "ETH": {"qty": 2.0}}\n'
+
+
+@pytest.mark.parametrize(
+    "document",
+    [HOLDINGS, b"[1, 2, 3]", b"nav,t\n1000,1760000000\n", b"# hedge-kpi\nprom_dir = '/x'\n"],
+    ids=["json object", "json array", "csv", "toml"],
+)
+def test_a_file_that_is_not_a_database_is_left_alone_and_the_history_pauses(
+    tmp_path: Path, document: bytes, monkeypatch: pytest.MonkeyPatch
+):
+    """A history_path on an input by mistake: the file is never renamed, written or joined by
+    SQLite side files; one `history_refused` error; retried after the pause, resumed once the
+    file is gone."""
+    path = tmp_path / "offexchange_holdings.json"
+    path.write_bytes(document)
+    with capture_logs() as logs:
+        store = HistoryStore(path)
+        assert not store.append(Point(T0, 1000.0), now=T0)
+        assert store.count() == 0 and store.navs() == []
+        monkeypatch.setattr(store, "_paused_until", 1.0)  # the pause is over: tried again
+        assert not store.append(Point(T0 + 1, 1000.0), now=T0)
+    assert path.read_bytes() == document
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    assert [(e["event"], e["log_level"]) for e in logs] == [("history_refused", "error")]
+    assert "not a SQLite database" in logs[0]["reason"]
+    path.unlink()
+    monkeypatch.setattr(store, "_paused_until", 1.0)
+    with capture_logs() as logs:
+        assert store.append(Point(T0 + 2, 1000.0), now=T0)
+    assert [e["event"] for e in logs] == ["history_resumed"]
+
+
+def test_another_programs_sqlite_database_is_left_alone(tmp_path: Path):
+    """A SQLite file without our tables is someone else's: not converted to WAL, no table added."""
+    path = tmp_path / "orders.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, qty REAL)")
+        db.execute("INSERT INTO orders VALUES (1, 2.5)")
+    db.close()
+    before = path.read_bytes()
+    with capture_logs() as logs:
+        assert not HistoryStore(path).append(Point(T0, 1000.0), now=T0)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["orders.db"]
+    assert [e["event"] for e in logs] == ["history_refused"]
+    assert "another program (tables: orders)" in logs[0]["reason"]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_fifo_or_a_directory_at_the_history_path_is_refused_without_blocking(
+    tmp_path: Path, kind: str
+):
+    path = tmp_path / "h.sqlite"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    with capture_logs() as logs:
+        assert not HistoryStore(path).append(Point(T0, 1000.0), now=T0)
+    assert [e["event"] for e in logs] == ["history_refused"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.sqlite"]
 
 
 def test_damaged_pages_are_detected(tmp_path: Path):
