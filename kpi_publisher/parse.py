@@ -165,6 +165,27 @@ def text(value: Any) -> str | None:
     return None
 
 
+# A label (a regime, a state, a quality, an asset) is a word or two; longer text is not a label
+# and reads as missing, so one string cannot grow the published files without bound
+# (docs/RELIABILITY.md).
+MAX_LABEL_CHARS = 64
+
+
+def label(value: Any) -> str | None:
+    """A non-empty, stripped string of at most MAX_LABEL_CHARS characters, or None."""
+    found = text(value)
+    return found if found is not None and len(found) <= MAX_LABEL_CHARS else None
+
+
+def first_label(obj: Any, *paths: str) -> str | None:
+    """The first path holding a label (`label`)."""
+    for path in paths:
+        found = label(get(obj, path))
+        if found is not None:
+            return found
+    return None
+
+
 def first_text(obj: Any, *paths: str) -> str | None:
     for path in paths:
         out = text(get(obj, path))

@@ -213,7 +213,12 @@ def _compose(
         "aum", _aum, nav_state, nav_doc, data.get("fx"), data.get("holdings"),
         nav_block["nav_usd"], rate,
     )  # fmt: skip
-    notes = {"positions": dropped_rows} if dropped_rows else None
+    var_note = run("var_note", risk.var_note, data.get("risk_advanced"))
+    notes = {
+        name: note
+        for name, note in (("positions", dropped_rows), ("risk_advanced", var_note))
+        if note
+    }
     source_status = status.build_sources(sources, now, settings.stale_limit_s, notes)
     stamp = {"generated_at": now, "updated_at": iso_utc(now)}
     kpis = {

@@ -4,6 +4,9 @@ The AUM block is the first that exists of nav_state.aum, nav.aum, nav.nav_detail
 non-futures assets come from the first source that exists of: aum.assets, aum.offexchange,
 the holdings config, nav_detail.asset_breakdown. Prices for a holding: its own mark, then
 nav_detail.conversions[SYM].price, then the price cache, then its avg_cost.
+
+The slices stay few whatever the inputs: beyond MAX_ASSET_SLICES other assets, the smallest
+are summed into one last slice, so total_usd is unchanged and kpis_v7.json stays small.
 """
 
 from __future__ import annotations
@@ -11,12 +14,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kpi_publisher.parse import finite, first_number, first_text, get, mapping, number, text, total
+from kpi_publisher.parse import (
+    MAX_LABEL_CHARS,
+    finite,
+    first_number,
+    first_text,
+    get,
+    mapping,
+    number,
+    text,
+    total,
+)
 from kpi_publisher.stages.fx import to_zar
 
 FUTURES = "Futures"
 VALUE_KEYS = ("usd", "usd_value", "value_usd", "val_usdt", "market_value")
 CENT = 0.01
+# Slices besides Futures; the smallest beyond the first MAX_ASSET_SLICES - 1 are summed into
+# one slice labelled "<n> smaller assets" (lower case: never an asset's upper-case label).
+MAX_ASSET_SLICES = 100
 
 
 def _block_exists(block: Any) -> bool:
@@ -109,17 +125,39 @@ def _value(symbol: str, entry: Mapping[str, Any], pricer: _Pricer) -> dict[str, 
     return {"label": symbol, "usd": usd, "qty": qty, "pnl_usd": pnl}
 
 
+def _cut(name: str) -> str:
+    """An asset name too long to be a label, cut to MAX_LABEL_CHARS for `unpriced`."""
+    return name[: MAX_LABEL_CHARS - 1] + "…"
+
+
 def _holdings_slices(
     holdings: Mapping[str, Mapping[str, Any]], pricer: _Pricer
 ) -> tuple[list[dict[str, Any]], list[str]]:
     slices, unpriced = [], []
     for symbol, entry in holdings.items():
-        item = _value(symbol, entry, pricer)
+        # A name longer than any asset's is not valued: one string must not grow the output.
+        item = _value(symbol, entry, pricer) if len(symbol) <= MAX_LABEL_CHARS else None
         if item is None:
-            unpriced.append(symbol)
+            unpriced.append(symbol if len(symbol) <= MAX_LABEL_CHARS else _cut(symbol))
         else:
             slices.append(item)
     return slices, unpriced
+
+
+def _fold_smallest(others: list[dict[str, Any]], unpriced: list[str]) -> list[dict[str, Any]]:
+    """`others` (sorted, largest first) with the smallest beyond MAX_ASSET_SLICES - 1 summed
+    into one slice; when that sum overflows, those assets are named in `unpriced` instead."""
+    if len(others) <= MAX_ASSET_SLICES:
+        return others
+    kept, rest = others[: MAX_ASSET_SLICES - 1], others[MAX_ASSET_SLICES - 1 :]
+    usd = total(s["usd"] for s in rest)
+    if usd is None:
+        unpriced.extend(s["label"] for s in rest)
+        return kept
+    pnls = [s["pnl_usd"] for s in rest]
+    pnl = None if None in pnls else total(pnls)
+    label = f"{len(rest):,} smaller assets"
+    return [*kept, {"label": label, "usd": usd, "qty": None, "pnl_usd": pnl}]
 
 
 def build_aum(
@@ -163,14 +201,17 @@ def build_aum(
         others, unpriced = _holdings_slices(config, pricer)
     elif breakdown:
         values = {str(k).strip().upper(): number(v) for k, v in breakdown.items() if text(k)}
+        unpriced = [_cut(k) for k in values if len(k) > MAX_LABEL_CHARS]
         others = [
             {"label": k, "usd": v, "qty": None, "pnl_usd": None}
             for k, v in values.items()
-            if v is not None
+            if v is not None and len(k) <= MAX_LABEL_CHARS
         ]
         inside = total(s["usd"] for s in others)
         if futures is not None and inside is not None and inside <= futures + CENT / 2:
-            futures = futures - inside
+            reduced = finite(futures - inside)
+            if reduced is not None:  # negative entries can make it overflow: none inside then
+                futures = reduced
 
     slices: list[dict[str, Any]] = []
     if futures is not None:
@@ -180,7 +221,7 @@ def build_aum(
         unpriced.insert(0, FUTURES)
     others = [s for s in others if s["usd"] != 0.0]
     others.sort(key=lambda s: (-s["usd"], s["label"]))
-    slices.extend(others)
+    slices.extend(_fold_smallest(others, unpriced))
     for item in slices:
         item["zar"] = to_zar(item["usd"], usd_zar)
     total_usd = total(s["usd"] for s in slices) if slices else None

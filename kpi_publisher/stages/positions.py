@@ -6,6 +6,11 @@ Rows come camelCase from the exchange or snake_case from the sync/executor write
 `rows | items | positions` or a bare list. Hedge-mode empty rows are dropped; qty is signed by
 side; notional is |qty| x mark (else entry); pnl is the stated unrealised PnL, else
 (mark - entry) x qty.
+
+A book is published whole up to MAX_ROWS rows (a real account holds at most two rows per
+listed symbol, a few hundred); beyond that only the largest by notional are, with a note.
+With symbols and labels bounded too (MAX_LABEL_CHARS), positions_v7.json stays well under the
+readers' default 16 MiB cap whatever the input (docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kpi_publisher.fmt import fmt_money
-from kpi_publisher.parse import finite, key_number, key_text, mapping, total
+from kpi_publisher.parse import MAX_LABEL_CHARS, finite, key_number, key_text, mapping, total
 
 CONTAINERS = ("rows", "items", "positions")
 SYMBOL_KEYS = ("symbol", "pair", "asset", "underlying")
@@ -35,6 +40,8 @@ NOTIONAL_KEYS = ("notional", "positionValue", "notional_usd", "gross_usd")
 MIN_QTY = 1e-12
 SIDES = {"LONG": "LONG", "BUY": "LONG", "SHORT": "SHORT", "SELL": "SHORT"}
 RISK_FIELDS = ("atr_ratio", "atr_regime", "dd_state", "dd_today_pct")
+# Rows published at most: the largest by notional. Every total covers the published rows.
+MAX_ROWS = 5_000
 
 
 def _items(doc: Any) -> list[Any]:
@@ -57,7 +64,7 @@ def normalize_row(row: Mapping[str, Any]) -> dict[str, Any] | None:
     """One normalised row, or None for rows to drop (no symbol, or |qty| below 1e-12)."""
     symbol = key_text(row, SYMBOL_KEYS)
     qty = key_number(row, QTY_KEYS)
-    if symbol is None or qty is None or abs(qty) < MIN_QTY:
+    if symbol is None or qty is None or abs(qty) < MIN_QTY or len(symbol) > MAX_LABEL_CHARS:
         return None
     stated_side = (key_text(row, SIDE_KEYS) or "").upper()
     side = SIDES.get(stated_side) or ("LONG" if qty > 0 else "SHORT")
@@ -103,8 +110,11 @@ def _drop_reason(row: Any) -> str | None:
     qty = key_number(row, QTY_KEYS)
     if qty is not None and abs(qty) < MIN_QTY:
         return None
-    if key_text(row, SYMBOL_KEYS) is None:
+    symbol = key_text(row, SYMBOL_KEYS)
+    if symbol is None:
         return "symbol unreadable" if _stated(row, SYMBOL_KEYS) else None
+    if len(symbol) > MAX_LABEL_CHARS:
+        return "symbol too long"
     if qty is None:
         return "qty unreadable" if _stated(row, QTY_KEYS) else "no qty"
     return None
@@ -115,8 +125,8 @@ def drop_note(dropped: list[tuple[str, str]], shown: int = 3) -> str | None:
     if not dropped:
         return None
     by_reason: dict[str, list[str]] = {}
-    for reason, label in dropped:
-        by_reason.setdefault(reason, []).append(label)
+    for reason, row_label in dropped:
+        by_reason.setdefault(reason, []).append(row_label)
     parts = []
     for reason, labels in by_reason.items():
         listed = ", ".join(labels[:shown]) + (
@@ -127,10 +137,29 @@ def drop_note(dropped: list[tuple[str, str]], shown: int = 3) -> str | None:
     return f"{len(dropped)} {noun} dropped: " + "; ".join(parts)
 
 
+def limit_note(rows: list[dict[str, Any]]) -> str | None:
+    """The error text for a book over MAX_ROWS rows (sorted as `normalize` sorts them): how
+    many were left out of the published rows and every total, and what they add up to."""
+    if len(rows) <= MAX_ROWS:
+        return None
+    rest = rows[MAX_ROWS:]
+    gross, _ = book_notionals(rest)
+    return (
+        f"{len(rows):,} rows, over the {MAX_ROWS:,}-row limit: the {MAX_ROWS:,} largest by "
+        f"notional are published; the other {len(rest):,} (gross notional {_usd(gross)}, "
+        f"PnL {_usd(pnl_total(rest))}) are in no total"
+    )
+
+
+def _usd(value: float | None) -> str:
+    return "unknown" if value is None else f"{fmt_money(value)} USD"
+
+
 def normalize_rows(doc: Any) -> tuple[list[dict[str, Any]], str | None]:
     """(rows as `normalize` gives them, the error text for rows dropped for a value that
-    cannot be read, or None). A row with a readable |qty| below MIN_QTY is dropped by the
-    contract and is not an error; any other dropped row is counted, never silent."""
+    cannot be read or beyond MAX_ROWS, or None). A row with a readable |qty| below MIN_QTY
+    is dropped by the contract and is not an error; any other dropped row is counted, never
+    silent."""
     rows: list[dict[str, Any]] = []
     dropped: list[tuple[str, str]] = []
     for index, raw in enumerate(_items(doc)):
@@ -141,12 +170,13 @@ def normalize_rows(doc: Any) -> tuple[list[dict[str, Any]], str | None]:
         reason = _drop_reason(raw)
         if reason is not None:
             symbol = key_text(raw, SYMBOL_KEYS) if isinstance(raw, Mapping) else None
-            label = symbol[:24] if symbol else f"row {index}"
-            dropped.append((reason, label))
+            row_label = symbol[:24] if symbol else f"row {index}"
+            dropped.append((reason, row_label))
     rows.sort(
         key=lambda r: (r["notional"] is None, -(r["notional"] or 0.0), r["symbol"], r["side"])
     )
-    return rows, drop_note(dropped)
+    notes = [note for note in (drop_note(dropped), limit_note(rows)) if note]
+    return rows[:MAX_ROWS], "; ".join(notes) or None
 
 
 def pnl_total(rows: list[dict[str, Any]]) -> float | None:
@@ -184,6 +214,8 @@ def join_risk(
         positions.append(
             {
                 **row,
+                # Copied onto every row of the symbol: the symbol map holds labels only
+                # (`parse.label`), never a long text.
                 **{field: risk.get(field) for field in RISK_FIELDS},
                 "notional_fmt": fmt_money(row["notional"]),
                 "pnl_fmt": fmt_money(row["pnl"]),

@@ -12,10 +12,11 @@ from typing import Any
 
 from kpi_publisher.parse import (
     finite,
+    first_label,
     first_number,
-    first_text,
     get,
     is_object,
+    label,
     mapping,
     number,
     per_symbol,
@@ -63,8 +64,8 @@ def dd_label(value: Any) -> str | None:
     """dd_state as a lower-case label from a bare string or {dd_state: s} / {state: S}."""
     if value is None:  # the common case per symbol: no flat dd_state
         return None
-    label = first_text(value, "dd_state", "state") if is_object(value) else text(value)
-    return label.lower() if label is not None else None
+    found = first_label(value, "dd_state", "state") if is_object(value) else label(value)
+    return found.lower() if found is not None else None
 
 
 def build_risk(risk: Any, nav_state: Any) -> dict[str, Any]:
@@ -112,7 +113,7 @@ def build_risk(risk: Any, nav_state: Any) -> dict[str, Any]:
         "atr_ratio": first_number(
             risk, "atr.median_ratio", "atr_ratio", "kpis_v7.atr.median_ratio"
         ),
-        "atr_regime": first_text(
+        "atr_regime": first_label(
             risk, "atr.atr_regime", "atr_regime", "kpis_v7.atr.atr_regime", "kpis_v7.atr_regime"
         ),
     }
@@ -131,6 +132,25 @@ def cvar_by_symbol(risk_advanced: Any) -> dict[str, float | None]:
     return {symbol: _estimate(row, "cvar_nav_pct", FRACTION) for symbol, row in rows.items()}
 
 
+def confidence_frac(var: Any) -> float | None:
+    """The VaR confidence level, a fraction 0..1 (the executor writes 0.99).
+
+    Units are decided by the key, never guessed from the magnitude (docs/CONTRACT_RULES.md,
+    rule 4): 95 is not read as 0.95 but as missing, as is any value outside 0..1.
+    """
+    value = first_number(var, "confidence")
+    return value if value is not None and 0.0 <= value <= 1.0 else None
+
+
+def var_note(risk_advanced: Any) -> str | None:
+    """The source error text for a VaR confidence that was stated but read as missing."""
+    var = get(risk_advanced, "var")
+    stated = first_number(var, "confidence")
+    if stated is None or confidence_frac(var) is not None:
+        return None
+    return f"var.confidence {stated:g} is not a fraction 0..1: read as missing"
+
+
 def build_var(risk_advanced: Any) -> dict[str, Any]:
     """VaR/CVaR fields of the `risk` block from risk_advanced.json.
 
@@ -143,6 +163,6 @@ def build_var(risk_advanced: Any) -> dict[str, Any]:
         "var_pct": _estimate(var, "portfolio_var_nav_pct", FRACTION),
         "var_usd": _estimate(var, "portfolio_var_usd", 1.0),
         "var_limit_pct": finite(_scaled(first_number(var, "max_portfolio_var_nav_pct"), FRACTION)),
-        "var_confidence": first_number(var, "confidence"),
+        "var_confidence": confidence_frac(var),
         "cvar_pct": max(cvars) if cvars else None,
     }

@@ -14,15 +14,15 @@ from typing import Any
 
 from kpi_publisher.parse import (
     finite,
-    first_text,
+    first_label,
     get,
     has_valid,
     is_object,
     key_number,
+    label,
     mapping,
     number,
     per_symbol,
-    text,
     total,
 )
 
@@ -132,8 +132,8 @@ def _aggregate(router: Any) -> tuple[dict[str, float | None], int]:
 
 
 def _label(value: Any) -> str | None:
-    label = text(value)
-    return label.lower() if label is not None else None
+    found = label(value)
+    return found.lower() if found is not None else None
 
 
 def _worst_count(router: Any) -> str | None:
@@ -295,7 +295,7 @@ def build_router(
         else:
             values = {name: None for name in FIELD_KEYS}
     quality = (
-        (_label(first_text(block, *QUALITY_KEYS)) if block is not None else None)
+        (_label(first_label(block, *QUALITY_KEYS)) if block is not None else None)
         or _label(get(risk, "kpis_v7.router_quality"))
         or parts.quality
     )

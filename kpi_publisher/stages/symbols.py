@@ -11,7 +11,7 @@ import heapq
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from kpi_publisher.parse import get, key_number, mapping, number, per_symbol, text
+from kpi_publisher.parse import get, key_number, label, mapping, number, per_symbol
 from kpi_publisher.stages.risk import dd_label
 
 SOURCE_PATHS = ("symbols", "atr.symbols", "kpis_v7.atr.symbols", "kpis_v7.symbols")
@@ -28,13 +28,13 @@ def _read_entry(entry: Mapping[str, Any]) -> tuple[Any, ...]:
     Runs for every symbol of every write, hence spelled out."""
     flat = entry.get
     atr_ratio = key_number(entry, ATR_RATIO_KEYS)
-    atr_regime = text(flat("atr_regime"))
+    atr_regime = label(flat("atr_regime"))
     if atr_ratio is None or atr_regime is None:
         vol = mapping(flat("vol"))
         if atr_ratio is None:
             atr_ratio = number(vol.get("atr_ratio"))
         if atr_regime is None:
-            atr_regime = text(vol.get("atr_regime"))
+            atr_regime = label(vol.get("atr_regime"))
     dd_state = dd_label(flat("dd_state"))
     dd_today = number(flat("dd_today_pct"))
     if dd_state is None or dd_today is None:
