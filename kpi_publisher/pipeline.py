@@ -68,7 +68,8 @@ def _position_book(
     held = run("held", _symbols_of, rows)
     risk_view = view(risk_doc, symbols.RISK_KEYS)
     symbol_map = run("symbols", symbols.build_symbols, risk_view, held, symbols_cap, cvar)
-    joined = run("joined", positions.join_risk, rows, symbol_map)
+    held_risk = run("held_risk", positions.held_risk, rows, symbol_map)
+    joined = run("joined", positions.join_risk, rows, held_risk)
     sums = run("book_sums", positions.book_sums, joined)
     return symbol_map, {
         "positions": joined,
@@ -126,8 +127,9 @@ class Incremental:
     results of other stages, the NAV and settings values. The reader hands back the very same
     object for a document, and for each top-level block of it, until its JSON changes, and a
     stage result is reused while every input is the same object (an equal int or float, a view
-    of the same blocks), so the outputs are those of `build`, byte for byte. The stages that
-    read `now` (nav, status) run every time. Reused blocks appear in successive outputs: only
+    of the same blocks), so the outputs are those of `build`, byte for byte. What reads `now`
+    runs every time: the NAV's age and freshness (`nav.nav_block`, over the reused
+    `nav.nav_values`) and the sources block. Reused blocks appear in successive outputs: only
     those rebuilt every time (nav, sources, the positions file's `source`) may be changed in
     place afterwards.
     """
@@ -156,9 +158,10 @@ class Incremental:
 
 
 def _same(before: Any, now: Any) -> bool:
-    """The same object, the same int (settings values such as the symbols cap) or float (the
-    NAV, computed anew each pass; 0.0 and -0.0 differ, NaN is never the same), or views of
-    the same entries."""
+    """The same object, the same int (settings values such as the symbols cap), float (the
+    NAV, computed anew each pass; 0.0 and -0.0 differ, NaN is never the same) or string,
+    tuples of such values item by item (a projection such as `positions.held_risk`, equal
+    while what it keeps stands), or views of the same entries."""
     if before is now:
         return True
     kind = type(before)
@@ -168,6 +171,10 @@ def _same(before: Any, now: Any) -> bool:
         return bool(before == now)
     if kind is float:
         return bool(before == now) and math.copysign(1.0, before) == math.copysign(1.0, now)
+    if kind is str:
+        return bool(before == now)
+    if kind is tuple:  # a stage's result of plain values (positions.held_risk)
+        return len(before) == len(now) and all(map(_same, before, now))
     return (
         kind is View
         and before.keys() == now.keys()
@@ -183,14 +190,16 @@ def _compose(
     cap = settings.symbols_cap
     rate = run("fx", fx.resolve_usd_zar, nav_state, nav_doc, data.get("fx"))
     rows, dropped_rows = run("rows", positions.normalize_rows, data.get("positions"))
-    nav_block = nav.build_nav(
+    nav_values = run(
+        "nav", nav.nav_values, nav_state, nav_doc, rate["usd_zar"],
+        view(risk_doc, nav.RISK_KEYS), run("rows_pnl", positions.pnl_total, rows),
+    )  # fmt: skip
+    nav_block = nav.nav_block(
+        nav_values,
         nav_state,
         nav_doc,
-        usd_zar=rate["usd_zar"],
         now=now,
         nav_fresh_s=settings.nav_fresh_s,
-        risk=risk_doc,
-        positions_pnl_usd=run("rows_pnl", positions.pnl_total, rows),
         min_age_s={name: read.min_age_s for name, read in sources.items()},
     )
     gross, net = run("rows_notionals", positions.book_notionals, rows)

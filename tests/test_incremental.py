@@ -25,7 +25,7 @@ from kpi_publisher import pipeline
 from kpi_publisher.config import Settings, resolve
 from kpi_publisher.render import render
 from kpi_publisher.sources import SourceReader
-from kpi_publisher.stages import fees, risk, router, symbols
+from kpi_publisher.stages import fees, nav, risk, router, symbols
 
 NOW = 1_767_000_000.0
 BOOK = documents(REALISTIC, NOW)
@@ -224,6 +224,44 @@ def test_a_new_risk_snapshot_does_not_read_router_health_again(
     assert len(read) == 2 and read[-1] is not read[0]
 
 
+def _restamp_entries(root: Path, stamp: float, atr: float | None = None) -> list[Path]:
+    """Write the risk snapshot again as the executor does, every per-symbol entry restamped
+    (and, with `atr`, BTCUSDT's ATR ratio changed)."""
+    path = root / FILES["risk"]
+    doc = orjson.loads(path.read_bytes())
+    for entry in doc["symbols"]:
+        entry["updated_ts"] = stamp
+        if atr is not None and entry["symbol"] == "BTCUSDT":
+            entry["vol"]["atr_ratio"] = atr
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(orjson.dumps(doc))
+    os.replace(tmp, path)
+    return [path]
+
+
+def test_a_restamped_snapshot_keeps_the_joined_positions_until_a_held_value_moves(
+    tmp_path: Path,
+) -> None:
+    """Each write of the executor restamps every per-symbol entry: the symbol map is built
+    again, but the positions joined with it are kept while their risk values stand, and are
+    joined again as soon as one of them moves."""
+    _lay_out(tmp_path)
+    s = _settings(tmp_path)
+    reader, incremental = SourceReader(s), pipeline.Incremental()
+    before = incremental(reader.refresh().sources, NOW, s)
+    events = _restamp_entries(tmp_path, NOW + 1)
+    after = incremental(reader.refresh(events).sources, NOW, s)
+    assert after.kpis["symbols"] is not before.kpis["symbols"]
+    assert after.kpis["symbols"] == before.kpis["symbols"]
+    assert after.positions["positions"] is before.positions["positions"]
+    events = _restamp_entries(tmp_path, NOW + 2, atr=3.25)
+    moved = incremental(reader.refresh(events).sources, NOW, s)
+    (btc,) = [p for p in moved.positions["positions"] if p["symbol"] == "BTCUSDT"]
+    assert btc["atr_ratio"] == 3.25
+    expected = pipeline.build(SourceReader(s, share=False).refresh().sources, NOW, s)
+    assert render(moved.positions) == render(expected.positions)
+
+
 def test_blocks_equal_by_eq_but_not_by_bytes_are_not_shared(tmp_path: Path) -> None:
     """1, 1.0 and True (and 0.0 and -0.0) compare equal but read differently: a new snapshot
     that swaps one for another in any block publishes what a full build publishes."""
@@ -285,8 +323,9 @@ def _risk_snapshots() -> list[dict[str, Any]]:
         (lambda r: router.build_router(r, None, ["BTCUSDT"], 8), router.RISK_KEYS),
         (fees.build_fees, fees.RISK_KEYS),
         (lambda r: symbols.build_symbols(r, ["BTCUSDT"], 8), symbols.RISK_KEYS),
+        (lambda r: nav.nav_values({"nav_usd": 1.0}, None, None, r), nav.RISK_KEYS),
     ],
-    ids=["risk", "router", "fees", "symbols"],
+    ids=["risk", "router", "fees", "symbols", "nav"],
 )
 def test_each_stage_reads_only_the_risk_keys_it_names(stage: Any, keys: tuple[str, ...]) -> None:
     """The pipeline hands a stage only the top-level keys of the risk snapshot its module names

@@ -204,19 +204,35 @@ def book_notionals(rows: list[dict[str, Any]]) -> tuple[float | None, float | No
     return gross, net
 
 
-def join_risk(
+def held_risk(
     rows: list[dict[str, Any]], symbols: Mapping[str, Mapping[str, Any]]
+) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """Each held symbol (in row order) with its RISK_FIELDS values from the symbol map: all
+    that `join_risk` reads of it. Every write of the executor rebuilds the symbol map (it
+    restamps every entry); this is equal while the rows' own risk values stand, so the joined
+    rows are kept."""
+    out = []
+    for symbol in dict.fromkeys(row["symbol"] for row in rows):
+        risk = mapping(symbols.get(symbol))
+        out.append((symbol, tuple([risk.get(field) for field in RISK_FIELDS])))
+    return tuple(out)
+
+
+def join_risk(
+    rows: list[dict[str, Any]], risk: tuple[tuple[str, tuple[Any, ...]], ...]
 ) -> list[dict[str, Any]]:
-    """The rows joined with their symbol's risk fields, money formatted."""
+    """The rows joined with their symbol's risk fields (`held_risk` of the symbol map), money
+    formatted."""
+    by_symbol = dict(risk)
     positions = []
     for row in rows:
-        risk = mapping(symbols.get(row["symbol"]))
+        fields = dict(zip(RISK_FIELDS, by_symbol[row["symbol"]], strict=True))
         positions.append(
             {
                 **row,
                 # Copied onto every row of the symbol: the symbol map holds labels only
                 # (`parse.label`), never a long text.
-                **{field: risk.get(field) for field in RISK_FIELDS},
+                **fields,
                 "notional_fmt": fmt_money(row["notional"]),
                 "pnl_fmt": fmt_money(row["pnl"]),
             }
@@ -257,5 +273,5 @@ def build_positions(
     nav_usd: float | None = None,
 ) -> dict[str, Any]:
     """{positions, totals}: rows joined with per-symbol risk and formatted, plus book totals."""
-    positions = join_risk(rows, symbols)
+    positions = join_risk(rows, held_risk(rows, symbols))
     return {"positions": positions, "totals": book_totals(positions, book_sums(positions), nav_usd)}
