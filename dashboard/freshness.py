@@ -118,7 +118,8 @@ def schema_badge(read: Published) -> Badge | None:
 def source_badges(kpis: Mapping[str, Any] | None) -> list[Badge]:
     """One badge per input source that is not plainly ok.
 
-    A source the publisher marked stale, invalid or missing; a source of the contract's list
+    A source the publisher marked stale, invalid or missing; one marked ok with an `error` text
+    (a warning: something was left out of it, the text says what); a source of the contract's list
     that is not reported; an entry that is not an object or whose status is not one of the
     contract's. No `sources` object at all, or an empty one, is one badge of its own.
     """
@@ -154,7 +155,14 @@ def source_badges(kpis: Mapping[str, Any] | None) -> list[Badge]:
             detail = f"status {_quote(raw_status)} is not ok, stale, invalid or missing"
             badges.append(Badge(f"{name} status unknown", "error", detail))
             continue
-        if status == OK or expected_absent(name, status):
+        if status == OK:
+            # Read, but with something left out on the way (rows that could not be read, a
+            # value out of its range, a book over the row limit): said, not alarmed.
+            note = parse.text(entry.get("error"))
+            if note is not None:
+                badges.append(Badge(f"{name} note", "warning", _cut(note)))
+            continue
+        if expected_absent(name, status):
             continue  # an older executor era never writes it: not an alarm
         detail_parts = []
         age_s = parse.number(entry.get("age_s"))

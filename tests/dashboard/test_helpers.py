@@ -123,6 +123,18 @@ def test_source_badges_carry_age_and_error() -> None:
     ]
 
 
+def test_a_source_read_with_something_left_out_shows_a_warning_saying_what() -> None:
+    """An ok source with an error text (position rows that could not be read, a book over the
+    row limit, a VaR confidence out of range) is a warning badge with that text, not silence
+    and not an alarm."""
+    kpis = published.load("full", "kpis_v7.json")
+    assert freshness.source_badges(kpis) == []
+    note = "2 rows dropped: qty unreadable (ETHUSDT, SOLUSDT)"
+    kpis["sources"]["positions"] = {"status": "ok", "age_s": 3.0, "error": note}
+    found = freshness.source_badges(kpis)
+    assert [(b.label, b.level, b.detail) for b in found] == [("positions note", "warning", note)]
+
+
 def test_build_aum_slices_returns_the_published_slices() -> None:
     doc = published.load("full", "kpis_v7.json")
     assert aum_slices.build_aum_slices(doc) == [
