@@ -200,10 +200,13 @@ class HistoryRecorder:
             try:
                 first = self._pending.get(timeout=REFRESH_S)
             except queue.Empty:
-                if self._unwritten:  # the last write failed (a full disk): try again
-                    self._rebuild()
-                else:
-                    self._refresh_performance()
+                try:
+                    if self._unwritten:  # the last write failed (a full disk): try again
+                        self._rebuild()
+                    else:
+                        self._refresh_performance()
+                except Exception as exc:  # every path of this thread is guarded: it never ends
+                    log.exception("history_failed", reason=f"{type(exc).__name__}: {exc}")
                 continue
             wait_s = self._next_rebuild - time.monotonic()
             if wait_s > 0 and isinstance(first, Point):
@@ -290,7 +293,12 @@ class HistoryRecorder:
 
     def _refresh_performance(self) -> None:
         now = self._clock()
-        self.performance = performance_of_columns(self._series.times, self._series.navs, now)
+        try:
+            self.performance = performance_of_columns(self._series.times, self._series.navs, now)
+        except Exception:
+            # No block rather than one frozen at an old `as_of` that publishes go on showing.
+            self.performance = None
+            raise
         if self.on_update is not None:
             try:
                 self.on_update()

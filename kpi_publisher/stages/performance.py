@@ -33,11 +33,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from kpi_publisher.contract import CLOCK_SKEW_S
+from kpi_publisher.parse import finite
 
 DAY_S = 86_400.0
 HOUR_S = 3_600.0
 MAX_SKEW_S = CLOCK_SKEW_S  # the back-fill stores nothing further ahead either
 MIN_DAILY_RETURNS = 14
+# The reason for a figure the NAV series holds but no float can (a NAV of 1e308, or 1e-300
+# beside thousands, at a window's start or a midnight).
+OUT_OF_RANGE = "NAV values out of range"
 YEAR_DAYS = 365
 
 # name -> (length s or None for "since the first point", largest gap allowed s or None)
@@ -123,13 +127,14 @@ def _window(
         return _empty(f"gap of {span_text(gap)} (limit {span_text(gap_limit)})")
     first = navs[anchor]
     pnl = navs[-1] - first
+    pnl_pct = finite(pnl / first * 100.0)
     return {
         "pnl_usd": pnl,
-        "pnl_pct": pnl / first * 100.0,
+        "pnl_pct": pnl_pct,
         "max_drawdown_pct": max_drawdown_pct(navs, anchor),
         "start_t": times[anchor],
         "start_nav_usd": first,
-        "reason": None,
+        "reason": None if pnl_pct is not None else OUT_OF_RANGE,
     }
 
 
@@ -163,15 +168,25 @@ def _ratios(times: Sequence[float], navs: Sequence[float], length: float) -> dic
     if len(returns) < MIN_DAILY_RETURNS:
         out["reason"] = f"needs {MIN_DAILY_RETURNS} daily returns, have {len(returns)}"
         return out
-    mean = math.fsum(returns) / len(returns)
-    var = math.fsum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
-    sd = math.sqrt(var)
-    downside = math.sqrt(math.fsum(min(r, 0.0) ** 2 for r in returns) / len(returns))
+    try:
+        mean = math.fsum(returns) / len(returns)
+        deviations = [(r - mean) * (r - mean) for r in returns]
+        sd = math.sqrt(math.fsum(deviations) / (len(returns) - 1))
+        downside = math.sqrt(math.fsum(min(r, 0.0) * min(r, 0.0) for r in returns) / len(returns))
+    except (OverflowError, ValueError):  # fsum of returns past the float range
+        mean = sd = downside = math.inf
     scale = math.sqrt(YEAR_DAYS)
+    if not all(map(math.isfinite, (sd, downside, sd * scale * 100.0, mean))):
+        # A NAV glitch (1e308, or 1e-300 beside thousands) at a midnight: a return past any
+        # float statistic. Missing, said, and never an exception in the history's thread.
+        out["reason"] = OUT_OF_RANGE
+        return out
     out["volatility_pct"] = sd * scale * 100.0
-    out["sharpe"] = mean / sd * scale if sd > 0 else None
-    out["sortino"] = mean / downside * scale if downside > 0 else None
-    if sd == 0:
+    out["sharpe"] = finite(mean / sd * scale) if sd > 0 else None
+    out["sortino"] = finite(mean / downside * scale) if downside > 0 else None
+    if (sd > 0 and out["sharpe"] is None) or (downside > 0 and out["sortino"] is None):
+        out["reason"] = OUT_OF_RANGE
+    elif sd == 0:
         out["reason"] = "returns do not vary"
     elif downside == 0:
         out["reason"] = "no losing day"

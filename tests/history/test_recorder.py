@@ -308,3 +308,35 @@ def test_a_burst_of_nav_points_is_coalesced_into_few_rebuilds_and_publishes(tmp_
     finally:
         recorder.stop()
     assert HistoryStore(tmp_path / "h.sqlite").count() == 100
+
+
+def test_a_failing_idle_refresh_never_ends_the_history_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The block is recomputed every REFRESH_S while no NAV comes; a failure there (before, an
+    OverflowError from one glitched NAV) ended the thread and left the last block published
+    as current for ever. Now it is logged, the stale block is dropped, and the next NAV is
+    recorded and published."""
+    from kpi_publisher.history import recorder as module
+
+    monkeypatch.setattr(module, "REFRESH_S", 0.05)
+    recorder = HistoryRecorder(HistoryStore(tmp_path / "h.sqlite"), tmp_path, None, fsync=False)
+    recorder.start()
+    try:
+        recorder.observe(published(T0, 1000.0))
+        assert recorder.wait_idle(10) and recorder.performance is not None
+        real_block = vars(module)["performance_of_columns"]
+
+        def broken(*_args: object) -> dict:
+            raise OverflowError("(34, 'Numerical result out of range')")
+
+        monkeypatch.setattr(module, "performance_of_columns", broken)
+        _wait(lambda: recorder.performance is None)
+        time.sleep(0.2)  # a few idle refreshes fail
+        assert recorder._thread is not None and recorder._thread.is_alive()
+        monkeypatch.setattr(module, "performance_of_columns", real_block)
+        recorder.observe(published(T0 + 60, 1010.0))
+        _wait(lambda: (recorder.performance or {}).get("history", {}).get("points") == 2)
+    finally:
+        recorder.stop()
+    assert HistoryStore(tmp_path / "h.sqlite").count() == 2

@@ -4,7 +4,13 @@ import math
 
 import pytest
 
-from kpi_publisher.stages.performance import DAY_S, HOUR_S, build_performance, span_text
+from kpi_publisher.stages.performance import (
+    DAY_S,
+    HOUR_S,
+    OUT_OF_RANGE,
+    build_performance,
+    span_text,
+)
 
 T0 = 1_760_000_000.0 - (1_760_000_000.0 % DAY_S)  # a UTC midnight
 
@@ -124,3 +130,30 @@ def test_empty_history():
 
 def test_span_text():
     assert [span_text(s) for s in (2400, 5 * HOUR_S, 2.3 * DAY_S)] == ["40 min", "5.0 h", "2.3 d"]
+
+
+@pytest.mark.parametrize("glitch", [1e308, 1e-300, 5e-324], ids=["1e308", "1e-300", "5e-324"])
+def test_a_nav_glitch_at_a_midnight_is_out_of_range_never_an_exception(glitch):
+    """One NAV of 1e308 (or 1e-300 beside thousands) at a UTC midnight makes a daily return past
+    any float statistic (the square of it raised OverflowError and ended the history's
+    thread): every figure it touches is null with the reason, the others stand."""
+    points = hourly(40)
+    midnight = T0 + 20 * DAY_S
+    points = [(t, glitch if t == midnight else nav) for t, nav in points]
+    out = build_performance(points, now=points[-1][0])
+    for name, ratios in out["ratios"].items():
+        assert ratios["volatility_pct"] is None and ratios["sharpe"] is None, name
+        assert ratios["sortino"] is None and ratios["reason"] == OUT_OF_RANGE, name
+    assert out["windows"]["24h"]["pnl_pct"] == pytest.approx(24.0 / (1000.0 + 40 * 24 - 24) * 100)
+    numbers = [v for w in out["windows"].values() for v in w.values() if isinstance(v, float)]
+    assert all(math.isfinite(v) for v in numbers)
+
+
+def test_a_window_starting_at_a_tiny_nav_has_no_percent_and_says_why():
+    """PnL over a window that starts at a NAV of 5e-324 is a number; in percent it is past the
+    float range: null, with the reason."""
+    points = hourly(3)
+    points[0] = (points[0][0], 5e-324)
+    window = build_performance(points, now=points[-1][0])["windows"]["all"]
+    assert window["pnl_usd"] == pytest.approx(1000.0 + 72)
+    assert window["pnl_pct"] is None and window["reason"] == OUT_OF_RANGE
