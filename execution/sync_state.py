@@ -29,7 +29,7 @@ from typing import Any
 
 from execution.state_publish import write_state_json
 from kpi_publisher.contract import DEFAULT_SYMBOLS_CAP
-from kpi_publisher.parse import age_s, first_number, get, mapping, number, parse_ts
+from kpi_publisher.parse import age_s, finite, first_number, get, mapping, number, parse_ts
 from kpi_publisher.pipeline import position_book
 from kpi_publisher.stages import aum as aum_stage
 from kpi_publisher.stages import positions as positions_stage
@@ -139,9 +139,12 @@ def build_positions_state(
 # --- nav_state --------------------------------------------------------------------------------
 
 
-def _nav_points(nav_log: Iterable[Any]) -> list[tuple[float | None, float, float | None]]:
-    """(t epoch s | None, nav USD, unrealized USD | None) of the usable points (nav > 0)."""
-    out = []
+def _nav_points(nav_log: Iterable[Any] | None) -> list[tuple[float | None, float, float | None]]:
+    """(t epoch s | None, nav USD, unrealized USD | None) of the usable points (nav > 0). A
+    log that is not a list of points (None, an object, a string) has none."""
+    out: list[tuple[float | None, float, float | None]] = []
+    if nav_log is None or isinstance(nav_log, (str, bytes, Mapping)):
+        return out
     for point in nav_log:
         nav = first_number(point, "nav", "nav_usd", "total_equity", "equity")
         if nav is None or nav <= 0:
@@ -151,7 +154,7 @@ def _nav_points(nav_log: Iterable[Any]) -> list[tuple[float | None, float, float
 
 
 def build_nav_state(
-    nav_log: Iterable[Any],
+    nav_log: Iterable[Any] | None,
     *,
     now: float,
     peak_usd: float | None = None,
@@ -172,6 +175,9 @@ def build_nav_state(
     if not points:
         return None
     nav_ts, nav, unrealized = points[-1]
+    # Read as every input is: a string, a bool or NaN is no realised PnL (never a TypeError).
+    realized = number(realized_pnl_today)
+    keep = series_max if type(series_max) is int and series_max > 0 else 0
     tracker_peak = number(peak_usd)
     peak = max(nav, tracker_peak if tracker_peak is not None else max(p[1] for p in points))
     dd_abs = peak - nav
@@ -181,8 +187,8 @@ def build_nav_state(
     net = number(pos.get("net_exposure"))
     largest = number(pos.get("largest_position_value"))
     futures_pnl = None
-    if realized_pnl_today is not None and unrealized is not None:
-        futures_pnl = realized_pnl_today + unrealized
+    if realized is not None and unrealized is not None:
+        futures_pnl = finite(realized + unrealized)
     series = [
         {
             "nav": p_nav,
@@ -191,7 +197,7 @@ def build_nav_state(
             "equity": p_nav,
             "total_equity": p_nav,
         }
-        for t, p_nav, u in points[-series_max:]
+        for t, p_nav, u in (points[-keep:] if keep else [])
     ]
     return {
         "series": series,
@@ -199,8 +205,8 @@ def build_nav_state(
         "total_equity": nav,
         "peak_equity": peak,
         "unrealized_pnl": unrealized,
-        "realized_pnl": realized_pnl_today,
-        "realized_pnl_today": realized_pnl_today,
+        "realized_pnl": realized,
+        "realized_pnl_today": realized,
         "drawdown": dd_pct,
         "drawdown_pct": dd_pct,
         "drawdown_abs": dd_abs,

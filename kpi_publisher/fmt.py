@@ -39,7 +39,7 @@ def fmt_pct(value: Any, decimals: int = 2) -> str:
 def fmt_ratio_pct(value: Any, decimals: int = 1) -> str:
     """A fraction 0..1 shown as a percent: 0.425 -> "42.5%"."""
     x = number(value)
-    return MISSING if x is None else fmt_number(x * 100.0, decimals) + "%"
+    return fmt_pct(x * 100.0, decimals) if x is not None else MISSING
 
 
 def fmt_bps(value: Any, decimals: int = 2) -> str:

@@ -15,6 +15,7 @@ counters.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Iterable, Mapping
@@ -160,7 +161,8 @@ FAMILY_NAMES: tuple[str, ...] = tuple(PREFIX + name for name in CATALOGUE)
 
 
 class _Samples:
-    """Samples per family; a repeated label set (duplicate input rows) is summed, never doubled."""
+    """Samples per family; a repeated label set (duplicate input rows) is summed, never doubled
+    (a sum past the float range is left out when the families are built)."""
 
     def __init__(self, base: Labels) -> None:
         self.base = base
@@ -330,9 +332,10 @@ def families(
         _health(s, health)
     out: list[Family] = []
     for name, (kind, _, help_text) in CATALOGUE.items():
-        bucket = s.by_family[name]
-        if bucket:
-            samples = tuple(sorted(bucket.items()))
+        # A sum of duplicate rows past the float range is missing, as every overflow is: no
+        # sample (never `inf`).
+        samples = tuple(sorted((k, v) for k, v in s.by_family[name].items() if math.isfinite(v)))
+        if samples:
             out.append(Family(PREFIX + name, kind, help_text, samples))
     return tuple(out)
 

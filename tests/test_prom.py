@@ -362,6 +362,19 @@ def test_duplicate_rows_sum_into_one_series():
     assert value(parsed, "hedge_kpi_aum_slice_usd", asset="BTC") == 12.5
 
 
+def test_duplicate_rows_whose_sum_overflows_give_no_sample():
+    """Two rows of 1e308 for one (symbol, side): their sum is past the float range, missing as
+    every overflow is (the totals are null), so no sample, never `inf`."""
+    row = {"symbol": "BIGUSDT", "side": "LONG", "qty": 1e154, "notional": 1e308, "pnl": 1.0}
+    text = render_prom(
+        Outputs({}, {"positions": [row, row]}), host="a", account="b", health=None
+    ).decode()
+    assert "inf" not in text.lower()
+    parsed = series(text)
+    assert not [s for s in parsed if s[0] == "hedge_kpi_position_notional_usd"]
+    assert value(parsed, "hedge_kpi_position_pnl_usd", symbol="BIGUSDT", side="LONG") == 2.0
+
+
 @pytest.mark.parametrize(
     "label",
     ['desk "a"', "back\\slash", "new\nline", "ünïcode-host", 'all \\ " \n three'],

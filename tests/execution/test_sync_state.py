@@ -290,3 +290,26 @@ def test_hedge_mode_empty_rows_are_dropped_and_missing_prices_stay_null():
     )
     assert (row["notional_fmt"], row["pnl_fmt"]) == ("–", "–")
     assert doc["gross_exposure"] == 0.0
+
+
+@pytest.mark.parametrize("realized", ["12.5", True, math.nan, math.inf, [1.0]])
+def test_a_realised_pnl_that_is_not_a_number_reads_as_missing_never_raises(realized):
+    """The executor's realised PnL is read as every input is: a numeric string is a number, a
+    bool, NaN, infinity or a list is missing (a string raised TypeError, a bool was written as
+    `true`, NaN was written as NaN)."""
+    doc = nav_state(realized_pnl_today=realized)
+    expected = 12.5 if realized == "12.5" else None
+    assert doc["realized_pnl_today"] == expected and doc["realized_pnl"] == expected
+    sources.decode(json.dumps(doc, allow_nan=False).encode())
+
+
+@pytest.mark.parametrize(("series_max", "kept"), [(3, 3), (1, 1), (0, 0), (-1, 0), (True, 0)])
+def test_series_max_keeps_at_most_that_many_points(series_max, kept):
+    """0 kept every point and -1 dropped only the first; now a count below 1 keeps none."""
+    assert len(nav_state(series_max=series_max)["series"]) == kept
+
+
+@pytest.mark.parametrize("nav_log", [None, {}, "nav", b"nav"])
+def test_a_nav_log_that_is_not_a_list_of_points_writes_nothing(nav_log):
+    """None raised TypeError; an object, a string or bytes already gave nothing."""
+    assert sync_state.build_nav_state(nav_log, now=LAST["t"]) is None

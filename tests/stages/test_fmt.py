@@ -34,6 +34,7 @@ def test_percent_ratio_bps_and_age():
     assert fmt_pct(None) == MISSING
     assert fmt_ratio_pct(0.425) == "42.5%"
     assert fmt_ratio_pct(0.0) == "0.0%"
+    assert fmt_ratio_pct(1e307) == MISSING  # x 100 is past the float range: the dash alone
     assert fmt_bps(1.5) == "1.50 bps"
     assert fmt_age(42.9) == "42s"
     assert fmt_age(185) == "3m 05s"
