@@ -47,8 +47,8 @@ from kpi_publisher.daemon.outdir import (
 from kpi_publisher.daemon.reload import apply_reload, input_paths
 from kpi_publisher.daemon.survival import (
     CrashLog,
+    FailureStreak,
     Liveness,
-    PublishStreak,
     crash_backoff_s,
     default_crash_file,
     stuck_limit_s,
@@ -158,7 +158,7 @@ class Daemon:
         self._exit_fn = exit_fn
         self._progress = monotonic()
         self._metrics = Metrics()
-        self._streak = PublishStreak()
+        self._streak = FailureStreak("publish")
         self._own = OwnOutputs(monotonic)
         # The real watcher drops events of our own renames before they open a debounce window
         # (a scripted batch source in tests need not know about outputs).

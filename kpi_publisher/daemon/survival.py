@@ -4,8 +4,9 @@
   loop under supervisord slows down (1, 2, 4 ... 30 s before each exit).
 - `Liveness`: a thread that exits the process with 70 when the loop stops making progress
   (a read or fsync hung on a dying disk), not when the whole process was frozen.
-- `PublishStreak`: one `publish_failed` line per failure streak, a reminder every minute and
-  `publish_recovered` at its end (the retry schedule itself is planned in `plan`).
+- `FailureStreak`: one `publish_failed` (or `prom_failed`) line per failure streak, a reminder
+  every minute and `publish_recovered` at its end (the retry schedule itself is planned in
+  `plan`).
 """
 
 from __future__ import annotations
@@ -213,31 +214,43 @@ class Liveness:
         self._stop.set()
 
 
-class PublishStreak:
-    """The log lines of a publish failure streak; the counting and retrying is the plan's."""
+class FailureStreak:
+    """The log lines of a failure streak of one kind ("publish", "prom"): one `<kind>_failed`
+    line when it starts, `<kind>_still_failing` (failures, failing_s) every
+    PUBLISH_REMINDER_S, `<kind>_recovered` (failures, failing_s) on the first success after
+    it. A write that fails on every publish, heartbeats included, is one line, not 720 an
+    hour. The counting is the caller's (the plan's for publishes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str) -> None:
+        self._kind = kind
         self._since = 0.0
         self._next_reminder = 0.0
 
     def failed(
         self, failures_before: int, file: str, reason: str, now: float, *, trace: bool = False
     ) -> None:
-        """One publish_failed line per failure streak, then a reminder every minute."""
+        """One `<kind>_failed` line per failure streak, then a reminder every minute."""
         if failures_before == 0:
             self._since = now
             self._next_reminder = now + PUBLISH_REMINDER_S
-            (log.exception if trace else log.error)("publish_failed", file=file, reason=reason)
+            (log.exception if trace else log.error)(
+                f"{self._kind}_failed", file=file, reason=reason
+            )
         elif now >= self._next_reminder:
             self._next_reminder = now + PUBLISH_REMINDER_S
             log.error(
-                "publish_still_failing",
+                f"{self._kind}_still_failing",
                 file=file,
                 reason=reason,
                 failures=failures_before + 1,
-                failing_s=round(now - self._since, 1),
+                failing_s=round(max(0.0, now - self._since), 1),
             )
 
     def recovered(self, failures: int, now: float) -> None:
+        """The streak of `failures` is over."""
         if failures:
-            log.info("publish_recovered", failures=failures, failing_s=round(now - self._since, 1))
+            log.info(
+                f"{self._kind}_recovered",
+                failures=failures,
+                failing_s=round(max(0.0, now - self._since), 1),
+            )
