@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import orjson
 
+from kpi_publisher.daemon.survival import RUNTIME_DIR_ENV
 from kpi_publisher.fs import STRICT
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -75,8 +76,10 @@ class Proc:
         with contextlib.suppress(FileNotFoundError):
             self.out_file.unlink()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        # The daemon's crash log and NAV history stay in the run's work dir, never the user's.
+        env = {**clean_env(), RUNTIME_DIR_ENV: str(self.log_path.parent / "runtime")}
         self.popen = subprocess.Popen(
-            self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=clean_env(), cwd=REPO
+            self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO
         )
         return self
 

@@ -3,7 +3,8 @@
 Each child runs in its own process group, so Ctrl-C reaches only this supervisor, which then
 stops all three in order (SIGTERM, a grace period, SIGKILL) and exits 0. The dashboard URL is
 printed on its own line on stdout once the server answers; children's output goes to
-ROOT/logs/demo/<name>.log. A temp root (the default) is removed afterwards.
+ROOT/logs/demo/<name>.log, the publisher's crash log and NAV history in ROOT/runtime. A temp
+root (the default) is removed afterwards, with all of them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from kpi_publisher.contract import KPIS_FILE, ExitCode
+from kpi_publisher.daemon.survival import RUNTIME_DIR_ENV
 from kpi_publisher.executor_root import ExecutorRoot
 
 STOP_GRACE_S = 10.0  # SIGTERM -> SIGKILL
@@ -94,11 +96,21 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-def start(name: str, argv: Sequence[str], log_dir: Path) -> subprocess.Popen[bytes]:
+def child_env(layout: DemoRoot) -> dict[str, str]:
+    """The children's environment: this one, with the publisher's private runtime dir (its
+    crash log and NAV history) inside the demo's root, so a temp root takes them along when it
+    is removed and a kept root finds its history again."""
+    return {**os.environ, RUNTIME_DIR_ENV: str(layout.root / "runtime")}
+
+
+def start(
+    name: str, argv: Sequence[str], log_dir: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start one child in its own session (process group), output to log_dir/<name>.log."""
     with (log_dir / f"{name}.log").open("ab") as log:
         return subprocess.Popen(
             list(argv),
+            env=None if env is None else dict(env),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -178,7 +190,7 @@ def supervise(
     code = ExitCode.OK
     try:
         for name in CHILD_ORDER:
-            children[name] = start(name, argvs[name], layout.log_dir)
+            children[name] = start(name, argvs[name], layout.log_dir, child_env(layout))
             _say(err, f"demo: started {name} (pid {children[name].pid})")
         code = _wait_until_up(layout, children, base_url, stop, out, err, healthy)
         while code == ExitCode.OK and not stop.wait(0.2):

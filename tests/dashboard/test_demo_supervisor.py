@@ -76,6 +76,29 @@ def test_commands_bind_loopback_and_publish_into_the_state_dir(tmp_path: Path) -
     assert dashboard[dashboard.index("--") + 1 :] == ["--out-dir", state]
 
 
+def test_the_publishers_runtime_dir_lies_in_the_demo_root(
+    layout: demo_supervisor.DemoRoot, tmp_path: Path
+) -> None:
+    """The crash log and the NAV history (the private runtime dir) live in the demo's root, so
+    the temp root takes them along when it is removed; before, every run left a history file
+    in the user's home that nothing would read again."""
+    marker = tmp_path / "runtime"
+    code = f"import os; open({str(marker)!r}, 'w').write(os.environ.get('KPI_RUNTIME_DIR', ''))"
+    argvs = {name: sleeper(tmp_path / name) for name in demo_supervisor.CHILD_ORDER}
+    argvs["publisher"] = [sys.executable, "-c", code + "; import time; time.sleep(120)"]
+    stop = threading.Event()
+    runner = threading.Thread(target=run_supervise, args=(layout, argvs, stop))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        runner.join(20)
+    assert Path(marker.read_text()) == layout.root / "runtime"
+
+
 def test_url_is_printed_alone_then_every_child_stops(
     layout: demo_supervisor.DemoRoot, tmp_path: Path
 ) -> None:
