@@ -185,6 +185,34 @@ def _open_beneath(path: Path, root: Path) -> int:
         os.close(dir_fd)
 
 
+CHANGED_WHILE_READ = "file changed while being read (in-place write in progress)"
+
+
+def open_regular(
+    path: Path, *, max_bytes: int, root: Path | None = None
+) -> tuple[int, os.stat_result]:
+    """(an open read-only descriptor, its fstat) of a regular file of at most `max_bytes`,
+    before a byte is read; the caller closes it. FileNotFoundError when the file is absent,
+    ReadError when it cannot be opened, is not a regular file (a FIFO never blocks the open, a
+    terminal never becomes ours), leaves `root`, or is over the cap (see `read_bytes`)."""
+    try:
+        fd = _open_beneath(path, root) if root is not None else os.open(path, _READ_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise
+        raise ReadError(f"cannot open: {exc.strerror}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ReadError("not a regular file")
+        if info.st_size > max_bytes:
+            raise ReadError(f"file is {info.st_size} bytes, over the {max_bytes}-byte cap")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
+
+
 def read_bytes(path: Path, *, max_bytes: int, root: Path | None = None) -> tuple[bytes, FileStamp]:
     """Read a whole regular file safely.
 
@@ -195,18 +223,8 @@ def read_bytes(path: Path, *, max_bytes: int, root: Path | None = None) -> tuple
     (checked on the opened descriptor, so re-pointing a link while we open it cannot escape).
     Without `root`, symlinks are followed.
     """
+    fd, before = open_regular(path, max_bytes=max_bytes, root=root)
     try:
-        fd = _open_beneath(path, root) if root is not None else os.open(path, _READ_FLAGS)
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            raise
-        raise ReadError(f"cannot open: {exc.strerror}") from exc
-    try:
-        before = os.fstat(fd)
-        if not stat.S_ISREG(before.st_mode):
-            raise ReadError("not a regular file")
-        if before.st_size > max_bytes:
-            raise ReadError(f"file is {before.st_size} bytes, over the {max_bytes}-byte cap")
         chunks: list[bytes] = []
         total = 0
         while True:
@@ -225,7 +243,7 @@ def read_bytes(path: Path, *, max_bytes: int, root: Path | None = None) -> tuple
         os.close(fd)
     data = b"".join(chunks)
     if FileStamp.of(before) != FileStamp.of(after) or len(data) != after.st_size:
-        raise ReadError("file changed while being read (in-place write in progress)")
+        raise ReadError(CHANGED_WHILE_READ)
     return data, FileStamp.of(after)
 
 

@@ -6,14 +6,23 @@ per line. They are imported at start-up, again only when a file's size or modifi
 changed, and a file that appears later is imported when it is first seen; points already held
 are ignored (the store is keyed by timestamp), so importing twice adds nothing.
 
-Reading is defensive (`fs.read_bytes`): a FIFO, a device (a symlink to /dev/zero) or a file
-over `MAX_BYTES` is refused without blocking or reading it, logged `history_backfill_skipped`.
-Decoding is the project's tolerant one (`sources.decode_doc`): NaN/Infinity tokens and lone
-surrogates read as null, so only those values are missing. A bad line of nav.jsonl is skipped
-and counted; nav_log.json that is not JSON (or not UTF-8), or nav.jsonl without one JSON line,
-is logged `history_backfill_failed`. A file refused or failed is recorded as such (never as
-imported): it is read again at the next start and, while running, once it changes and is a
-regular file within the cap.
+Reading is defensive and streamed (`logfile`): a FIFO, a device (a symlink to /dev/zero) or a
+file over `MAX_BYTES` is refused without blocking or reading it, logged
+`history_backfill_skipped`; a file is otherwise read once in bounded pieces, parsed as it is
+read (nav.jsonl line by line, nav_log.json element by element) and its points are stored in one
+transaction as they come: memory follows the longest line, never the size of a log. A file that
+changed while it was read (other than by growing: an executor appending to it) is rolled back
+and skipped.
+Decoding is the project's tolerant one (`sources.decode_doc`, per line or list element):
+NaN/Infinity tokens and lone surrogates read as null, so only those values are missing. A bad
+line of nav.jsonl is skipped and counted; nav_log.json that is not JSON (or not UTF-8), or
+nav.jsonl without one JSON line, is logged `history_backfill_failed` and stores nothing. A file
+refused or failed is recorded as such (never as imported): it is read again at the next start
+and, while running, once it changes and is a regular file within the cap.
+
+Retention applies as the points arrive: the store thins them (`HistoryStore.extend`, at the
+back-fill's clock) after every `store.THIN_BATCH` new points, so a year of 10-second points
+never sits in the store whole; the caller's own thinning afterwards, as before, ends the job.
 
 A point is a timestamp (`parse.parse_ts`: epoch s, ms, µs or ns, or ISO-8601) no more than
 `CLOCK_SKEW_S` ahead of the clock and a finite NAV > 0 (`parse.number`); other rows are skipped.
@@ -21,7 +30,6 @@ A point is a timestamp (`parse.parse_ts`: epoch s, ms, µs or ns, or ISO-8601) n
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 import time
@@ -35,6 +43,7 @@ import structlog
 
 from kpi_publisher import fs
 from kpi_publisher.contract import CLOCK_SKEW_S
+from kpi_publisher.history.logfile import Changed, lines, list_items, open_snapshot
 from kpi_publisher.history.store import HistoryStore, Point
 from kpi_publisher.parse import number, parse_ts
 from kpi_publisher.sources import decode_doc
@@ -43,10 +52,10 @@ log = structlog.get_logger("hedge-kpi.history")
 
 NAV_LOG = "nav_log.json"
 NAV_JSONL = "nav.jsonl"
-# A year of one point a minute is ~30 MB of nav.jsonl (~55 B a line): 512 MiB holds well over
-# a decade of it, or wider lines, while bounding what a runaway file costs: it is held in
-# memory once and its points are streamed into the store (a file over the cap is refused
-# unread, with one log line).
+# A year of one point a minute is ~30 MB of nav.jsonl (~50 B a line): 512 MiB holds well over
+# a decade of it, or a year of points every 3 s, while bounding what a runaway file costs in
+# time and disk (it is read in pieces, never held whole; a file over the cap is refused unread,
+# with one log line).
 MAX_BYTES = 512 * 1024 * 1024
 # What `imports` records for a file that was refused or could not be decoded, before its
 # identity: never equal to an identity, so the file is read again at start or once it changes.
@@ -91,8 +100,8 @@ def _line(line: bytes, tally: Tally) -> Any:
         return _BAD
 
 
-def _jsonl_rows(data: bytes, tally: Tally) -> Iterator[Any]:
-    for line in io.BytesIO(data):  # one line at a time: no second copy of the file
+def _jsonl_rows(text_lines: Iterable[bytes], tally: Tally) -> Iterator[Any]:
+    for line in text_lines:
         if line.strip():
             tally.lines += 1
             row = _line(line, tally)
@@ -100,14 +109,20 @@ def _jsonl_rows(data: bytes, tally: Tally) -> Iterator[Any]:
                 yield row
 
 
-def rows_of(path: Path, data: bytes, tally: Tally) -> Iterable[Any]:
-    """The rows of one executor file; fs.ReadError when nav_log.json cannot be decoded."""
+def _list_rows(items: Iterable[bytes]) -> Iterator[Any]:
+    """Each element decoded on its own by the tolerant decoder, the list level counted in the
+    depth limit: the points of the whole list decoded at once (an integer past 64 bits may read
+    as the float it equals rather than as an int); fs.ReadError when one cannot be decoded."""
+    for item in items:
+        yield decode_doc(b"[" + item + b"]", allow_list=True).value[0]
+
+
+def rows_of(path: Path, pieces: Iterator[bytes], tally: Tally) -> Iterator[Any]:
+    """The rows of one executor file as its pieces are read; fs.ReadError, raised when it is
+    reached, when nav_log.json cannot be decoded."""
     if path.name.endswith(".jsonl"):
-        return _jsonl_rows(data, tally)
-    decoded = decode_doc(data, allow_list=True)
-    if not isinstance(decoded.value, list):
-        raise fs.ReadError("top level is an object, expected a list")
-    return decoded.value
+        return _jsonl_rows(lines(pieces), tally)
+    return _list_rows(list_items(pieces))
 
 
 def point_of_row(row: Any, now: float, tally: Tally) -> Point | None:
@@ -161,7 +176,8 @@ def backfill(
 ) -> int:
     """Import every changed executor NAV file (with `new_files_only`, only a file never
     imported before, or one that failed and changed since); returns how many points were new.
-    `now` (epoch s, default the clock) is when a point starts to lie in the future."""
+    `now` (epoch s, default the clock) is when a point starts to lie in the future, and the
+    clock retention thins a long import by."""
     clock = time.time() if now is None else now
     added = 0
     for path in sources(logs_dir):
@@ -178,19 +194,24 @@ def backfill(
         if known == identity or (new_files_only and not _worth_reading(known, identity, info)):
             continue
         try:
-            data, seen = fs.read_bytes(path, max_bytes=MAX_BYTES)
+            snapshot = open_snapshot(path, max_bytes=MAX_BYTES)
         except FileNotFoundError:
             continue
         except fs.ReadError as exc:  # a FIFO, a device, over the cap, unreadable
             _skip(store, path, identity, "history_backfill_skipped", exc.reason)
             continue
-        identity = f"{seen.size}:{seen.mtime_ns}"  # what was read
-        tally = Tally()
-        try:
-            new = store.extend(points_of(rows_of(path, data, tally), clock, tally))
-        except fs.ReadError as exc:
-            _skip(store, path, identity, "history_backfill_failed", exc.reason)
-            continue
+        with snapshot:
+            identity = snapshot.identity  # what is read
+            tally = Tally()
+            points = points_of(rows_of(path, snapshot.pieces(), tally), clock, tally)
+            try:
+                new = store.extend(points, thin_at=clock)  # rolled back on any exception
+            except Changed as exc:
+                _skip(store, path, identity, "history_backfill_skipped", exc.reason)
+                continue
+            except fs.ReadError as exc:
+                _skip(store, path, identity, "history_backfill_failed", exc.reason)
+                continue
         if store.paused:
             break
         if tally.lines and tally.bad_lines == tally.lines:

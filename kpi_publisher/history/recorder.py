@@ -240,7 +240,7 @@ class HistoryRecorder:
             if self.logs_dir is not None:
                 backfill(self.store, self.logs_dir, now=self._clock())
             self.store.thin(self._clock())
-            self._series = Series.of(self.store.navs())
+            self._series = Series.of(self.store.nav_rows())
             self._rebuild()
         except Exception as exc:  # the history must never take the publisher down
             log.exception("history_failed", reason=f"{type(exc).__name__}: {exc}")
@@ -280,14 +280,14 @@ class HistoryRecorder:
         self._backfill_checked = now
         if not backfill(self.store, self.logs_dir, now=self._clock(), new_files_only=True):
             return False
-        self._series = Series.of(self.store.navs())
+        self._series = Series.of(self.store.nav_rows())
         return True
 
     def _add(self, point: Point) -> bool:
         thinned = self.store.thinned
         self.store.append(point, now=self._clock())
         if self.store.thinned != thinned:  # retention ran: hold what the store holds
-            self._series = Series.of(self.store.navs())
+            self._series = Series.of(self.store.nav_rows())
             return True
         return self._series.add(point.t, point.nav_usd)
 

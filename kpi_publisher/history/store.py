@@ -17,17 +17,21 @@ publisher.
 Retention (`thin`): points older than `retention_days` are deleted. Older points are thinned,
 never dropped at random: beyond `HOURLY_AFTER_S` (30 days) each UTC hour keeps its first, its
 lowest and its highest point; beyond `DAILY_AFTER_S` (365 days) each UTC day keeps the same
-three. Keeping the extremes means the drawdowns of thinned stretches stay visible.
+three. Keeping the extremes means the drawdowns of thinned stretches stay visible. Thinning
+twice at the same clock keeps what thinning once keeps (the first, lowest and highest of a
+bucket are among the points kept before), so a long import (`extend` with `thin_at`) thins as
+it goes and ends where one thinning at its end would.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -41,6 +45,10 @@ DEFAULT_RETENTION_DAYS = 400
 HOURLY_AFTER_S = 30 * DAY_S
 DAILY_AFTER_S = 365 * DAY_S
 THIN_EVERY_S = 3600.0
+# A long import is thinned after every this many new points: what the store holds beyond what
+# retention keeps is at most one batch (~3 MB of pages), and the thinning that runs then costs
+# about what inserting the batch did.
+THIN_BATCH = 100_000
 PAUSE_RETRY_S = 60.0
 # The first bytes of every SQLite 3 database file.
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -203,25 +211,45 @@ class HistoryStore:
             self.thin(clock)
         return added
 
-    def extend(self, points: Iterable[Point]) -> int:
-        """Store many points in one transaction; returns how many were new."""
+    def extend(self, points: Iterable[Point], *, thin_at: float | None = None) -> int:
+        """Store many points in one transaction, reading them as they come; returns how many
+        were new. With `thin_at` (epoch s), retention as `thin(thin_at)` applies within the
+        transaction after every THIN_BATCH new points (what comes after the last full batch is
+        the caller's to thin). An exception raised by `points` rolls everything back and is
+        raised again."""
         if not self._writable():
             return 0
         assert self._db is not None
+        rows = iter(points)
+        added = removed = unthinned = 0
         try:
-            before = self._db.total_changes
             self._db.execute("BEGIN")
-            self._db.executemany(_INSERT, points)
+            while (first := next(rows, None)) is not None:
+                before = self._db.total_changes
+                batch = itertools.chain((first,), itertools.islice(rows, THIN_BATCH - 1))
+                self._db.executemany(_INSERT, batch)
+                new = self._db.total_changes - before
+                added, unthinned = added + new, unthinned + new
+                if thin_at is not None and unthinned >= THIN_BATCH:
+                    removed += self._thin_rows(thin_at)
+                    unthinned = 0
             self._db.execute("COMMIT")
-            added = self._db.total_changes - before
         except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
+            self._rollback()
             return self._pause("extend", exc)
+        except BaseException:
+            self._rollback()
+            raise
         self._resumed()
+        self.thinned += removed
         row = self._db.execute("SELECT MAX(t) FROM points").fetchone()
         self._last_t = row[0] if row else None
         return added
+
+    def _rollback(self) -> None:
+        assert self._db is not None
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
 
     def thin(self, now: float) -> int:
         """Apply retention (see the module docstring); returns how many points were removed."""
@@ -229,24 +257,27 @@ class HistoryStore:
         if not self._writable():
             return 0
         assert self._db is not None
-        horizon = now - self.retention_days * DAY_S
         try:
-            before = self._db.total_changes
             self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM points WHERE t < ?", (horizon,))
-            for older, newer, bucket in (
-                (-1e300, now - DAILY_AFTER_S, DAY_S),
-                (now - DAILY_AFTER_S, now - HOURLY_AFTER_S, 3600.0),
-            ):
-                self._db.execute(_THIN, (older, newer, bucket))
+            removed = self._thin_rows(now)
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
+            self._rollback()
             return self._pause("thin", exc)
-        removed = self._db.total_changes - before
         self.thinned += removed
         return removed
+
+    def _thin_rows(self, now: float) -> int:
+        """Retention's deletes, within the caller's transaction; how many points they removed."""
+        assert self._db is not None
+        before = self._db.total_changes
+        self._db.execute("DELETE FROM points WHERE t < ?", (now - self.retention_days * DAY_S,))
+        for older, newer, bucket in (
+            (-1e300, now - DAILY_AFTER_S, DAY_S),
+            (now - DAILY_AFTER_S, now - HOURLY_AFTER_S, 3600.0),
+        ):
+            self._db.execute(_THIN, (older, newer, bucket))
+        return self._db.total_changes - before
 
     # -- imports bookkeeping ------------------------------------------------------------------
 
@@ -284,6 +315,14 @@ class HistoryStore:
         if since is None:
             return self._db.execute(query + " ORDER BY t").fetchall()
         return self._db.execute(query + " WHERE t >= ? ORDER BY t", (since,)).fetchall()
+
+    def nav_rows(self) -> Iterator[tuple[float, float]]:
+        """(t, nav_usd) in time order, read as they are taken: loading a long history into a
+        compact series never holds it as a list of tuples."""
+        if not self.open():
+            return iter(())
+        assert self._db is not None
+        return iter(self._db.execute("SELECT t, nav_usd FROM points ORDER BY t"))
 
     def points(self) -> list[Point]:
         if not self.open():

@@ -105,5 +105,5 @@ def test_curve_takes_a_late_point_in_order():
     series = Series.of([(1.0, 100.0), (3.0, 90.0)])
     assert series.add(2.0, 120.0)
     assert not series.add(2.0, 120.0)
-    assert series.times == [1.0, 2.0, 3.0]
-    assert series.drawdowns == [0.0, 0.0, 25.0]
+    assert list(series.times) == [1.0, 2.0, 3.0]
+    assert list(series.drawdowns) == [0.0, 0.0, 25.0]
