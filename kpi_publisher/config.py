@@ -10,6 +10,7 @@ start-up and on every reload alike.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import re
@@ -386,13 +387,32 @@ def load_toml(path: Path) -> dict[str, Any]:
     return data
 
 
+# KPI_* variables that are not settings but are read by name elsewhere.
+ENV_NOT_SETTINGS = frozenset({"KPI_RUNTIME_DIR"})
+ENV_KEYS = {"KPI_" + name.upper(): name for name in FIELD_NAMES - {"stale_s"}}
+
+
 def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Settings named KPI_<FIELD> in the environment (KPI_STATE_DIR, KPI_FSYNC, ...)."""
+    """Settings named KPI_<FIELD> in the environment (KPI_STATE_DIR, KPI_FSYNC, ...).
+
+    A KPI_ variable that is no setting but reads like a misspelt one (KPI_HEARTBEAT for
+    KPI_HEARTBEAT_S) is a ConfigError naming the setting it resembles: ignored, it would leave
+    the default in force while the operator believes otherwise. Other KPI_ names (another
+    program's) are left alone. `stale_s` is a table: only the config file sets it."""
     out: dict[str, Any] = {}
-    for name in FIELD_NAMES - {"stale_s"}:
-        key = "KPI_" + name.upper()
+    for key, name in ENV_KEYS.items():
         if key in environ and environ[key] != "":
             out[name] = environ[key]
+    for key in sorted(environ):
+        if not key.startswith("KPI_") or key in ENV_KEYS or key in ENV_NOT_SETTINGS:
+            continue
+        if key.startswith("KPI_STALE_S"):
+            raise ConfigError(
+                f"environment {key}: stale_s is a table; set it in the config file's [stale_s]"
+            )
+        close = difflib.get_close_matches(key, [*ENV_KEYS, *ENV_NOT_SETTINGS], n=1, cutoff=0.8)
+        if close:
+            raise ConfigError(f"environment {key}: not a setting (did you mean {close[0]}?)")
     return out
 
 

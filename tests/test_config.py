@@ -650,3 +650,34 @@ def test_any_environment_text_gives_settings_or_a_config_error(name: str, text: 
         resolve({}, {f"KPI_{name.upper()}": text})
     except ConfigError as exc:
         assert f"KPI_{name.upper()}" in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("KPI_HEARTBEAT", "KPI_HEARTBEAT_S"),
+        ("KPI_HEARTBEATS_S", "KPI_HEARTBEAT_S"),
+        ("KPI_HEARTBEAT_SECONDS", "KPI_HEARTBEAT_S"),
+        ("KPI_STAT_DIR", "KPI_STATE_DIR"),
+        ("KPI_NAV_FRESH", "KPI_NAV_FRESH_S"),
+    ],
+)
+def test_a_misspelt_kpi_variable_is_an_error_naming_the_setting_it_resembles(
+    name: str, meant: str
+) -> None:
+    """Ignored, KPI_HEARTBEAT=60 left the 5 s heartbeat in force while the operator believed
+    it was 60 s (and `check` judged freshness by 15 s)."""
+    with pytest.raises(ConfigError, match=f"environment {name}: not a setting .*{meant}"):
+        resolve({}, environ={name: "60"})
+
+
+def test_stale_limits_from_the_environment_are_an_error_pointing_at_the_table() -> None:
+    with pytest.raises(ConfigError, match=r"KPI_STALE_S_NAV: stale_s is a table"):
+        resolve({}, environ={"KPI_STALE_S_NAV": "60"})
+
+
+def test_other_kpi_variables_are_left_alone() -> None:
+    """Another program's KPI_ name, or the runtime dir (read by name elsewhere), is no error."""
+    environ = {"KPI_API_TOKEN": "x", "KPI_RUNTIME_DIR": "/tmp", "KPI_HEARTBEAT_S": "7"}
+    s = resolve({}, environ=environ)
+    assert s.heartbeat_s == 7.0

@@ -125,6 +125,30 @@ def test_a_clock_stepped_back_cannot_keep_a_dead_executors_nav_fresh(settings: S
     assert source["age_s"] == pytest.approx(105.0)
 
 
+def test_a_clock_stepped_back_past_the_skew_allowance_still_turns_a_dead_executor_stale(
+    settings: Settings,
+) -> None:
+    """Stepped back an hour, the files' timestamps read as too far ahead: no valid timestamp,
+    so no age and no fresh NAV (contract rule 2). The status still follows what is known,
+    the monotonic time since each file's content last changed: the NAV's source turns stale
+    after 90 s and the risk snapshot after its 300 s, not an hour later (both stayed "ok")."""
+    write_now(settings.state_dir / "nav_state.json", nav_doc(1000.0, ts=T0))
+    write_now(settings.state_dir / "risk_snapshot.json", {"updated_at": T0, "dd_state": "normal"})
+
+    def step_back(fake: ScriptedBatches, timeout_s: float) -> frozenset[Path]:
+        fake.clock.wall -= 3600.0
+        fake.clock.advance(timeout_s)  # to the next heartbeat
+        return frozenset()
+
+    _, _, publisher, _, _ = play(settings, [step_back, idle(40.0), idle(60.0), idle(300.0)])
+    sources = [o.kpis["sources"] for o in publisher.outputs]
+    assert [s["nav_state"]["status"] for s in sources] == ["ok", "ok", "ok", "stale", "stale"]
+    assert [s["risk"]["status"] for s in sources] == ["ok", "ok", "ok", "ok", "stale"]
+    assert all(s["nav_state"]["age_s"] is None for s in sources[1:])
+    assert "ahead of the clock" in sources[-1]["nav_state"]["error"]
+    assert [o.kpis["nav"]["fresh"] for o in publisher.outputs] == [True, False, False, False, False]
+
+
 def test_the_age_floor_restarts_when_the_content_changes(settings: Settings) -> None:
     nav_state = settings.state_dir / "nav_state.json"
     write_now(nav_state, nav_doc(1000.0, ts=T0))

@@ -53,7 +53,12 @@ def build_sources(
         age = aged_at_least(age, read.min_age_s)
         status = read.status
         limit = stale_limit_s(name)
-        if status == OK and age is not None and limit is not None and age > limit:
+        # How old the content is known to be: its age, or, when its timestamp reads as too far
+        # ahead (the wall clock stepped back past the skew allowance), the monotonic time since
+        # its content last changed. The age stays null (no valid timestamp); the status follows
+        # what is known, so an executor that stopped turns stale on time whatever the clock did.
+        known = age if age is not None or ts_error is None else read.min_age_s or None
+        if status == OK and known is not None and limit is not None and known > limit:
             status = STALE
         error = read.error
         if status != INVALID:
