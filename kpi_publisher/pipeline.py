@@ -65,15 +65,16 @@ def _position_book(
     cvar: Mapping[str, float | None] | None,
     nav_usd: float | None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    held = run("held", _symbols_of, rows)
+    listed = run("listed", positions.listed, rows)
+    held = run("held", _symbols_of, listed)
     risk_view = view(risk_doc, symbols.RISK_KEYS)
     symbol_map = run("symbols", symbols.build_symbols, risk_view, held, symbols_cap, cvar)
-    held_risk = run("held_risk", positions.held_risk, rows, symbol_map)
-    joined = run("joined", positions.join_risk, rows, held_risk)
-    sums = run("book_sums", positions.book_sums, joined)
+    held_risk = run("held_risk", positions.held_risk, listed, symbol_map)
+    joined = run("joined", positions.join_risk, listed, held_risk)
+    sums = run("book_sums", positions.book_sums, rows)  # the whole book, listed or not
     return symbol_map, {
         "positions": joined,
-        "totals": positions.book_totals(joined, sums, nav_usd),
+        "totals": positions.book_totals(rows, sums, nav_usd),
     }
 
 
@@ -209,7 +210,7 @@ def _compose(
         "net_exposure_pct": positions.exposure_pct(net, nav_block["nav_usd"]),
         **run("var", risk.build_var, data.get("risk_advanced")),
     }
-    held = run("held", _symbols_of, rows)
+    held = run("held", _symbols_of, run("listed", positions.listed, rows))
     router_doc = data.get("router")
     router_block = run(
         "router", router.build_router, view(risk_doc, router.RISK_KEYS), router_doc, held, cap,

@@ -7,8 +7,9 @@ Rows come camelCase from the exchange or snake_case from the sync/executor write
 side; notional is |qty| x mark (else entry); pnl is the stated unrealised PnL, else
 (mark - entry) x qty.
 
-A book is published whole up to MAX_ROWS rows (a real account holds at most two rows per
-listed symbol, a few hundred); beyond that only the largest by notional are, with a note.
+A book is listed whole up to MAX_ROWS rows (a real account holds at most two rows per
+symbol, a few hundred); beyond that only the largest by notional are, with a note, while the
+totals (and the exposures) still cover the whole book.
 With symbols and labels bounded too (MAX_LABEL_CHARS), positions_v7.json stays well under the
 readers' default 16 MiB cap whatever the input (docs/RELIABILITY.md).
 """
@@ -40,7 +41,7 @@ NOTIONAL_KEYS = ("notional", "positionValue", "notional_usd", "gross_usd")
 MIN_QTY = 1e-12
 SIDES = {"LONG": "LONG", "BUY": "LONG", "SHORT": "SHORT", "SELL": "SHORT"}
 RISK_FIELDS = ("atr_ratio", "atr_regime", "dd_state", "dd_today_pct")
-# Rows published at most: the largest by notional. Every total covers the published rows.
+# Rows listed at most: the largest by notional. The totals cover every row.
 MAX_ROWS = 5_000
 
 
@@ -139,16 +140,22 @@ def drop_note(dropped: list[tuple[str, str]], shown: int = 3) -> str | None:
 
 def limit_note(rows: list[dict[str, Any]]) -> str | None:
     """The error text for a book over MAX_ROWS rows (sorted as `normalize` sorts them): how
-    many were left out of the published rows and every total, and what they add up to."""
+    many are not listed, and what they add up to (the totals include them)."""
     if len(rows) <= MAX_ROWS:
         return None
     rest = rows[MAX_ROWS:]
     gross, _ = book_notionals(rest)
     return (
         f"{len(rows):,} rows, over the {MAX_ROWS:,}-row limit: the {MAX_ROWS:,} largest by "
-        f"notional are published; the other {len(rest):,} (gross notional {_usd(gross)}, "
-        f"PnL {_usd(pnl_total(rest))}) are in no total"
+        f"notional are listed; the other {len(rest):,} (gross notional {_usd(gross)}, "
+        f"PnL {_usd(pnl_total(rest))}) are in the totals only"
     )
+
+
+def listed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows listed in positions_v7.json: the first MAX_ROWS (`normalize` sorts the largest
+    notional first)."""
+    return rows if len(rows) <= MAX_ROWS else rows[:MAX_ROWS]
 
 
 def _usd(value: float | None) -> str:
@@ -156,10 +163,10 @@ def _usd(value: float | None) -> str:
 
 
 def normalize_rows(doc: Any) -> tuple[list[dict[str, Any]], str | None]:
-    """(rows as `normalize` gives them, the error text for rows dropped for a value that
-    cannot be read or beyond MAX_ROWS, or None). A row with a readable |qty| below MIN_QTY
-    is dropped by the contract and is not an error; any other dropped row is counted, never
-    silent."""
+    """(rows as `normalize` gives them, all of them; the error text for rows dropped for a
+    value that cannot be read and for rows beyond MAX_ROWS, which are not listed; or None).
+    A row with a readable |qty| below MIN_QTY is dropped by the contract and is not an error;
+    any other dropped row is counted, never silent."""
     rows: list[dict[str, Any]] = []
     dropped: list[tuple[str, str]] = []
     for index, raw in enumerate(_items(doc)):
@@ -176,7 +183,7 @@ def normalize_rows(doc: Any) -> tuple[list[dict[str, Any]], str | None]:
         key=lambda r: (r["notional"] is None, -(r["notional"] or 0.0), r["symbol"], r["side"])
     )
     notes = [note for note in (drop_note(dropped), limit_note(rows)) if note]
-    return rows[:MAX_ROWS], "; ".join(notes) or None
+    return rows, "; ".join(notes) or None
 
 
 def pnl_total(rows: list[dict[str, Any]]) -> float | None:
@@ -272,6 +279,8 @@ def build_positions(
     symbols: Mapping[str, Mapping[str, Any]],
     nav_usd: float | None = None,
 ) -> dict[str, Any]:
-    """{positions, totals}: rows joined with per-symbol risk and formatted, plus book totals."""
-    positions = join_risk(rows, held_risk(rows, symbols))
-    return {"positions": positions, "totals": book_totals(positions, book_sums(positions), nav_usd)}
+    """{positions, totals}: the listed rows joined with per-symbol risk and formatted, plus the
+    whole book's totals."""
+    shown = listed(rows)
+    positions = join_risk(shown, held_risk(shown, symbols))
+    return {"positions": positions, "totals": book_totals(rows, book_sums(rows), nav_usd)}

@@ -11,6 +11,7 @@ documents against their schemas.
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import time
@@ -419,7 +420,8 @@ def _once_and_check(layout: Layout) -> None:
 def test_a_hundred_thousand_positions_publish_a_file_check_accepts(tmp_path: Path) -> None:
     """The reported fault: 100,000 rows (under the 16 MiB input cap) gave a 27 MB
     positions_v7.json that `check` and the dashboard refused. The largest 5,000 by notional are
-    published, the source's error says how many were left out and what they add up to."""
+    listed, the source's error says how many were not and what they add up to, and the totals
+    (and the exposure) still cover the whole book."""
     layout = Layout(tmp_path).make()
     now = time.time()
     docs = good_docs(now=now)
@@ -432,12 +434,19 @@ def test_a_hundred_thousand_positions_publish_a_file_check_accepts(tmp_path: Pat
     assert layout.path("positions").stat().st_size < SETTINGS.max_input_bytes
     _once_and_check(layout)
     published = orjson.loads((layout.out / "positions_v7.json").read_bytes())
-    assert published["totals"]["count"] == positions.MAX_ROWS == len(published["positions"])
+    assert len(published["positions"]) == positions.MAX_ROWS
+    assert published["totals"]["count"] == 100_000
+    book = math.fsum(1.5 * (10.0 + i % 7) for i in range(100_000))
+    assert published["totals"]["gross_notional_usd"] == pytest.approx(book, rel=1e-12)
+    kpis = orjson.loads((layout.out / "kpis_v7.json").read_bytes())
+    nav_usd = kpis["nav"]["nav_usd"]
+    assert kpis["risk"]["gross_exposure_pct"] == pytest.approx(book / nav_usd * 100.0)
     notionals = [row["notional"] for row in published["positions"]]
     assert min(notionals) >= 15.0 + 1.5 * 5  # the largest rows were kept
     error = published["source"]["error"]
     assert error.startswith("100,000 rows, over the 5,000-row limit")
     assert "the other 95,000 (gross notional" in error
+    assert error.endswith("are in the totals only")
     kpis = orjson.loads((layout.out / "kpis_v7.json").read_bytes())
     assert kpis["sources"]["positions"]["status"] == "ok"
     assert kpis["sources"]["positions"]["error"] == error
