@@ -19,6 +19,11 @@ from __future__ import annotations
 import re
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:=&])")
+# Where GFM turns plain text into a link by itself (autolink literals: "www.", "http://",
+# "mailto:", "xmpp:", an e-mail address), whatever the backslashes: a word joiner there
+# (U+2060, zero-width, invisible) breaks the pattern and leaves the text as written.
+_AUTOLINK_AT = re.compile(r"(?i)(?<=www)(?=\.)|(?<=:)(?=//)|(?<=mailto)(?=:)|(?<=xmpp)(?=:)|(?=@)")
+WORD_JOINER = "\u2060"
 # Line breaks, tabs and other control characters would start new Markdown blocks (a heading,
 # a code block, a list): one space each.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -27,11 +32,13 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 def md_escape(text: str) -> str:
     """Backslash-escape Markdown syntax so a value such as "-12.00" is not read as a list item.
 
-    Also takes the sting out of links (`[x](javascript:1)`), HTML (`<img onerror=...>`),
-    entities, Streamlit's colour and icon directives and LaTeX; control characters become
-    spaces so the text stays on one line.
+    Also takes the sting out of links (`[x](javascript:1)`), autolinks (a URL, "www." or an
+    e-mail address: a word joiner breaks them), HTML (`<img onerror=...>`), entities,
+    Streamlit's colour and icon directives and LaTeX; control characters become spaces so the
+    text stays on one line.
     """
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", _CONTROL.sub(" ", text))
+    plain = _AUTOLINK_AT.sub(WORD_JOINER, _CONTROL.sub(" ", text))
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", plain)
 
 
 def plotly_escape(text: str) -> str:

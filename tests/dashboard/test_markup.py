@@ -21,13 +21,15 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import charts, freshness
 from dashboard.data import Published
-from dashboard.text import md_escape, plotly_escape
+from dashboard.text import WORD_JOINER, md_escape, plotly_escape
 from kpi_publisher.contract import OK
 from tests.dashboard import published, test_app
 from tests.dashboard.test_app import badges, chart_specs, run_app, texts, unescape
 
 GREEN = "green: publisher up · all sources ok"
 PAYLOADS = ("<img src=x onerror=alert(1)>", "<b>BTC</b>", "[x](javascript:1)")
+# Plain text GFM would make a link of by itself.
+AUTOLINKS = ("https://evil.example/login", "www.evil.example", "mail@evil.example.com")
 
 
 # The app's environment of the AppTest suite: KPI_OUT_DIR is the test's tmp dir.
@@ -142,7 +144,7 @@ def hostile_kpis(out_dir: Path) -> dict[str, Any]:
     img, bold, link = PAYLOADS
     for entry, label in zip(kpis["aum"]["slices"], PAYLOADS, strict=False):
         entry["label"] = label
-    kpis["aum"]["unpriced"] = [link]
+    kpis["aum"]["unpriced"] = [link, *AUTOLINKS]
     symbols = list(kpis["symbols"].values())
     kpis["symbols"] = dict(zip(PAYLOADS, symbols, strict=True))
     kpis["symbols"][img].update(atr_regime=bold, dd_state=link)
@@ -217,7 +219,7 @@ def test_published_strings_reach_markdown_escaped(out_dir: Path) -> None:
     captions = [c.value for c in app.caption]
     assert md_escape("regime [x](javascript:1)") in captions
     assert md_escape("quality <script>alert(1)</script>") in captions
-    assert md_escape("unpriced: [x](javascript:1)") in captions
+    assert md_escape("unpriced: " + ", ".join(["[x](javascript:1)", *AUTOLINKS])) in captions
     assert any(md_escape("source <b>BTC</b>") in c for c in captions)
     # Shown as written once the escapes are read, and free text stays plain text.
     assert "regime [x](javascript:1)" in [unescape(c) for c in captions]
@@ -241,11 +243,35 @@ def test_published_strings_reach_markdown_escaped(out_dir: Path) -> None:
 )
 def test_md_escape_leaves_no_markdown_syntax(text: str) -> None:
     escaped = md_escape(text)
-    assert unescape(escaped) == text
+    assert unescape(escaped).replace(WORD_JOINER, "") == text
     specials = set("\\`*_{}[]()#+-.!|~<>$:=&")
     for i, char in enumerate(escaped):
         if char in specials and (i == 0 or escaped[i - 1] != "\\"):
             assert escaped[i + 1 : i + 2] in specials, (text, escaped, i)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "see https://evil.example/login now",
+        "HTTP://EVIL.EXAMPLE",
+        "www.evil.example",
+        "WWW.evil.example",
+        "mail@evil.example.com",
+        "mailto:x@evil.example",
+        "xmpp:desk@evil.example",
+    ],
+)
+def test_md_escape_leaves_no_autolink(text: str) -> None:
+    """GFM links a URL, "www." and an e-mail address in plain text whatever the backslashes
+    (a published "see https://evil.example/login" was a clickable link in the router card): a
+    word joiner breaks each pattern, and the text reads as written."""
+    shown = unescape(md_escape(text))
+    assert shown.replace(WORD_JOINER, "") == text
+    lowered = shown.lower()
+    assert "://" not in lowered and "www." not in lowered
+    assert "mailto:" not in lowered and "xmpp:" not in lowered
+    assert all(shown[i - 1] == WORD_JOINER for i, c in enumerate(shown) if c == "@")
 
 
 def test_md_escape_keeps_a_value_on_one_line() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.dashboard import browser
-from tests.dashboard.test_markup import PAYLOADS, hostile_kpis
+from tests.dashboard.test_markup import AUTOLINKS, PAYLOADS, hostile_kpis
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -20,6 +20,9 @@ INJECTED_JS = """() => ({
     .filter(a => (a.getAttribute('href') || a.getAttribute('xlink:href') || '')
       .startsWith('javascript')).length,
   svg_links: document.querySelectorAll('.js-plotly-plot a').length,
+  evil_links: [...document.querySelectorAll('a')].map(a => a.getAttribute('href') || '')
+    .filter(h => h.includes('evil.example')),
+  text: document.body.innerText.replaceAll('\u2060', ''),
   bold_tspans: [...document.querySelectorAll('.js-plotly-plot tspan')]
     .filter(t => (t.getAttribute('style') || '').includes('bold')).map(t => t.textContent),
   legend: [...document.querySelectorAll('.js-plotly-plot .legendtext')].map(t => t.textContent),
@@ -48,6 +51,9 @@ def test_hostile_labels_render_as_text_in_chromium(tmp_path: Path) -> None:
     assert dialogs == []
     assert (found["images"], found["scripts"], found["js_links"]) == (0, 0, 0)
     assert found["svg_links"] == 0
+    assert found["evil_links"] == []  # a URL, "www." or an e-mail address is no link
+    for text in AUTOLINKS:
+        assert text in found["text"]
     assert not [t for t in found["bold_tspans"] if "BTC" in t], found["bold_tspans"]
     for label in PAYLOADS:
         assert label in found["legend"], found["legend"]
