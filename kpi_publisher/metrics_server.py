@@ -9,7 +9,11 @@ the publisher runs without the `prom` extra when no port is set.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,9 +22,11 @@ from kpi_publisher.config import Settings
 from kpi_publisher.pipeline import Outputs
 
 LOOPBACK = "127.0.0.1"
-# A client is served by a thread of its own; an idle or slow one (a request never finished)
-# is dropped after REQUEST_TIMEOUT_S, and beyond MAX_CLIENTS at once a connection is closed
-# unanswered: no number of clients can take the descriptors and threads the publisher needs.
+# A client is served by a thread of its own, one request per connection, and has
+# REQUEST_TIMEOUT_S from its accept for all of it (request line, headers, the response sent):
+# then it is closed, however slowly it still sends or reads. Beyond MAX_CLIENTS at once a
+# connection is closed unanswered: no number of clients can take the descriptors and threads
+# the publisher needs, nor keep a scrape out for longer than REQUEST_TIMEOUT_S.
 REQUEST_TIMEOUT_S = 5.0
 MAX_CLIENTS = 16
 
@@ -136,7 +142,13 @@ def _server(port: int, app: Any) -> Any:
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
     class Handler(WSGIRequestHandler):
-        timeout = REQUEST_TIMEOUT_S  # the socket's: a client that stops sending is dropped
+        def setup(self) -> None:
+            """Read and write the client through one deadline, REQUEST_TIMEOUT_S from now
+            (from the accept: the accepting thread waits for this one to start)."""
+            self.connection = self.request
+            deadline = time.monotonic() + REQUEST_TIMEOUT_S
+            self.rfile = io.BufferedReader(_DeadlineReader(self.connection, deadline))
+            self.wfile = _DeadlineWriter(self.connection, deadline)
 
         def log_message(self, format: str, *args: Any) -> None:
             """Scrapes are not logged (one line per scrape would flood the publisher's log)."""
@@ -166,3 +178,53 @@ def _server(port: int, app: Any) -> Any:
             """A client that timed out or hung up is its own business: no traceback."""
 
     return make_server(LOOPBACK, port, app, Server, handler_class=Handler)
+
+
+@contextlib.contextmanager
+def _before(deadline: float, sock: socket.socket) -> Iterator[None]:
+    """Give one recv or send on `sock` only the time left until `deadline` (time.monotonic()).
+
+    A socket timeout alone bounds each call: a client trickling a byte just inside it kept
+    its connection for ever. Past the deadline this raises ConnectionAbortedError, which
+    wsgiref (while answering) and our server (while reading) drop without a traceback.
+    """
+    left_s = deadline - time.monotonic()
+    if left_s <= 0:
+        raise ConnectionAbortedError("request deadline passed")
+    sock.settimeout(left_s)
+    try:
+        yield
+    except TimeoutError as exc:
+        raise ConnectionAbortedError("request deadline passed") from exc
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The client's bytes, until `deadline`; wrapped in a BufferedReader for readline."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock, self._deadline = sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        with _before(self._deadline, self._sock):
+            return self._sock.recv_into(buffer)
+
+
+class _DeadlineWriter(io.BufferedIOBase):
+    """Unbuffered writes to the client, as the stdlib's: each one sent whole by `deadline`."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock, self._deadline = sock, deadline
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        with _before(self._deadline, self._sock):
+            self._sock.sendall(data)  # its timeout bounds the whole send, not each chunk
+        with memoryview(data) as view:
+            return view.nbytes
