@@ -79,6 +79,21 @@ class Series:
             self.drawdowns.append((self.peak - v) / self.peak * 100.0)
         return True
 
+    def remove(self, times: Iterable[float]) -> None:
+        """Take out the points at `times` (a time not held is ignored); the drawdowns from the
+        first one on are recomputed, so taking out the latest points costs what they number."""
+        gone = set(times)
+        if not gone or not self.times:
+            return
+        i = bisect.bisect_left(self.times, min(gone))
+        rest = [
+            (t, nav) for t, nav in zip(self.times[i:], self.navs[i:], strict=True) if t not in gone
+        ]
+        del self.times[i:], self.navs[i:], self.drawdowns[i:]
+        self.peak = max(self.navs, default=0.0)
+        for t, nav in rest:
+            self._push(t, nav)
+
     def pairs(self) -> list[tuple[float, float]]:
         return list(zip(self.times, self.navs, strict=True))
 

@@ -4,25 +4,38 @@
 just published and, when its timestamp is new, hands it to the recorder's own thread (a few
 microseconds; an unchanged NAV costs one comparison). That thread owns the store: at start it
 back-fills the executor's NAV logs and loads the series, then for every batch of new points it
-appends them, rebuilds nav_history_v7.json (written atomically into the publish dir once the
-history holds two points) and the `performance` block, which `with_performance` adds to the next
-kpis_v7.json; `on_update` (the daemon's `request_publish`) makes that next one follow at once,
-so the block covers the NAV beside it milliseconds later, not a heartbeat later. With no new
-point the block is recomputed every `REFRESH_S`, so a NAV that stopped moving shows as a gap,
-and a nav_history write that failed (a full disk) is tried again.
+saves them (one transaction), rebuilds nav_history_v7.json (written atomically into the
+publish dir once the history holds two points) and the `performance` block, which
+`with_performance` adds to the next kpis_v7.json; `on_update` (the daemon's `request_publish`)
+makes that next one follow at once, so the block covers the NAV beside it milliseconds later,
+not a heartbeat later. With no new point the block is recomputed every `REFRESH_S`, so a NAV
+that stopped moving shows as a gap, and a nav_history write that failed (a full disk) is tried
+again.
 
 A reload moves the history as a restart would (`follow`): another history file is opened and
 loaded as at start, and nav_history_v7.json is published in the new out dir from then on.
+
+The published curve is what the store holds, or will: a point the store cannot take now (a
+full disk pauses it) is kept with the series, up to `MAX_UNSAVED` points (beyond, the oldest
+are taken out of both, with one `history_unsaved_dropped` line per `DROP_CHUNK`), and saved in
+one transaction once the store takes writes again; a stop makes one last try
+(`history_unsaved_lost` when even that fails). So a restart shows the curve that was published.
+The file is followed as the store follows it: deleted under the daemon, it is made again and
+the whole series is written into it (`history_restored`); replaced, the new file is loaded as
+at start. While another publisher holds the file (`history_locked`) this history is off: no
+curve, no performance block, no point kept (they may be another desk's); it is taken over, and
+loaded as at start, by the first try after that publisher stops.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +60,9 @@ LATE_S = 2.0
 # At most one rebuild (and so one publish asked for) per this gap: a burst of NAV changes is
 # coalesced into a rebuild every 50 ms, as the publisher's own debounce coalesces its passes.
 REBUILD_GAP_S = 0.05
+# Points kept while the store takes no writes: 10,000 is ~14 hours of a NAV every 5 s (~1 MB).
+MAX_UNSAVED = 10_000
+DROP_CHUNK = 1_000  # the oldest unsaved points are taken out this many at a time beyond the cap
 
 
 def point_of(kpis: Mapping[str, Any]) -> Point | None:
@@ -114,6 +130,9 @@ class HistoryRecorder:
         self.rebuilds = 0
         self._clock = clock
         self._series = Series()
+        self._unsaved: list[Point] = []  # in the series, not yet in the store (in arrival order)
+        self._resave = False  # the store's file was made again: the whole series is to be saved
+        self._off = False  # another publisher holds the file: no curve, no block, no point kept
         # Points, a new Target (a reload), or None (stop), in the order they were asked for.
         self._pending: queue.SimpleQueue[Point | Target | None] = queue.SimpleQueue()
         self._last_t: float | None = None
@@ -201,10 +220,7 @@ class HistoryRecorder:
                 first = self._pending.get(timeout=REFRESH_S)
             except queue.Empty:
                 try:
-                    if self._unwritten:  # the last write failed (a full disk): try again
-                        self._rebuild()
-                    else:
-                        self._refresh_performance()
+                    self._idle_tick()
                 except Exception as exc:  # every path of this thread is guarded: it never ends
                     log.exception("history_failed", reason=f"{type(exc).__name__}: {exc}")
                 continue
@@ -217,9 +233,10 @@ class HistoryRecorder:
                 batch.append(self._pending.get_nowait())
             stop = None in batch
             try:
+                tended = self._tend()
                 late = self._late_backfill()
-                added = [p for p in batch if isinstance(p, Point) and self._add(p)]
-                if added or late:
+                added = self._record([p for p in batch if isinstance(p, Point)])
+                if added or late or tended:
                     self._rebuild()
                     self._next_rebuild = time.monotonic() + REBUILD_GAP_S
             except Exception as exc:
@@ -229,21 +246,159 @@ class HistoryRecorder:
                     self._move(batch[-1])
                 except Exception as exc:
                     log.exception("history_failed", reason=f"{type(exc).__name__}: {exc}")
+            if stop:
+                try:
+                    self._save_at_stop()
+                except Exception as exc:
+                    log.exception("history_failed", reason=f"{type(exc).__name__}: {exc}")
             if self._pending.empty():
                 self._idle.set()
             if stop:
                 return
 
+    def _idle_tick(self) -> None:
+        """Every REFRESH_S without a new NAV: follow the file, save what waits, and recompute
+        the block (a NAV that stopped moving shows as a gap) or retry a failed curve write."""
+        tended = self._tend()
+        if self._off:
+            return
+        if tended or self._unwritten:  # the last write failed (a full disk): try again
+            self._rebuild()
+        else:
+            self._refresh_performance()
+
     def _load(self) -> None:
-        """Back-fill the executor's NAV logs, apply retention, load the series and publish."""
+        """Back-fill the executor's NAV logs, apply retention, load the series and publish; with
+        the file held by another publisher, the history is off instead."""
         try:
+            if not self.store.open() and self.store.held_by is not None:
+                self._go_off()
+                return
+            self._off = False
             if self.logs_dir is not None:
                 backfill(self.store, self.logs_dir, now=self._clock())
             self.store.thin(self._clock())
-            self._series = Series.of(self.store.nav_rows())
+            self._series = self._stored_series()
             self._rebuild()
         except Exception as exc:  # the history must never take the publisher down
             log.exception("history_failed", reason=f"{type(exc).__name__}: {exc}")
+
+    def _stored_series(self) -> Series:
+        """The store's series with the points it does not hold yet; the series as it is while
+        the store's file, made again, still waits for it."""
+        if self._resave:
+            return self._series
+        series = Series.of(self.store.nav_rows())
+        for point in self._unsaved:
+            series.add(point.t, point.nav_usd)
+        return series
+
+    def _go_off(self) -> None:
+        """Another publisher holds the file: no curve and no block until it is free, and none
+        of the points taken meanwhile (they may be another desk's)."""
+        if self._off:
+            return
+        self._off = True
+        self._drop_unsaved("another publisher holds the history file")
+        self._series = Series()
+        self.performance = None
+        self._notify()
+
+    def _drop_unsaved(self, reason: str) -> None:
+        """Forget the points the store never took (a restart would not have them either)."""
+        if self._unsaved:
+            log.warning(
+                "history_unsaved_lost",
+                file=str(self.store.path),
+                points=len(self._unsaved),
+                reason=reason,
+            )
+        self._unsaved.clear()
+        self._resave = False
+
+    def _tend(self) -> bool:
+        """Follow the store's file (take it over once free, notice it deleted or replaced) and
+        save what waits; True when the series changed and the curve is to be rebuilt."""
+        if self._off:
+            if self.store.open():
+                self._load()
+            return False
+        change = self.store.verify()
+        if change == "replaced":
+            self._drop_unsaved("another file was put at the history path")
+            self._load()
+            return False
+        if change == "deleted":
+            self._resave = True
+        return self._save()
+
+    def _record(self, points: list[Point]) -> bool:
+        """Add the new points to the series and save them; True when the series changed."""
+        if self._off:
+            return False
+        added = False
+        for point in points:
+            if self._series.add(point.t, point.nav_usd):
+                self._unsaved.append(point)
+                added = True
+        self._bound_unsaved()
+        return self._save() or added
+
+    def _bound_unsaved(self) -> None:
+        excess = len(self._unsaved) - MAX_UNSAVED
+        if excess <= 0:
+            return
+        dropped = self._unsaved[: max(excess, DROP_CHUNK)]
+        del self._unsaved[: len(dropped)]
+        self._series.remove(point.t for point in dropped)
+        log.warning(
+            "history_unsaved_dropped",
+            file=str(self.store.path),
+            points=len(dropped),
+            kept=len(self._unsaved),
+            reason="the store takes no writes; the oldest points it does not hold are dropped",
+        )
+
+    def _save(self) -> bool:
+        """Write what the store does not hold (the unsaved points; the whole series into a file
+        made again) in one transaction; True when retention ran and the series was reloaded."""
+        if not (self._unsaved or self._resave):
+            return False
+        points: Iterable[Point] = self._unsaved
+        if self._resave:
+            series = (
+                Point(t, nav) for t, nav in zip(self._series.times, self._series.navs, strict=True)
+            )
+            points = itertools.chain(self._unsaved, series)
+        thinned = self.store.thinned
+        if not self.store.save(points, now=self._clock()):
+            if self.store.held_by is not None:  # made again and taken by another meanwhile
+                self._go_off()
+                return True
+            return False
+        if self._resave:
+            log.info("history_restored", file=str(self.store.path), points=len(self._series.times))
+        self._unsaved.clear()
+        self._resave = False
+        if self.store.thinned != thinned:  # retention ran: hold what the store holds
+            self._series = self._stored_series()
+            return True
+        return False
+
+    def _save_at_stop(self) -> None:
+        """One last try (the pause ended early) for the points the store does not hold yet."""
+        if self._off or not (self._unsaved or self._resave):
+            return
+        self.store.retry_now()
+        self._save()
+        if self._unsaved or self._resave:
+            unsaved = len(self._series.times) if self._resave else len(self._unsaved)
+            log.warning(
+                "history_unsaved_lost",
+                file=str(self.store.path),
+                points=unsaved,
+                reason="the store took no writes before the stop",
+            )
 
     def _move(self, target: Target) -> None:
         """Switch to `target` (a reload): another store (or logs dir) is opened and loaded as at
@@ -258,6 +413,7 @@ class HistoryRecorder:
         self.publish_dir, self.logs_dir = target.publish_dir, target.logs_dir
         self._unwritten = False
         if target.store_path != before:
+            self._drop_unsaved("the history moved to another file")
             self.store.close()
             self.store = HistoryStore(target.store_path, retention_days=target.retention_days)
         log.info(
@@ -275,21 +431,13 @@ class HistoryRecorder:
     def _late_backfill(self) -> bool:
         """Import an executor NAV file that appeared after start-up (checked every LATE_S)."""
         now = time.monotonic()
-        if self.logs_dir is None or now - self._backfill_checked < LATE_S:
+        if self._off or self.logs_dir is None or now - self._backfill_checked < LATE_S:
             return False
         self._backfill_checked = now
         if not backfill(self.store, self.logs_dir, now=self._clock(), new_files_only=True):
             return False
-        self._series = Series.of(self.store.nav_rows())
+        self._series = self._stored_series()
         return True
-
-    def _add(self, point: Point) -> bool:
-        thinned = self.store.thinned
-        self.store.append(point, now=self._clock())
-        if self.store.thinned != thinned:  # retention ran: hold what the store holds
-            self._series = Series.of(self.store.nav_rows())
-            return True
-        return self._series.add(point.t, point.nav_usd)
 
     def _refresh_performance(self) -> None:
         now = self._clock()
@@ -299,6 +447,10 @@ class HistoryRecorder:
             # No block rather than one frozen at an old `as_of` that publishes go on showing.
             self.performance = None
             raise
+        self._notify()
+
+    def _notify(self) -> None:
+        """Ask for a publish: `performance` is new."""
         if self.on_update is not None:
             try:
                 self.on_update()
@@ -307,6 +459,8 @@ class HistoryRecorder:
 
     def _rebuild(self) -> None:
         """New performance block; nav_history_v7.json once there is a curve (two points)."""
+        if self._off:
+            return
         now = self._clock()
         self._refresh_performance()
         if published_end(self._series.times, self._series.navs, now) < 2:

@@ -1,18 +1,33 @@
 """The NAV history on disk: one SQLite file (stdlib `sqlite3`, WAL) of points keyed by the
 NAV's own timestamp.
 
-Durability: every append is its own transaction in WAL mode with `synchronous=NORMAL`, so a
-process killed mid-write loses at most the point in flight (the WAL is replayed on the next
-open). A history file SQLite cannot read is moved aside (`<name>.corrupt-<epoch>`) with one log
-line and a new one is started. A file that is plainly not a history at all is never moved,
-written or converted: one that does not begin with SQLite's header (a JSON document, say: a
-`history_path` pointing at an input or an output by mistake), or a SQLite database of another
-program (none of our tables). The history then pauses with one `history_refused` line and the
-file stays as it was. SQLite writes the 16 header bytes once, when it creates the file, so a
-damaged history of ours still begins with them (or with zeros, where a crash lost the block).
-A full disk (or any write error) pauses the history with one log line; appends are dropped
-quietly until `PAUSE_RETRY_S` has passed, then tried again. Nothing here raises into the
-publisher.
+Durability: every append (or `save` of a batch) is its own transaction in WAL mode with
+`synchronous=NORMAL`, so a process killed mid-write loses at most what was in flight (the WAL is
+replayed on the next open). A history file SQLite cannot read is moved aside
+(`<name>.corrupt-<epoch>`) with one log line and a new one is started. A file that is plainly
+not a history at all is never moved, written or converted: one that does not begin with
+SQLite's header (a JSON document, say: a `history_path` pointing at an input or an output by
+mistake), or a SQLite database of another program (none of our tables). The history then
+pauses with one `history_refused` line and the file stays as it was. SQLite writes the 16
+header bytes once, when it creates the file, so a damaged history of ours still begins with
+them (or with zeros, where a crash lost the block). A full disk (or any write error) pauses the
+history with one log line; writes are refused quietly until `PAUSE_RETRY_S` has passed, then
+tried again (`save` says so: its caller keeps the points and saves them later). Nothing here
+raises into the publisher.
+
+One publisher per history file: the store holds an exclusive `flock` on a descriptor of the
+database file from its open to its close (SQLite's own locks are `fcntl` locks, which Linux
+keeps apart from `flock`); the kernel drops it when the process dies, however it dies. A store
+that finds it taken logs one `history_locked` error naming the holder (its pid, from
+/proc/locks, and its hedge-kpi command) and stays closed; it tries again every `PAUSE_RETRY_S`,
+so it takes the file over once the holder stops. Two daemons pointed at one file by mistake
+never mix two desks' NAVs into one curve.
+
+The file held stays the one at `history_path`: before each write (and at `verify`) the path is
+compared with the open file (device and inode, one stat). A file deleted or replaced under the
+store is noticed there: one `history_file_changed` line (the file, `deleted` or `replaced`),
+and the store closes and opens what is at the path as a restart would (a missing file is made
+again; another file is checked as at start, and refused when it is not a history).
 
 Retention (`thin`): points older than `retention_days` are deleted. Older points are thinned,
 never dropped at random: beyond `HOURLY_AFTER_S` (30 days) each UTC hour keeps its first, its
@@ -26,17 +41,21 @@ it goes and ends where one thinning at its end would.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import io
 import itertools
 import os
 import sqlite3
 import stat
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import structlog
+
+from kpi_publisher.lock import holder_command, holder_pid
 
 log = structlog.get_logger("hedge-kpi.history")
 
@@ -50,11 +69,14 @@ THIN_EVERY_S = 3600.0
 # about what inserting the batch did.
 THIN_BATCH = 100_000
 PAUSE_RETRY_S = 60.0
+# Tries at locking and opening the file at the path when it is replaced in between (a race).
+_ATTACH_TRIES = 3
 # The first bytes of every SQLite 3 database file.
 SQLITE_HEADER = b"SQLite format 3\x00"
 # The files SQLite keeps beside a database `<name>`: `<name>-wal`, `<name>-shm` in WAL mode, and
 # `<name>-journal` while it converts a database to WAL.
 SIDE_SUFFIXES: tuple[str, ...] = ("-wal", "-shm", "-journal")
+_WAL_FILES = ("-wal", "-shm")
 _TABLES = frozenset({"points", "imports"})
 _TABLE_NAMES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 
@@ -78,6 +100,18 @@ class NotAHistory(Exception):
     """The file at `history_path` is something else; it must be left as it is."""
 
 
+class HistoryHeld(Exception):
+    """Another publisher holds the history file."""
+
+    def __init__(self, path: Path, pid: int | None, command: str | None) -> None:
+        holder = f"pid {pid}" if pid is not None else "another publisher"
+        if command:
+            holder += f" (hedge-kpi {command})"
+        super().__init__(f"{path} is held by {holder}")
+        self.pid = pid
+        self.command = command
+
+
 class Point(NamedTuple):
     """One NAV observation; `t` is the NAV's own timestamp (epoch s), not the publish time."""
 
@@ -96,36 +130,73 @@ class HistoryStore:
     path: Path
     retention_days: float = DEFAULT_RETENTION_DAYS
     _db: sqlite3.Connection | None = None
+    _lock: io.FileIO | None = None  # the file's flock, held while `_db` is open
+    _change: str | None = None  # "deleted" / "replaced", noticed and not yet told by `verify`
+    # The device and inode of the -wal and -shm files SQLite opened beside the file.
+    _sides: dict[str, tuple[int, int]] = field(default_factory=dict)
     _paused_until: float = 0.0
     _last_thin: float = 0.0
     _last_t: float | None = None
     thinned: int = 0  # points removed by retention since open
+    held_by: HistoryHeld | None = None  # who held the file at the last try, while they do
 
     # -- opening ---------------------------------------------------------------------------
 
     def open(self) -> bool:
         """Open (or create) the file; a corrupt one is moved aside and replaced, one that is not
-        a history is left alone. False when the history is unavailable (the reason was logged)."""
+        a history is left alone, one another publisher holds is not opened. False when the
+        history is unavailable (the reason was logged; tried again after PAUSE_RETRY_S)."""
         if self._db is not None:
             return True
+        if self.paused and time.monotonic() < self._paused_until:
+            return False
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if (reason := foreign_file(self.path)) is not None:
-                raise NotAHistory(reason)
-            self._db = self._connect()
+            self._open_file()
+        except HistoryHeld as exc:
+            return self._held(exc)
         except NotAHistory as exc:
             return self._refuse(exc)
-        except sqlite3.DatabaseError as exc:
-            if not _is_corruption(exc):
-                return self._pause("open", exc)
-            self._move_aside(exc)
-            try:
-                self._db = self._connect()
-            except (sqlite3.Error, OSError) as again:
-                return self._pause("open", again)
-        except OSError as exc:
+        except (sqlite3.Error, OSError) as exc:
             return self._pause("open", exc)
+        self.held_by = None
+        self._resumed()
         return True
+
+    def _open_file(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if (reason := foreign_file(self.path)) is not None:
+            raise NotAHistory(reason)
+        self._attach()
+
+    def _attach(self) -> None:
+        """Lock the file at the path (made when missing), then connect to it: SQLite never opens
+        a file another publisher holds, and a corrupt one is moved aside (once) by the holder of
+        its lock only. The path must still name the locked file once SQLite has it open, or
+        both are let go and tried again (it was replaced in between)."""
+        moved_aside = False
+        for _ in range(_ATTACH_TRIES):
+            lock = _locked(self.path)
+            try:
+                db = self._connect()
+            except sqlite3.DatabaseError as exc:
+                corrupt = _is_corruption(exc) and not moved_aside and _names(self.path, lock)
+                if corrupt:
+                    self._move_aside(exc)
+                    moved_aside = True
+                lock.close()
+                if corrupt:
+                    continue
+                raise
+            except BaseException:
+                lock.close()
+                raise
+            if _names(self.path, lock):
+                self._db, self._lock = db, lock
+                self._sides = _identities(self.path, _WAL_FILES)
+                return
+            db.close()
+            lock.close()
+        raise OSError(f"{self.path} kept being replaced while it was opened")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -156,10 +227,62 @@ class HistoryStore:
         log.error("history_corrupt", file=str(self.path), moved_to=str(aside), reason=str(exc))
 
     def close(self) -> None:
+        """Close the database, then let go of the file's lock (in this order: closing another
+        descriptor of the file would drop the locks SQLite holds on it)."""
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    # -- the file at the path --------------------------------------------------------------
+
+    def verify(self) -> str | None:
+        """What happened to the open file since the last call: "deleted", "replaced" or None.
+        One stat: when the path no longer names the file the store has open, the store is
+        closed (one `history_file_changed` line) and the next write opens what is at the path
+        as a restart would."""
+        self._notice_change()
+        change, self._change = self._change, None
+        return change
+
+    def _notice_change(self) -> None:
+        if self._db is None or self._lock is None or _names(self.path, self._lock):
+            return
+        try:
+            os.stat(self.path)
+        except FileNotFoundError:
+            change, done = "deleted", "a new one is made"
+        except OSError:  # cannot tell (a directory no longer searchable): writes go on
+            return
+        else:
+            change, done = "replaced", "the file now there is opened as the history"
+        log.warning(
+            "history_file_changed",
+            file=str(self.path),
+            change=change,
+            reason=f"the history file was {change} while open; {done}",
+        )
+        self._let_go()
+        self._change = change
+
+    def _let_go(self) -> None:
+        """Close a store whose file has left the path. SQLite neither checkpoints nor removes
+        the WAL of a moved file when it closes it, and would replay that WAL into the file next
+        found at the path: it is checkpointed into its own file first (by descriptor), and this
+        store's -wal and -shm are then removed from the path."""
+        assert self._db is not None
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        self.close()
+        there = _identities(self.path, self._sides)
+        for suffix, identity in self._sides.items():
+            if there.get(suffix) == identity:
+                with contextlib.suppress(OSError):
+                    Path(str(self.path) + suffix).unlink()
+        self._sides = {}
 
     # -- failures ----------------------------------------------------------------------------
 
@@ -171,6 +294,7 @@ class HistoryStore:
         """Stop writing for PAUSE_RETRY_S; log only the first failure of a run of failures."""
         if not self.paused:
             log.warning("history_paused", file=str(self.path), action=action, reason=str(exc))
+        self.held_by = None
         self._paused_until = time.monotonic() + PAUSE_RETRY_S
         return False
 
@@ -179,10 +303,33 @@ class HistoryStore:
         into shape; the operator moves it or points history_path elsewhere."""
         if not self.paused:
             log.error("history_refused", file=str(self.path), reason=str(exc), kept="file as it is")
+        self.held_by = None
         self._paused_until = time.monotonic() + PAUSE_RETRY_S
         return False
 
+    def _held(self, exc: HistoryHeld) -> bool:
+        """Pause like `_pause`: another publisher has the file. One error line per run of
+        tries, naming the holder; taken over by the first try after the holder has stopped."""
+        if not self.paused or self.held_by is None:
+            log.error(
+                "history_locked",
+                file=str(self.path),
+                holder_pid=exc.pid,
+                holder=exc.command,
+                reason=str(exc),
+                retry_s=PAUSE_RETRY_S,
+            )
+        self.held_by = exc
+        self._paused_until = time.monotonic() + PAUSE_RETRY_S
+        return False
+
+    def retry_now(self) -> None:
+        """End the current pause early: the next write tries again (a last try at a stop)."""
+        if self.paused:
+            self._paused_until = min(self._paused_until, time.monotonic())
+
     def _writable(self) -> bool:
+        self._notice_change()
         if self.paused and time.monotonic() < self._paused_until:
             return False
         return self.open()
@@ -217,8 +364,23 @@ class HistoryStore:
         transaction after every THIN_BATCH new points (what comes after the last full batch is
         the caller's to thin). An exception raised by `points` rolls everything back and is
         raised again."""
+        return self._insert(points, thin_at) or 0
+
+    def save(self, points: Iterable[Point], now: float | None = None) -> bool:
+        """Store `points` in one transaction (a timestamp already held keeps its row) and thin
+        when due, as `append` does; True once the store holds them all, False when it is paused
+        or unavailable (nothing was written: the caller keeps them and saves them again)."""
+        if self._insert(points, None) is None:
+            return False
+        clock = time.time() if now is None else now
+        if clock - self._last_thin >= THIN_EVERY_S:
+            self.thin(clock)
+        return True
+
+    def _insert(self, points: Iterable[Point], thin_at: float | None) -> int | None:
+        """`extend`'s transaction; how many points were new, None when nothing was written."""
         if not self._writable():
-            return 0
+            return None
         assert self._db is not None
         rows = iter(points)
         added = removed = unthinned = 0
@@ -236,7 +398,8 @@ class HistoryStore:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            return self._pause("extend", exc)
+            self._pause("extend", exc)
+            return None
         except BaseException:
             self._rollback()
             raise
@@ -373,6 +536,46 @@ def foreign_file(path: Path) -> str | None:
     if SQLITE_HEADER.startswith(head) or not any(head):
         return None
     return f"not a SQLite database (it begins {head[:8]!r})"
+
+
+def _locked(path: Path) -> io.FileIO:
+    """The file at `path` (made when missing, as SQLite would), open and under our exclusive
+    flock. HistoryHeld naming the holder when another process has it; NotAHistory when
+    something other than a regular file got there since it was checked; OSError."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    lock = io.FileIO(fd, "r+")
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotAHistory("not a regular file")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = holder_pid(fd)
+            raise HistoryHeld(path, pid, holder_command(pid)) from None
+    except BaseException:
+        lock.close()
+        raise
+    return lock
+
+
+def _names(path: Path, lock: io.FileIO) -> bool:
+    """True when `path` names the file open as `lock` (its device and inode)."""
+    try:
+        current = os.stat(path)
+    except OSError:
+        return False
+    held = os.fstat(lock.fileno())
+    return (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino)
+
+
+def _identities(path: Path, suffixes: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """The device and inode of each side file `<path><suffix>` there is."""
+    found = {}
+    for suffix in suffixes:
+        with contextlib.suppress(OSError):
+            info = os.stat(str(path) + suffix)
+            found[suffix] = (info.st_dev, info.st_ino)
+    return found
 
 
 def _few(names: set[str], shown: int = 5) -> str:
