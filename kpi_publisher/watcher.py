@@ -668,14 +668,17 @@ class Watcher:
             self._restart(dead)
         self._lost = {d for d in self._lost if _dir_stamp(d) is None}
         reason, self._rescan_reason = self._rescan_reason, None
+        self._pump()  # events already queued were not lost: they are pending, not found
         changed = self.rescan()
-        if changed:
-            with self._lock:
-                self._pending.update(changed)
+        with self._lock:
+            # A change whose event waits in a debounce window is unread but not missed.
+            missed = changed - self._pending
+            self._pending.update(changed)
+        if missed:
             log.info(
                 "rescan_found_changes",
                 reason=reason or "periodic",
-                paths=sorted(str(p) for p in changed),
+                paths=sorted(str(p) for p in missed),
             )
         elif reason is not None:
             log.info("rescan", reason=reason)

@@ -437,6 +437,37 @@ def test_rescan_does_not_re_report_what_events_already_delivered(tmp_path: Path)
         watcher.stop()
 
 
+def test_a_change_whose_event_waits_in_the_debounce_window_is_not_reported_as_missed(
+    layout: dict[str, Path],
+) -> None:
+    """The executor writes two files back to back: the first is a leading-edge batch, the
+    second's event waits out the debounce window. A rescan that runs meanwhile finds the
+    second unread, but its event is not lost: no `rescan_found_changes` (the line tells an
+    operator that inotify dropped events; it was logged every rescan under steady writes)."""
+    nav, risk = layout["nav_state"], layout["risk"]
+    w = Watcher([nav, risk], debounce_s=0.5, rescan_s=60.0)
+    w.start()
+    try:
+        replace_into(nav, "{}")
+        assert nav in wait_for(w, nav)
+        with capture_logs() as events:
+            replace_into(risk, "{}")  # inside the debounce window of the batch just taken
+            time.sleep(0.1)  # its event is queued (and maybe already pumped)
+            w._next_maintain = 0.0  # the periodic rescan is due now
+            assert risk in wait_for(w, risk)
+        assert [e for e in events if e["event"] == "rescan_found_changes"] == []
+        risk.write_text('{"x": 1}')  # an in-place change...
+        w._pending.clear()  # ...whose event is lost
+        w._pump = lambda: None  # type: ignore[method-assign]  # and stays lost
+        with capture_logs() as events:
+            w._next_maintain = 0.0
+            assert risk in wait_for(w, risk)
+        found = [e for e in events if e["event"] == "rescan_found_changes"]
+        assert [f["paths"] for f in found] == [[str(risk)]]
+    finally:
+        w.stop()
+
+
 def test_outputs_given_to_the_watcher_report_writes_and_follow_a_new_out_dir(
     layout: dict[str, Path], tmp_path: Path
 ) -> None:
