@@ -26,6 +26,7 @@ from kpi_publisher.parse import (
     total,
 )
 from kpi_publisher.stages.fx import to_zar
+from kpi_publisher.stages.nav import nav_unavailable
 
 FUTURES = "Futures"
 VALUE_KEYS = ("usd", "usd_value", "value_usd", "val_usdt", "market_value")
@@ -63,13 +64,27 @@ def holding_map(value: Any) -> dict[str, Mapping[str, Any]]:
     }
 
 
+# The AUM figures a writer builds from its NAV: 0 in a file whose NAV is unavailable is none.
+NAV_BUILT_KEYS = ("futures", "total")
+
+
+def _without_unavailable_nav(block: Any, doc: Any) -> Any:
+    """`block` without the 0 futures wallet and total that a file whose NAV could not be
+    computed states (`nav.nav_unavailable`): read as missing, as that NAV is (contract rule 1),
+    so the Futures slice falls back to the NAV in use."""
+    if not isinstance(block, Mapping) or not nav_unavailable(doc):
+        return block
+    return {k: v for k, v in block.items() if not (k in NAV_BUILT_KEYS and number(v) == 0.0)}
+
+
 def aum_block(nav_state: Any, nav: Any) -> tuple[Mapping[str, Any], str | None]:
     """The AUM block in use and the NAV source it came from ("nav_state" | "nav" | None)."""
-    for block, source in (
-        (get(nav_state, "aum"), "nav_state"),
-        (get(nav, "aum"), "nav"),
-        (get(nav, "nav_detail.aum"), "nav"),
+    for block, source, doc in (
+        (get(nav_state, "aum"), "nav_state", nav_state),
+        (get(nav, "aum"), "nav", nav),
+        (get(nav, "nav_detail.aum"), "nav", nav),
     ):
+        block = _without_unavailable_nav(block, doc)
         if _block_exists(block):
             return block, source
     return {}, None

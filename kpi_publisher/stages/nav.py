@@ -14,10 +14,16 @@ from kpi_publisher.stages.fx import to_zar
 NAV_KEYS = ("nav_usd", "nav", "nav_total", "total_equity", "equity")
 
 
+def nav_unavailable(doc: Any) -> bool:
+    """True for a file whose `nav_detail.source` says its NAV could not be computed: the 0 it
+    then states (as NAV, and as the figures built from it) is no value (contract rule 1)."""
+    return (first_text(doc, "nav_detail.source") or "").lower() == "unavailable"
+
+
 def nav_value(doc: Any) -> float | None:
     """The NAV a file states; 0 from a file whose nav_detail.source is "unavailable" is missing."""
     value = first_number(doc, *NAV_KEYS)
-    if value == 0.0 and (first_text(doc, "nav_detail.source") or "").lower() == "unavailable":
+    if value == 0.0 and nav_unavailable(doc):
         return None
     return value
 

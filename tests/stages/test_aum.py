@@ -123,3 +123,24 @@ def test_nothing_known_gives_no_slices_and_null_total():
     assert out["slices"] == []
     assert out["total_usd"] is None
     assert out["unpriced"] == ["Futures"]
+
+
+def test_the_wallet_of_a_file_whose_nav_is_unavailable_is_the_nav_in_use():
+    """The executor's nav.json after a failed NAV computation states nav 0, nav_detail.source
+    "unavailable" and an aum block built from that 0 (futures 0, total 0). Those zeros are no
+    value, as its NAV is (contract rule 1): the Futures slice is the NAV in use (nav_state's
+    4,300), not 0.00 (the whole wallet was missing from the AUM)."""
+    nav = {
+        "nav": 0.0,
+        "nav_usd": 0.0,
+        "nav_detail": {"source": "unavailable"},
+        "aum": {"futures": 0.0, "offexchange": {}, "total": 0.0},
+    }
+    out = build_aum({"total_equity": 4300.0}, nav, FX, HOLDINGS, nav_usd=4300.0, usd_zar=17.34)
+    assert labels(out)[0] == ("Futures", 4300.0)
+    assert out["stated_total_usd"] is None
+    assert out["total_usd"] == pytest.approx(4300.0 + sum(usd for _, usd in labels(out)[1:]))
+    # A file whose NAV was computed keeps its stated zero wallet (a real 0.00).
+    nav["nav_detail"]["source"] = "exchange"
+    out = build_aum(None, nav, None, None, nav_usd=4300.0, usd_zar=None)
+    assert labels(out)[0] == ("Futures", 0.0)
