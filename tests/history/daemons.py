@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from kpi_publisher.contract import NAV_HISTORY_FILE
 
@@ -31,6 +33,18 @@ SHORT_PERIODS = (
     "from kpi_publisher.cli import main\n"
     "sys.exit(main())\n"
 )
+
+
+def require_mount_namespace() -> None:
+    """Skip unless a process may make its own user and mount namespaces (`unshare -U -r -m`):
+    the full-disk tests mount a tiny tmpfs there."""
+    if (
+        shutil.which("unshare") is None
+        or subprocess.run(
+            ["unshare", "-U", "-r", "-m", "true"], capture_output=True, check=False
+        ).returncode
+    ):
+        pytest.skip("unshare (user + mount namespaces) is not available here")
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = WAIT_S) -> Any:

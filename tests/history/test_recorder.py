@@ -22,6 +22,7 @@ from kpi_publisher.contract import NAV_HISTORY_FILE
 from kpi_publisher.history.recorder import HistoryRecorder, point_of
 from kpi_publisher.history.store import HistoryStore
 from tests.history import real
+from tests.history.daemons import require_mount_namespace
 
 T0 = 1_760_000_000.0
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden" / "v7_1_flat"
@@ -187,13 +188,7 @@ def _kpis_nav(out: Path) -> float | None:
 def test_full_disk_pauses_the_history_once_and_publishing_goes_on(tmp_path: Path):
     """The history on a full 128 KiB tmpfs (its own mount namespace): the back-fill of the
     month does not fit, one `history_paused` line, and every new NAV is still published."""
-    if (
-        shutil.which("unshare") is None
-        or subprocess.run(
-            ["unshare", "-U", "-r", "-m", "true"], capture_output=True, check=False
-        ).returncode
-    ):
-        pytest.skip("unshare (user + mount namespaces) is not available here")
+    require_mount_namespace()
     root, hist, out = tmp_path / "executor", tmp_path / "hist", tmp_path / "out"
     state = root / "logs" / "state"
     for directory in (state, hist, out):

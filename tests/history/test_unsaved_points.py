@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from kpi_publisher.history import recorder as recorder_module
 from kpi_publisher.history.curves import Series
 from kpi_publisher.history.recorder import HistoryRecorder
 from kpi_publisher.history.store import HistoryStore, Point
-from tests.history.daemons import Daemon, Desk, stored, wait_for
+from tests.history.daemons import Daemon, Desk, require_mount_namespace, stored, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -213,13 +212,7 @@ def test_a_daemon_on_a_full_disk_publishes_only_what_it_will_save(tmp_path: Path
     published; once the filler is removed the store holds exactly the published curve (what
     a restart loads), where before it held the points from before the disk filled and from
     after it had room again, and none of those published in between."""
-    if (
-        shutil.which("unshare") is None
-        or subprocess.run(
-            ["unshare", "-U", "-r", "-m", "true"], capture_output=True, check=False
-        ).returncode
-    ):
-        pytest.skip("unshare (user + mount namespaces) is not available here")
+    require_mount_namespace()
     hist = tmp_path / "hist"
     hist.mkdir()
     desk = Desk.make(tmp_path / "desk", 1000.0)
