@@ -64,6 +64,17 @@ def stored(path: Path) -> list[float]:
         return [nav for (nav,) in db.execute("SELECT nav_usd FROM points ORDER BY t")]
 
 
+def stored_so_far(path: Path) -> list[float]:
+    """`stored`, or nothing while the file is missing or still being made (no table yet): for
+    waiting on a store another thread is writing."""
+    if not path.exists():
+        return []
+    try:
+        return stored(path)
+    except sqlite3.DatabaseError:
+        return []
+
+
 @dataclass
 class Desk:
     """An executor's state dir (only nav_state.json) and the out dir its publisher writes."""

@@ -23,7 +23,7 @@ from kpi_publisher.contract import NAV_HISTORY_FILE
 from kpi_publisher.history import recorder as recorder_module
 from kpi_publisher.history.recorder import HistoryRecorder
 from kpi_publisher.history.store import HistoryStore, Point
-from tests.history.daemons import Daemon, Desk, stored, wait_for
+from tests.history.daemons import Daemon, Desk, stored, stored_so_far, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -124,7 +124,7 @@ def test_a_recorder_writes_its_whole_curve_into_a_file_made_again(
                 recorder.observe(published(now - 60, 1005.0))
                 time.sleep(0.06)
                 assert recorder.wait_idle(10)
-            wait_for(lambda: path.exists() and len(stored(path)) >= 5, 10)
+            wait_for(lambda: len(stored_so_far(path)) >= 5, 10)
         published_curve = curve(out)
     finally:
         recorder.stop()

@@ -24,7 +24,14 @@ from kpi_publisher.history import recorder as recorder_module
 from kpi_publisher.history.curves import Series
 from kpi_publisher.history.recorder import HistoryRecorder
 from kpi_publisher.history.store import HistoryStore, Point
-from tests.history.daemons import Daemon, Desk, require_mount_namespace, stored, wait_for
+from tests.history.daemons import (
+    Daemon,
+    Desk,
+    require_mount_namespace,
+    stored,
+    stored_so_far,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -127,7 +134,7 @@ def test_the_points_kept_are_saved_without_a_new_nav_by_the_idle_refresh(
     assert len(stored(full.path)) < 250
     disk_full(full.recorder.store, False)
     monkeypatch.setattr(full.recorder.store, "_paused_until", 1.0)
-    wait_for(lambda: len(stored(full.path)) == 250, 10)
+    wait_for(lambda: len(stored_so_far(full.path)) == 250, 10)
     full.recorder.stop()
     assert stored(full.path) == curve(full.out)
     assert full.restart_curve(tmp_path) == curve(full.out)
