@@ -483,10 +483,7 @@ def same_file(a: Path, b: Path) -> bool:
 def within(path: Path, directory: Path) -> bool:
     """True when `path` is `directory` or lies below it, as written or once symlinks are
     resolved."""
-    for p, d in ((_abs(path), _abs(directory)), (_real(path), _real(directory))):
-        if p == d or p.startswith(d.rstrip(os.sep) + os.sep):
-            return True
-    return False
+    return fs.inside(path, directory) or fs.inside(Path(_real(path)), Path(_real(directory)))
 
 
 def read_paths(settings: Settings) -> list[Claim]:

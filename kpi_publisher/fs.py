@@ -99,7 +99,13 @@ def _fd_path(fd: int) -> str | None:
         return None
 
 
-def _inside(target: str, real_root: str) -> bool:
+def inside(path: Path, directory: Path) -> bool:
+    """True when `path` is `directory` or lies below it (lexically, on absolute paths)."""
+    p, d = Path(os.path.abspath(path)), Path(os.path.abspath(directory))
+    return p == d or d in p.parents
+
+
+def _below(target: str, real_root: str) -> bool:
     return os.path.commonpath([target, real_root]) == real_root and target != real_root
 
 
@@ -125,7 +131,7 @@ def _check_opened(fd: int, path: Path, real_root: str) -> None:
             raise ReadError("file changed while being read (symlink re-pointed while opening)")
     elif st.st_nlink == 0 or target.endswith(_DELETED):
         raise ReadError("file changed while being read (replaced while opening)")
-    if not _inside(target, real_root):
+    if not _below(target, real_root):
         raise ReadError(f"symlink leaves {real_root} (points at {target}); not followed")
 
 

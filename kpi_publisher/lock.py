@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kpi_publisher import fs
+
 DAEMON_COMMAND = "run"
 COMMANDS = ("run", "once")
 SHORT_HOLDER_WAIT_S = 5.0  # how long to wait for a holder that is not a daemon (`once`)
@@ -30,9 +32,7 @@ class LockHeld(Exception):
     """Another live process publishes into the same out dir."""
 
     def __init__(self, path: Path, pid: int | None, command: str | None) -> None:
-        holder = f"pid {pid}" if pid is not None else "another process"
-        if command:
-            holder += f" (hedge-kpi {command})"
+        holder = holder_text(pid, command, unknown="another process")
         super().__init__(f"{path} is already published into by {holder}")
         self.path = path
         self.pid = pid
@@ -93,6 +93,12 @@ def holder_pid(fd: int) -> int | None:
     return by_inode.pop() if len(by_inode) == 1 else None
 
 
+def holder_text(pid: int | None, command: str | None, *, unknown: str) -> str:
+    """A lock's holder for an error: "pid 123 (hedge-kpi run)", or `unknown` with no pid."""
+    holder = f"pid {pid}" if pid is not None else unknown
+    return f"{holder} (hedge-kpi {command})" if command else holder
+
+
 def holder_command(pid: int | None) -> str | None:
     """`run` or `once` when `pid` is a hedge-kpi process running that command, else None."""
     if pid is None:
@@ -131,11 +137,6 @@ def acquire(out_dir: Path, *, wait_s: float = 0.0) -> OutDirLock:
         raise
 
 
-def _inside(path: Path, directory: Path) -> bool:
-    p, d = Path(os.path.abspath(path)), Path(os.path.abspath(directory))
-    return p == d or d in p.parents
-
-
 class DaemonLock:
     """The lock `run` holds on its out dir for its whole life, moved by a reload that changes
     the out dir: the new dir's lock is taken first (LockHeld when another publisher has it,
@@ -162,7 +163,7 @@ class DaemonLock:
         there or by a daemon thread that looks every `poll_s`, whichever comes first; the
         thread calls `on_held` when another process was first.
         """
-        if out_dir.is_dir() or state_dir.is_dir() or not _inside(out_dir, state_dir):
+        if out_dir.is_dir() or state_dir.is_dir() or not fs.inside(out_dir, state_dir):
             out_dir.mkdir(parents=True, exist_ok=True)
             held = acquire(out_dir, wait_s=SHORT_HOLDER_WAIT_S)
             with self._guard:

@@ -21,7 +21,7 @@ from kpi_publisher.daemon.loop import (
     PassResult,
     Publisher,
 )
-from kpi_publisher.daemon.outdir import FOREIGN_LOG_EVERY_S, inside, output_paths
+from kpi_publisher.daemon.outdir import FOREIGN_LOG_EVERY_S, output_paths
 from kpi_publisher.daemon.plan import retry_delay_s
 from kpi_publisher.daemon.reload import input_paths
 from kpi_publisher.daemon.signals import install_signal_thread
@@ -32,6 +32,7 @@ from kpi_publisher.daemon.survival import (
     runtime_dir,
     stuck_limit_s,
 )
+from kpi_publisher.fs import inside
 
 __all__ = [
     "FOREIGN_LOG_EVERY_S",

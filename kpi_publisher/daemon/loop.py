@@ -40,7 +40,6 @@ from kpi_publisher.daemon.metrics import Metrics
 from kpi_publisher.daemon.outdir import (
     OwnOutputs,
     StateDirWatch,
-    inside,
     output_paths,
     prepare_out_dir,
 )
@@ -53,6 +52,7 @@ from kpi_publisher.daemon.survival import (
     default_crash_file,
     stuck_limit_s,
 )
+from kpi_publisher.fs import inside
 from kpi_publisher.metrics_server import MetricsServer
 from kpi_publisher.pipeline import Outputs
 from kpi_publisher.sources import SourceReader

@@ -9,7 +9,6 @@ last publish renamed into place is another writer's (the executor writes its own
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from kpi_publisher import fs
 from kpi_publisher.config import Settings
 from kpi_publisher.contract import OUTPUT_FILES
 from kpi_publisher.daemon.metrics import PROM_FILES
+from kpi_publisher.fs import inside
 
 log = structlog.get_logger("hedge-kpi.daemon")
 
@@ -34,12 +34,6 @@ def output_paths(settings: Settings) -> tuple[Path, ...]:
 @functools.lru_cache(maxsize=8)
 def _output_paths(publish_dir: Path) -> tuple[Path, ...]:
     return tuple(publish_dir / name for name in OUTPUT_FILES)
-
-
-def inside(path: Path, directory: Path) -> bool:
-    """True when `path` is `directory` or lies below it (lexically, on absolute paths)."""
-    p, d = Path(os.path.abspath(path)), Path(os.path.abspath(directory))
-    return p == d or d in p.parents
 
 
 def prepare_out_dir(

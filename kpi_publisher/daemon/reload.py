@@ -25,7 +25,7 @@ import structlog
 from kpi_publisher import fs
 from kpi_publisher.config import ConfigError, Settings
 from kpi_publisher.contract import KPIS_FILE
-from kpi_publisher.daemon.outdir import inside
+from kpi_publisher.fs import inside
 from kpi_publisher.lock import LockHeld
 from kpi_publisher.sources import SourceReader, source_paths
 

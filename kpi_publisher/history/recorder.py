@@ -44,8 +44,8 @@ import structlog
 from kpi_publisher import fs
 from kpi_publisher.config import Settings
 from kpi_publisher.contract import NAV_HISTORY_FILE
-from kpi_publisher.daemon.outdir import inside
 from kpi_publisher.daemon.survival import runtime_dir, runtime_dir_candidates
+from kpi_publisher.fs import inside
 from kpi_publisher.history.backfill import backfill
 from kpi_publisher.history.curves import Series, build_nav_history, published_end
 from kpi_publisher.history.store import HistoryStore, Point

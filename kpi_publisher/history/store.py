@@ -55,7 +55,7 @@ from typing import NamedTuple
 
 import structlog
 
-from kpi_publisher.lock import holder_command, holder_pid
+from kpi_publisher.lock import holder_command, holder_pid, holder_text
 
 log = structlog.get_logger("hedge-kpi.history")
 
@@ -104,9 +104,7 @@ class HistoryHeld(Exception):
     """Another publisher holds the history file."""
 
     def __init__(self, path: Path, pid: int | None, command: str | None) -> None:
-        holder = f"pid {pid}" if pid is not None else "another publisher"
-        if command:
-            holder += f" (hedge-kpi {command})"
+        holder = holder_text(pid, command, unknown="another publisher")
         super().__init__(f"{path} is held by {holder}")
         self.pid = pid
         self.command = command
