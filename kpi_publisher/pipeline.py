@@ -60,13 +60,15 @@ def _compute(stage: str, fn: Callable[..., _T], /, *args: Any) -> _T:
 def _position_book(
     run: StageRunner,
     rows: list[dict[str, Any]],
+    listed: list[dict[str, Any]],
+    held: list[str],
     risk_doc: Any,
     symbols_cap: int,
     cvar: Mapping[str, float | None] | None,
     nav_usd: float | None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    listed = run("listed", positions.listed, rows)
-    held = run("held", _symbols_of, listed)
+    """`position_book`, each stage run through `run`; `listed` are the rows listed
+    (`positions.listed`), `held` their symbols."""
     risk_view = view(risk_doc, symbols.RISK_KEYS)
     symbol_map = run("symbols", symbols.build_symbols, risk_view, held, symbols_cap, cvar)
     held_risk = run("held_risk", positions.held_risk, listed, symbol_map)
@@ -106,7 +108,10 @@ def position_book(
     The held symbols come first in the map (capped at `symbols_cap`), and each row is joined
     with its symbol's risk fields. The executor's positions_state.json is built by this too.
     """
-    return _position_book(_compute, rows, risk_doc, symbols_cap, cvar, nav_usd)
+    listed = positions.listed(rows)
+    return _position_book(
+        _compute, rows, listed, _symbols_of(listed), risk_doc, symbols_cap, cvar, nav_usd
+    )
 
 
 @dataclass(frozen=True)
@@ -210,7 +215,8 @@ def _compose(
         "net_exposure_pct": positions.exposure_pct(net, nav_block["nav_usd"]),
         **run("var", risk.build_var, data.get("risk_advanced")),
     }
-    held = run("held", _symbols_of, run("listed", positions.listed, rows))
+    listed = run("listed", positions.listed, rows)
+    held = run("held", _symbols_of, listed)
     router_doc = data.get("router")
     router_block = run(
         "router", router.build_router, view(risk_doc, router.RISK_KEYS), router_doc, held, cap,
@@ -218,7 +224,9 @@ def _compose(
     )  # fmt: skip
     fees_block = run("fees", fees.build_fees, view(risk_doc, fees.RISK_KEYS))
     cvar = run("cvar", risk.cvar_by_symbol, data.get("risk_advanced"))
-    symbol_map, book = _position_book(run, rows, risk_doc, cap, cvar, nav_block["nav_usd"])
+    symbol_map, book = _position_book(
+        run, rows, listed, held, risk_doc, cap, cvar, nav_block["nav_usd"]
+    )
     aum_block = run(
         "aum", _aum, nav_state, nav_doc, data.get("fx"), data.get("holdings"),
         nav_block["nav_usd"], rate,
