@@ -13,7 +13,18 @@ from typing import Any, Protocol, TypeVar
 
 from kpi_publisher.contract import KPIS_SCHEMA, POSITIONS_SCHEMA, SCHEMA_VERSION, SourceRead
 from kpi_publisher.parse import iso_utc
-from kpi_publisher.stages import aum, fees, fx, nav, positions, risk, router, status, symbols
+from kpi_publisher.stages import (
+    aum,
+    fees,
+    fx,
+    legacy,
+    nav,
+    positions,
+    risk,
+    router,
+    status,
+    symbols,
+)
 
 _T = TypeVar("_T")
 
@@ -209,8 +220,9 @@ def _compose(
         min_age_s={name: read.min_age_s for name, read in sources.items()},
     )
     gross, net = run("rows_notionals", positions.book_notionals, rows)
+    risk_base = run("risk", risk.build_risk, view(risk_doc, risk.RISK_KEYS), nav_state)
     risk_block = {
-        **run("risk", risk.build_risk, view(risk_doc, risk.RISK_KEYS), nav_state),
+        **risk_base,
         "gross_exposure_pct": positions.exposure_pct(gross, nav_block["nav_usd"]),
         "net_exposure_pct": positions.exposure_pct(net, nav_block["nav_usd"]),
         **run("var", risk.build_var, data.get("risk_advanced")),
@@ -231,6 +243,9 @@ def _compose(
         "aum", _aum, nav_state, nav_doc, data.get("fx"), data.get("holdings"),
         nav_block["nav_usd"], rate,
     )  # fmt: skip
+    old_payload = run(
+        "legacy", legacy.build_legacy, risk_base, router_block, fees_block, symbol_map
+    )
     var_note = run("var_note", risk.var_note, data.get("risk_advanced"))
     notes = {
         name: note
@@ -255,6 +270,7 @@ def _compose(
         "atr_regime": risk_block["atr_regime"],
         "fee_pnl_ratio": fees_block["fee_pnl_ratio"],
         "router_quality": router_block["quality"],
+        **old_payload,
     }
     pos_read = sources.get("positions")
     pos_status = source_status["positions"]

@@ -246,3 +246,43 @@ def test_a_torn_positions_state_falls_back_to_positions_json(
     assert_json_matches(
         _load(GOLDEN / "v7_1_flat" / "expected_kpis_v7.json")["symbols"], kpis["symbols"]
     )
+
+
+# Where the desk's older dashboard panels look for each figure in kpis_v7.json (the executor's
+# old flat payload), and the published field it must equal.
+OLD_READER_PATHS = {
+    ("atr", "atr_regime"): ("risk", "atr_regime"),
+    ("atr", "median_ratio"): ("risk", "atr_ratio"),
+    ("drawdown", "dd_pct"): ("risk", "drawdown_pct"),
+    ("drawdown", "daily_loss", "pct"): ("risk", "daily_loss_pct"),
+    ("router_stats", "maker_fill_ratio"): ("router", "maker_fill_rate"),
+    ("router_stats", "fallback_ratio"): ("router", "fallback_ratio"),
+    ("router_stats", "slip_q50"): ("router", "slip_q50_bps"),
+    ("fee_pnl", "fee_pnl_ratio"): ("fees", "fee_pnl_ratio"),
+    ("fee_pnl", "fees"): ("fees", "fees_usd"),
+}
+
+
+def _path(doc: Any, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        doc = (doc or {}).get(key)
+    return doc
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_desks_older_readers_find_every_figure_where_they_look(
+    case: str, tmp_path: Path, copy_fixture: Callable[[Path], Path]
+) -> None:
+    """The desk's older panels read `atr`, `drawdown`, `router_stats` and `fee_pnl` objects
+    (the executor's old payload): each shows the figure the contract's block publishes, and
+    the per-symbol ATR list names every symbol of the `symbols` map with its ratio and regime."""
+    case_dir = copy_fixture(GOLDEN / case)
+    assert _run(case_dir, tmp_path / "out") == 0
+    kpis = _load(tmp_path / "out" / "kpis_v7.json")
+    for old, new in OLD_READER_PATHS.items():
+        assert _path(kpis, old) == _path(kpis, new), (old, new)
+    assert {
+        row["symbol"]: (row["atr_ratio"], row["atr_regime"]) for row in kpis["atr"]["symbols"]
+    } == {symbol: (row["atr_ratio"], row["atr_regime"]) for symbol, row in kpis["symbols"].items()}
+    if case == "v7_1_flat":  # a case where every one of these figures has a value
+        assert all(_path(kpis, old) is not None for old in OLD_READER_PATHS)
