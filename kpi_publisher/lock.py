@@ -200,6 +200,11 @@ class DaemonLock:
             except OSError:
                 continue  # e.g. the directory is still being set up: try again
 
+    def holds(self, out_dir: Path) -> bool:
+        """True when the lock held is on the directory now at `out_dir` (`OutDirLock.holds`)."""
+        held = self._held
+        return held is not None and held.holds(out_dir)
+
     def ensure(self, out_dir: Path) -> None:
         """Hold the lock of the directory now at `out_dir` before anything is written there:
         it may have appeared since (the first out dir inside a state dir the executor has just

@@ -85,13 +85,15 @@ class MetricsServer:
             self._health = health
 
     def current_families(self) -> tuple[prom.Family, ...]:
-        """What a scrape returns now: nothing before the first publish."""
+        """What a scrape returns now: the last published figures and the publisher's health;
+        before the first publish, the health alone (no publish yet, and the errors so far)."""
         with self._lock:
             outputs, health = self._outputs, self._health
-        if outputs is None:
-            return ()
         return prom.families(
-            outputs, host=self.host_label, account=self.account_label, health=health
+            outputs,
+            host=self.host_label,
+            account=self.account_label,
+            health=health if health is not None else prom.PublisherHealth(),
         )
 
     def start(self) -> int:

@@ -314,20 +314,23 @@ def _health(s: _Samples, health: PublisherHealth) -> None:
 
 
 def families(
-    outputs: Outputs, *, host: str, account: str, health: PublisherHealth | None
+    outputs: Outputs | None, *, host: str, account: str, health: PublisherHealth | None
 ) -> tuple[Family, ...]:
-    """Every family that has at least one sample, in catalogue order, samples sorted."""
+    """Every family that has at least one sample, in catalogue order, samples sorted. With no
+    outputs (nothing published yet), the publisher's health alone: its error counters and
+    `publishes_total` 0 are what tell a publisher that never managed a publish."""
     s = _Samples((("host", host), ("account", account)))
-    kpis = mapping(outputs.kpis)
-    s.add("generated_timestamp_seconds", kpis.get("generated_at"))
-    _nav(s, kpis)
-    _risk(s, kpis)
-    _performance(s, kpis)
-    _router_fees(s, kpis)
-    _aum(s, kpis)
-    _symbols(s, kpis)
-    _positions(s, mapping(outputs.positions))
-    _sources(s, kpis)
+    if outputs is not None:
+        kpis = mapping(outputs.kpis)
+        s.add("generated_timestamp_seconds", kpis.get("generated_at"))
+        _nav(s, kpis)
+        _risk(s, kpis)
+        _performance(s, kpis)
+        _router_fees(s, kpis)
+        _aum(s, kpis)
+        _symbols(s, kpis)
+        _positions(s, mapping(outputs.positions))
+        _sources(s, kpis)
     if health is not None:
         _health(s, health)
     out: list[Family] = []

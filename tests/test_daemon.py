@@ -20,7 +20,8 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from kpi_publisher import publish
 from kpi_publisher.config import ConfigError, Settings
 from kpi_publisher.contract import SOURCE_NAMES
-from kpi_publisher.daemon import CrashLog, Daemon, crash_backoff_s, retry_delay_s
+from kpi_publisher.daemon import CrashLog, Daemon, crash_backoff_s, retry_delay_s, stuck_limit_s
+from kpi_publisher.daemon.survival import Liveness
 from kpi_publisher.pipeline import Outputs
 from kpi_publisher.run import build_daemon
 from kpi_publisher.watcher import InotifyReader, Watcher, _inotify_observer
@@ -561,6 +562,33 @@ def test_a_healthy_loop_is_never_called_stuck(settings: Settings) -> None:
         daemon.request_stop()
         runner.join(WAIT_S)
     assert exits == []
+
+
+def test_the_stuck_limit_follows_a_reloaded_heartbeat(settings: Settings) -> None:
+    """The liveness limit is that of the settings in force: a reload that raises the heartbeat
+    past the limit at start does not get a quiet daemon killed, and one that lowers it again
+    does not leave a hang unnoticed for as long as the old heartbeat allowed."""
+    exits: list[int] = []
+    frozen = time.monotonic()  # the loop makes no progress at all
+    limit = [0.3]
+    liveness = Liveness(lambda: frozen, lambda: limit[0], exits.append, time.monotonic)
+    limit[0] = 3600.0  # the reload lands before the first look
+    liveness.start()
+    time.sleep(0.8)
+    assert exits == []  # 0.8 s stalled: stuck under the start's limit, not under the new one
+    limit[0] = 0.3
+    deadline = time.monotonic() + WAIT_S
+    while not exits and time.monotonic() < deadline:
+        time.sleep(0.05)
+    liveness.stop()
+    assert exits == [70]
+
+
+def test_a_daemon_s_stuck_limit_is_that_of_its_current_heartbeat(settings: Settings) -> None:
+    daemon = Daemon(settings, batches=ScriptedBatches(FakeClock(), []))
+    assert daemon._stuck_limit_s() == stuck_limit_s(settings.heartbeat_s)
+    daemon.settings = replace(settings, heartbeat_s=100.0)
+    assert daemon._stuck_limit_s() == stuck_limit_s(100.0) > stuck_limit_s(settings.heartbeat_s)
 
 
 @pytest.mark.parametrize(("crashes", "wait_s"), [(0, 0.0), (1, 1.0), (3, 4.0), (6, 30.0)])

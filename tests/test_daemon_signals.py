@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -147,6 +147,15 @@ def kpis(dirs: dict[str, Path]) -> dict[str, Any]:
     return doc
 
 
+def published_nav(dirs: dict[str, Path]) -> float | None:
+    """The NAV in the out dir now; None while the out dir has no kpis_v7.json (a test that
+    replaces the out dir may look at a publish line read after the replacement)."""
+    try:
+        return cast(float | None, kpis(dirs)["nav"]["nav_usd"])
+    except FileNotFoundError:
+        return None
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stop_signal_in_the_middle_of_a_burst_exits_0_within_a_second(
     dirs: dict[str, Path], spawn: Callable[..., Proc], sig: int
@@ -218,6 +227,8 @@ def test_sighup_with_a_good_config_applies_it(
     config = dirs["root"] / "kpi.toml"
     config.write_text("[kpi]\nnav_fresh_s = 90\n")
     proc = spawn(base_args(dirs, "--config", str(config)))
+    # The start line names the config file in force (an operator's first question).
+    assert proc.wait_event(lambda e: e["event"] == "start")["config_file"] == str(config)
     proc.wait_event(is_publish)
     assert kpis(dirs)["nav"]["fresh"] is False
     config.write_text("[kpi]\nnav_fresh_s = 100000\n")
@@ -355,6 +366,77 @@ def test_a_removed_out_dir_is_made_and_locked_again_so_no_second_daemon_shares_i
     locked = second.wait_event(lambda e: e["event"] == "out_dir_locked")
     assert locked["holder_pid"] == first.popen.pid
     assert first.stop()[0] == 0
+
+
+def test_an_out_dir_replaced_by_another_directory_is_locked_again_before_a_publish(
+    dirs: dict[str, Path], spawn: Callable[..., Proc]
+) -> None:
+    """The out dir renamed away and a new directory made at its path (as when the executor
+    recreates a state dir that is also the out dir): the daemon locks the new directory before
+    it publishes there, so a second daemon started on it is refused naming the first."""
+    first = spawn(base_args(dirs))
+    first.wait_event(is_publish)
+    dirs["out"].rename(dirs["root"] / "out.old")
+    dirs["out"].mkdir()
+    mark = first.mark()
+    write_json(dirs["state"] / "nav_state.json", {"nav_usd": 3000.0, "updated_at": time.time()})
+    first.wait_event(lambda e: e["event"] == "out_dir_replaced", start=mark)
+    first.wait_event(lambda e: is_publish(e) and published_nav(dirs) == 3000.0, start=mark)
+    second = spawn(base_args(dirs))
+    assert second.popen.wait(WAIT_S) == 2
+    locked = second.wait_event(lambda e: e["event"] == "out_dir_locked")
+    assert locked["holder_pid"] == first.popen.pid
+    assert first.stop()[0] == 0
+
+
+def test_an_out_dir_replaced_by_a_link_to_another_daemon_s_dir_is_never_published_into(
+    dirs: dict[str, Path], spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    """The out dir's path made a symlink to a directory another daemon holds: this daemon is
+    refused there and publishes nothing into it (the other desk's numbers stay), and it
+    publishes again once its path is a directory of its own."""
+    other_state = tmp_path / "other" / "logs" / "state"
+    other_state.mkdir(parents=True)
+    write_json(other_state / "nav_state.json", {"nav_usd": 2000.0, "updated_at": time.time()})
+    other_out = tmp_path / "other" / "out"
+    first = spawn(base_args(dirs))
+    other = spawn(["--state-dir", str(other_state), "--out-dir", str(other_out)])
+    first.wait_event(is_publish)
+    other.wait_event(is_publish)
+    dirs["out"].rename(dirs["root"] / "out.old")
+    dirs["out"].symlink_to(other_out)
+    mark = first.mark()
+    write_json(dirs["state"] / "nav_state.json", {"nav_usd": 3000.0, "updated_at": time.time()})
+    refused = first.wait_event(lambda e: e["event"] == "publish_failed", start=mark)
+    assert "held by" in refused["reason"] or str(other.popen.pid) in refused["reason"], refused
+    time.sleep(0.5)
+    assert orjson.loads((other_out / "kpis_v7.json").read_bytes())["nav"]["nav_usd"] == 2000.0
+    dirs["out"].unlink()
+    dirs["out"].mkdir()
+    write_json(dirs["state"] / "nav_state.json", {"nav_usd": 3100.0, "updated_at": time.time()})
+    first.wait_event(lambda e: is_publish(e) and published_nav(dirs) == 3100.0, start=mark)
+    assert orjson.loads((other_out / "kpis_v7.json").read_bytes())["nav"]["nav_usd"] == 2000.0
+    assert first.stop()[0] == 0
+    assert other.stop()[0] == 0
+
+
+def test_an_out_dir_whose_name_is_not_utf8_is_published_into(
+    dirs: dict[str, Path], spawn: Callable[..., Proc]
+) -> None:
+    """A path of bytes that are not UTF-8 (the config reads it as surrogate escapes) names
+    the out dir's own crash log and history files too: `run` starts, publishes there and
+    keeps its history, where it used to die at start on encoding the name."""
+    out = dirs["root"] / "out-\udcff"
+    proc = spawn(["--state-dir", str(dirs["state"]), "--out-dir", str(out)])
+    proc.wait_event(is_publish)
+    assert orjson.loads((out / "kpis_v7.json").read_bytes())["nav"]["nav_usd"] == 1000.0
+    # A second NAV point: the curve is published from two points on.
+    write_json(dirs["state"] / "nav_state.json", {"nav_usd": 1010.0, "updated_at": time.time()})
+    deadline = time.monotonic() + WAIT_S
+    while not (out / "nav_history_v7.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (out / "nav_history_v7.json").is_file(), proc.events[-5:]
+    assert proc.stop()[0] == 0
 
 
 def test_a_reload_into_a_state_dir_made_later_never_shares_its_out_dir(

@@ -528,8 +528,10 @@ def test_replacement_is_atomic_for_a_concurrent_reader(tmp_path: Path, full: Out
 
 @pytest.mark.timeout(30)
 def test_metrics_endpoint_serves_the_same_series_on_loopback(full: Outputs):
-    """/metrics on 127.0.0.1 returns exactly the series of kpis.prom; nothing before the first
-    publish; a failed pass (outputs=None) keeps the last outputs and shows the new error."""
+    """/metrics on 127.0.0.1 returns exactly the series of kpis.prom; before the first publish
+    the publisher's health alone (no publish yet, and every failure so far, so the alerts on
+    them have a series to fire on); a failed pass (outputs=None) keeps the last outputs and
+    shows the new error."""
     settings = resolve({"state_dir": "/nonexistent", "metrics_port": 0, "host_label": "h9"}, {})
     server = MetricsServer.from_settings(settings)
     assert server is not None
@@ -542,7 +544,13 @@ def test_metrics_endpoint_serves_the_same_series_on_loopback(full: Outputs):
             with urllib.request.urlopen(url, timeout=5) as resp:
                 return str(resp.read().decode())
 
-        assert series(scrape()) == {}
+        before = series(scrape())
+        assert value(before, "hedge_kpi_publishes_total") == 0.0
+        assert value(before, "hedge_kpi_publish_errors_total", kind="publish") == 0.0
+        assert value(before, "hedge_kpi_nav_usd") is None
+        assert value(before, "hedge_kpi_last_publish_timestamp_seconds") is None
+        server.update(None, prom.PublisherHealth().failed("publish").failed("publish"))
+        assert value(series(scrape()), "hedge_kpi_publish_errors_total", kind="publish") == 2.0
         server.update(full, HEALTH)
         file_text = render_prom(full, host="h9", account="default", health=HEALTH).decode()
         assert series(scrape()) == series(file_text)

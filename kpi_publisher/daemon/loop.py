@@ -221,6 +221,22 @@ class Daemon:
         """The out dir is to be prepared by the next pass that can (see `run_pass`)."""
         self._out_dir_ready = False
 
+    def _check_out_dir(self) -> None:
+        """Before a publish, and after one failed: when the directory at the out dir's path is
+        not the one locked (removed, renamed away, replaced by another directory or by a
+        symlink), the next pass that can prepares the one there now and locks it before
+        anything is written into it, or is refused and retries: two daemons never share an
+        out dir, and a lock on a directory that is gone keeps no one out. A separate out dir
+        is made again at once; one inside the state dir once the state dir is there."""
+        s = self.settings
+        if self.out_lock is not None:
+            replaced = not self.out_lock.holds(s.publish_dir)
+        else:  # no lock (an embedding that locks nothing): the directory must still be there
+            replaced = not s.publish_dir.is_dir()
+        if replaced:
+            log.warning("out_dir_replaced", file=str(s.publish_dir))
+            self.out_dir_unprepared()
+
     def run_pass(self, reason: str, paths: Iterable[Path] = ()) -> PassResult:
         """Read every source; publish when something changed, or when forced by `reason`.
 
@@ -239,6 +255,8 @@ class Daemon:
             # out dir gets every source as `missing`, which `check` reports.)
             self.state = plan.waiting_for_state_dir(self.state, self._mono(), s)
             return PassResult(published=False)
+        if self._out_dir_ready:
+            self._check_out_dir()
         if not self._out_dir_ready:
             try:
                 self.prepare_out_dir()
@@ -274,11 +292,7 @@ class Daemon:
         try:
             self._publisher(outputs, s.publish_dir, fsync=s.fsync, durability=s.durability)
         except OSError as exc:
-            if not s.publish_dir.is_dir():
-                # The out dir went away: the retry prepares it again and locks the new one (the
-                # lock on the old directory keeps no one out of it). A separate out dir is made
-                # again at once; one inside the state dir once the state dir is there.
-                self.out_dir_unprepared()
+            self._check_out_dir()
             return self._failed("publish", str(exc.filename or s.publish_dir), exc)
         except Exception as exc:
             return self._failed("publish", str(s.publish_dir), exc, trace=True)
@@ -380,10 +394,15 @@ class Daemon:
                     with contextlib.suppress(OSError):
                         close()
 
+    def _stuck_limit_s(self) -> float:
+        """The liveness limit for the settings in force (a reload may change the heartbeat)."""
+        return self._stuck_after_s or stuck_limit_s(self.settings.heartbeat_s)
+
     def _run_loop(self, s: Settings) -> int:
         log.info(
             "start",
             pid=os.getpid(),
+            config_file=str(s.config_file) if s.config_file is not None else None,
             state_dir=str(s.state_dir),
             out_dir=str(s.publish_dir),
             debounce_ms=s.debounce_ms,
@@ -394,8 +413,7 @@ class Daemon:
         )
         # A missing state dir is not fatal: state_dir_missing is logged now and every minute,
         # and the directory is watched and published from once it appears (run_pass).
-        limit_s = self._stuck_after_s or stuck_limit_s(s.heartbeat_s)
-        liveness = Liveness(lambda: self._progress, limit_s, self._exit_fn, self._mono)
+        liveness = Liveness(lambda: self._progress, self._stuck_limit_s, self._exit_fn, self._mono)
         try:
             self.batches.start()
             self._progress = self._mono()

@@ -81,12 +81,21 @@ def runtime_dir(environ: Mapping[str, str] | None = None) -> Path | None:
     return None
 
 
+def runtime_file(
+    publish_dir: Path, prefix: str, suffix: str, environ: Mapping[str, str] | None = None
+) -> Path:
+    """`<runtime dir>/<prefix>-<digest of publish_dir><suffix>`: one file per out dir in the
+    private per-user directory (see `runtime_dir`). The digest is of the path's bytes, so a
+    path that is not valid UTF-8 (which the config accepts) names a file too."""
+    digest = hashlib.sha1(os.fsencode(publish_dir), usedforsecurity=False).hexdigest()[:12]
+    directory = runtime_dir(environ) or runtime_dir_candidates(environ)[-1]
+    return directory / f"{prefix}-{digest}{suffix}"
+
+
 def default_crash_file(publish_dir: Path, environ: Mapping[str, str] | None = None) -> Path:
     """Where crash times are kept: a private per-user directory (see `runtime_dir`), never the
     state dir (the contract forbids it) nor a predictable name in a world-writable one."""
-    digest = hashlib.sha1(str(publish_dir).encode(), usedforsecurity=False).hexdigest()[:12]
-    directory = runtime_dir(environ) or runtime_dir_candidates(environ)[-1]
-    return directory / f"crashes-{digest}.json"
+    return runtime_file(publish_dir, "crashes", ".json", environ)
 
 
 @dataclass
@@ -161,12 +170,16 @@ def stuck_limit_s(heartbeat_s: float) -> float:
 class Liveness:
     """A thread that ends the process (exit 70) when the loop stops making progress, e.g. a
     read or fsync hung on a dying disk. supervisord has no liveness check of its own: it
-    would show such a process RUNNING forever; after the exit it restarts it."""
+    would show such a process RUNNING forever; after the exit it restarts it.
+
+    `limit_s` is asked again at every look, so a reload that changes the heartbeat moves the
+    limit with it (a limit kept from start would end a daemon whose heartbeat was raised past
+    it, or miss a hang for hours after the heartbeat was lowered)."""
 
     def __init__(
         self,
         progress: Callable[[], float],
-        limit_s: float,
+        limit_s: Callable[[], float],
         exit_fn: Callable[[int], object],
         monotonic: Callable[[], float],
     ) -> None:
@@ -178,10 +191,11 @@ class Liveness:
         self._thread = threading.Thread(target=self._watch, name="hedge-kpi-liveness", daemon=True)
 
     def _watch(self) -> None:
-        interval = min(1.0, self._limit_s / 4)
         mark = self._progress()
         frozen_s = 0.0  # seconds the whole process was stopped since the mark last moved
         while True:
+            limit_s = self._limit_s()
+            interval = min(1.0, limit_s / 4)
             before = self._mono()
             if self._stop.wait(interval):
                 return
@@ -197,11 +211,11 @@ class Liveness:
                 frozen_s += late_s
                 log.warning("process_resumed", frozen_s=round(late_s, 1))
             stalled_s = now - progress - frozen_s
-            if stalled_s > self._limit_s:
+            if stalled_s > limit_s:
                 log.critical(
                     "worker_stuck",
                     stalled_s=round(stalled_s, 1),
-                    limit_s=self._limit_s,
+                    limit_s=limit_s,
                     exit_code=int(ExitCode.WORKER_STUCK),
                 )
                 self._exit(int(ExitCode.WORKER_STUCK))

@@ -15,10 +15,11 @@ changed while it was read (other than by growing: an executor appending to it) i
 and skipped.
 Decoding is the project's tolerant one (`sources.decode_doc`, per line or list element):
 NaN/Infinity tokens and lone surrogates read as null, so only those values are missing. A bad
-line of nav.jsonl is skipped and counted; nav_log.json that is not JSON (or not UTF-8), or
-nav.jsonl without one JSON line, is logged `history_backfill_failed` and stores nothing. A file
-refused or failed is recorded as such (never as imported): it is read again at the next start
-and, while running, once it changes and is a regular file within the cap.
+line of nav.jsonl (one over `logfile.MAX_LINE_BYTES` too, never held whole) is skipped and
+counted; nav_log.json that is not JSON (or not UTF-8), or nav.jsonl without one JSON line, is
+logged `history_backfill_failed` and stores nothing. A file refused or failed is recorded as
+such (never as imported): it is read again at the next start and, while running, once it
+changes and is a regular file within the cap.
 
 Retention applies as the points arrive: the store thins them (`HistoryStore.extend`, at the
 back-fill's clock) after every `store.THIN_BATCH` new points, so a year of 10-second points
@@ -100,9 +101,13 @@ def _line(line: bytes, tally: Tally) -> Any:
         return _BAD
 
 
-def _jsonl_rows(text_lines: Iterable[bytes], tally: Tally) -> Iterator[Any]:
+def _jsonl_rows(text_lines: Iterable[bytes | None], tally: Tally) -> Iterator[Any]:
+    """The rows of the lines; a line over `logfile.MAX_LINE_BYTES` (None) is a bad line."""
     for line in text_lines:
-        if line.strip():
+        if line is None:
+            tally.lines += 1
+            tally.bad_lines += 1
+        elif line.strip():
             tally.lines += 1
             row = _line(line, tally)
             if row is not _BAD:

@@ -10,14 +10,17 @@ second read compared by digest). Anything else raises `Changed`, as `fs.read_byt
 file that changed while it was read. The check runs before the caller's last step (the store
 commits only what it could verify), so a torn read is never stored.
 
-`lines` splits the pieces into lines; `list_items` into the JSON text of each element of one
-top-level JSON list (fs.ReadError when the text is not one list).
+`lines` splits the pieces into lines, a line longer than `MAX_LINE_BYTES` dropped as it is read
+(a crash-torn log may end in hundreds of MB of NUL bytes without a newline); `list_items` into
+the JSON text of each element of one top-level JSON list (fs.ReadError when the text is not one
+list).
 """
 
 from __future__ import annotations
 
 import codecs
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -31,6 +34,9 @@ from kpi_publisher import fs
 from kpi_publisher.sources import TOO_DEEP
 
 PIECE_BYTES = 1024 * 1024
+# The longest line of a JSON-lines log that is parsed: a NAV line is under a few KB, so a longer
+# one is damage (a crash's run of NUL bytes, two files run together). It is never held whole.
+MAX_LINE_BYTES = 64 * 1024
 CHANGED = fs.CHANGED_WHILE_READ
 
 
@@ -108,22 +114,31 @@ def open_snapshot(path: Path, *, max_bytes: int) -> Snapshot:
     return Snapshot(path, fd, fs.FileStamp.of(info))
 
 
-def lines(pieces: Iterator[bytes]) -> Iterator[bytes]:
+def lines(pieces: Iterator[bytes], max_bytes: int = MAX_LINE_BYTES) -> Iterator[bytes | None]:
     """The lines of the text, without their b"\\n" (those iterating the whole bytes gives); a
-    line longer than a piece is joined once, not copied again for every piece."""
+    line longer than a piece is joined once, not copied again for every piece. A line longer
+    than `max_bytes` is None: its bytes are let go as they are read, so memory follows the
+    cap and the piece size, never the line."""
     pending: list[bytes] = []
+    held = 0  # the bytes of the line in `pending`; past `max_bytes` they are no longer kept
     for piece in pieces:
         parts = piece.split(b"\n")
+        held += len(parts[0])
+        if held <= max_bytes:
+            pending.append(parts[0])
+        else:
+            pending.clear()
         if len(parts) == 1:
-            pending.append(piece)
             continue
-        pending.append(parts[0])
+        yield b"".join(pending) if held <= max_bytes else None
+        for line in itertools.islice(parts, 1, len(parts) - 1):
+            yield line if len(line) <= max_bytes else None
+        held = len(parts[-1])
+        pending = [parts[-1]] if held <= max_bytes else []
+    if held > max_bytes:
+        yield None
+    elif held:
         yield b"".join(pending)
-        yield from parts[1:-1]
-        pending = [parts[-1]]
-    tail = b"".join(pending)
-    if tail:
-        yield tail
 
 
 # Only the extent of each element is wanted here: numbers and constants are not converted (an

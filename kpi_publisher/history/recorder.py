@@ -24,13 +24,17 @@ The file is followed as the store follows it: deleted under the daemon, it is ma
 the whole series is written into it (`history_restored`); replaced, the new file is loaded as
 at start. While another publisher holds the file (`history_locked`) this history is off: no
 curve, no performance block, no point kept (they may be another desk's); it is taken over, and
-loaded as at start, by the first try after that publisher stops.
+loaded as at start, by the first try after that publisher stops. A file that takes no writes
+is read as it is (the store opens it read-only): the whole curve is published, the new points
+are kept as on a full disk and saved once it takes writes. A file that cannot even be read
+holds points the series does not: no curve and no block are published from the points in
+memory alone (`history_withheld`; nav_history_v7.json is left as it is) until it can be read,
+then it is loaded as at start with the points kept meanwhile.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import queue
 import threading
@@ -44,7 +48,7 @@ import structlog
 from kpi_publisher import fs
 from kpi_publisher.config import Settings
 from kpi_publisher.contract import NAV_HISTORY_FILE
-from kpi_publisher.daemon.survival import runtime_dir, runtime_dir_candidates
+from kpi_publisher.daemon.survival import runtime_file
 from kpi_publisher.fs import inside
 from kpi_publisher.history.backfill import backfill
 from kpi_publisher.history.curves import Series, build_nav_history, published_end
@@ -133,6 +137,7 @@ class HistoryRecorder:
         self._unsaved: list[Point] = []  # in the series, not yet in the store (in arrival order)
         self._resave = False  # the store's file was made again: the whole series is to be saved
         self._off = False  # another publisher holds the file: no curve, no block, no point kept
+        self._behind = False  # the file could not be read: the series lacks what it holds
         # Points, a new Target (a reload), or None (stop), in the order they were asked for.
         self._pending: queue.SimpleQueue[Point | Target | None] = queue.SimpleQueue()
         self._last_t: float | None = None
@@ -271,10 +276,12 @@ class HistoryRecorder:
         """Back-fill the executor's NAV logs, apply retention, load the series and publish; with
         the file held by another publisher, the history is off instead."""
         try:
-            if not self.store.open() and self.store.held_by is not None:
+            opened = self.store.open()
+            if not opened and self.store.held_by is not None:
                 self._go_off()
                 return
             self._off = False
+            self._set_behind(not opened and self.store.unread)
             if self.logs_dir is not None:
                 backfill(self.store, self.logs_dir, now=self._clock())
             self.store.thin(self._clock())
@@ -282,6 +289,19 @@ class HistoryRecorder:
             self._rebuild()
         except Exception as exc:  # the history must never take the publisher down
             log.exception("history_failed", reason=f"{type(exc).__name__}: {exc}")
+
+    def _set_behind(self, behind: bool) -> None:
+        """Note whether the series lacks the points of a file that could not be read; while it
+        does, no curve and no block are published (a short curve would read as the history)."""
+        if behind and not self._behind:
+            log.warning(
+                "history_withheld",
+                file=str(self.store.path),
+                reason="the history file cannot be read; no curve or performance block is "
+                "published until it can (nav_history_v7.json is left as it is), new points "
+                "are kept",
+            )
+        self._behind = behind
 
     def _stored_series(self) -> Series:
         """The store's series with the points it does not hold yet; the series as it is while
@@ -323,6 +343,9 @@ class HistoryRecorder:
             if self.store.open():
                 self._load()
             return False
+        if self._behind and self.store.open():  # readable now: loaded as at start
+            self._load()
+            return self._save() or True
         change = self.store.verify()
         if change == "replaced":
             self._drop_unsaved("another file was put at the history path")
@@ -380,8 +403,9 @@ class HistoryRecorder:
             log.info("history_restored", file=str(self.store.path), points=len(self._series.times))
         self._unsaved.clear()
         self._resave = False
-        if self.store.thinned != thinned:  # retention ran: hold what the store holds
+        if self.store.thinned != thinned or self._behind:  # hold what the store holds
             self._series = self._stored_series()
+            self._set_behind(False)
             return True
         return False
 
@@ -440,6 +464,11 @@ class HistoryRecorder:
         return True
 
     def _refresh_performance(self) -> None:
+        if self._behind:
+            if self.performance is not None:
+                self.performance = None
+                self._notify()
+            return
         now = self._clock()
         try:
             self.performance = performance_of_columns(self._series.times, self._series.navs, now)
@@ -463,6 +492,8 @@ class HistoryRecorder:
             return
         now = self._clock()
         self._refresh_performance()
+        if self._behind:
+            return
         if published_end(self._series.times, self._series.navs, now) < 2:
             return
         data = render(build_nav_history(self._series, now))
@@ -479,9 +510,7 @@ class HistoryRecorder:
 
 def default_history_file(publish_dir: Path, environ: Mapping[str, str] | None = None) -> Path:
     """Beside the crash log: the private per-user runtime dir, never the state dir."""
-    digest = hashlib.sha1(str(publish_dir).encode(), usedforsecurity=False).hexdigest()[:12]
-    directory = runtime_dir(environ) or runtime_dir_candidates(environ)[-1]
-    return directory / f"history-{digest}.sqlite"
+    return runtime_file(publish_dir, "history", ".sqlite", environ)
 
 
 def history_file(settings: Settings) -> Path:

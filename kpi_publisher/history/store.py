@@ -29,13 +29,26 @@ store is noticed there: one `history_file_changed` line (the file, `deleted` or 
 and the store closes and opens what is at the path as a restart would (a missing file is made
 again; another file is checked as at start, and refused when it is not a history).
 
+A file that can be read but not written (a read-only mount, a directory without write
+permission) is opened read-only (`history_read_only`, one line): its points are read as ever,
+writes are refused quietly like a pause (`save` says so: the caller keeps its points), and the
+write open is tried again every `PAUSE_RETRY_S`. SQLite reads a WAL file read-only only when
+its -shm exists or can be made; without either side file (closed cleanly) the file is the
+whole database and is read as immutable. A file that cannot be read either is `unread`: what it
+holds is unknown, so the caller publishes no curve from it.
+
 Retention (`thin`): points older than `retention_days` are deleted. Older points are thinned,
 never dropped at random: beyond `HOURLY_AFTER_S` (30 days) each UTC hour keeps its first, its
 lowest and its highest point; beyond `DAILY_AFTER_S` (365 days) each UTC day keeps the same
-three. Keeping the extremes means the drawdowns of thinned stretches stay visible. Thinning
-twice at the same clock keeps what thinning once keeps (the first, lowest and highest of a
-bucket are among the points kept before), so a long import (`extend` with `thin_at`) thins as
-it goes and ends where one thinning at its end would.
+three. Keeping the extremes means the drawdowns of thinned stretches stay visible. Age is
+measured in data time: from the clock, but never from past the newest point stored, so a wall
+clock stepped forward (for seconds or for good) never thins or deletes a point that is recent
+against the data; a clock more than `CLOCK_FAR_S` from the newest point is logged once
+(`history_clock_far`). Thinning twice at the same clock keeps what thinning once keeps (the
+first, lowest and highest of a bucket are among the points kept before), and so does thinning
+at an earlier then a later time (the buckets are thinned before the points past retention are
+deleted), so a long import (`extend` with `thin_at`) thins as it goes, at the data time reached
+so far, and ends where one thinning at its end would.
 """
 
 from __future__ import annotations
@@ -48,6 +61,7 @@ import os
 import sqlite3
 import stat
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +78,9 @@ DEFAULT_RETENTION_DAYS = 400
 HOURLY_AFTER_S = 30 * DAY_S
 DAILY_AFTER_S = 365 * DAY_S
 THIN_EVERY_S = 3600.0
+# A clock this far from the newest point stored is logged (once): retention then measures age
+# from the data, not from the clock.
+CLOCK_FAR_S = DAY_S
 # A long import is thinned after every this many new points: what the store holds beyond what
 # retention keeps is at most one batch (~3 MB of pages), and the thinning that runs then costs
 # about what inserting the batch did.
@@ -135,19 +152,25 @@ class HistoryStore:
     _paused_until: float = 0.0
     _last_thin: float = 0.0
     _last_t: float | None = None
+    _clock_far: bool = False  # the clock was far from the data at the last thinning (logged)
     thinned: int = 0  # points removed by retention since open
     held_by: HistoryHeld | None = None  # who held the file at the last try, while they do
+    read_only: bool = False  # open for reading only: the file takes no writes (retried)
+    unread: bool = False  # a file is at the path that could not be opened, even to read
+    _told_read_only: bool = False  # `history_read_only` was logged since writes last worked
 
     # -- opening ---------------------------------------------------------------------------
 
     def open(self) -> bool:
         """Open (or create) the file; a corrupt one is moved aside and replaced, one that is not
-        a history is left alone, one another publisher holds is not opened. False when the
-        history is unavailable (the reason was logged; tried again after PAUSE_RETRY_S)."""
+        a history is left alone, one another publisher holds is not opened, one that takes no
+        writes is opened read-only. False when the history is unavailable (the reason was
+        logged; tried again after PAUSE_RETRY_S)."""
         if self._db is not None:
             return True
         if self.paused and time.monotonic() < self._paused_until:
             return False
+        self.unread = False
         try:
             self._open_file()
         except HistoryHeld as exc:
@@ -155,9 +178,37 @@ class HistoryStore:
         except NotAHistory as exc:
             return self._refuse(exc)
         except (sqlite3.Error, OSError) as exc:
-            return self._pause("open", exc)
+            return self._open_read_only(exc)
         self.held_by = None
         self._resumed()
+        return True
+
+    def _open_read_only(self, cause: BaseException) -> bool:
+        """The file could not be opened for writing (`cause`): read it as it is, so its points
+        are still published; writes wait for the next try at a write open."""
+        try:
+            self._attach(read_only=True)
+        except HistoryHeld as exc:
+            return self._held(exc)
+        except NotAHistory as exc:
+            return self._refuse(exc)
+        except FileNotFoundError:  # no file: nothing stored, the write failure is the reason
+            return self._pause("open", cause)
+        except (sqlite3.Error, OSError) as exc:
+            self.unread = _holds_bytes(self.path)
+            return self._pause("open", OSError(f"{cause}; cannot be read either: {exc}"))
+        if not self._told_read_only:
+            self._told_read_only = True
+            log.warning(
+                "history_read_only",
+                file=str(self.path),
+                reason=str(cause),
+                kept="the stored history is published; new points are kept in memory and "
+                "saved once the file can be written",
+                retry_s=PAUSE_RETRY_S,
+            )
+        self.held_by = None
+        self._paused_until = time.monotonic() + PAUSE_RETRY_S
         return True
 
     def _open_file(self) -> None:
@@ -166,18 +217,24 @@ class HistoryStore:
             raise NotAHistory(reason)
         self._attach()
 
-    def _attach(self) -> None:
+    def _attach(self, *, read_only: bool = False) -> None:
         """Lock the file at the path (made when missing), then connect to it: SQLite never opens
         a file another publisher holds, and a corrupt one is moved aside (once) by the holder of
         its lock only. The path must still name the locked file once SQLite has it open, or
-        both are let go and tried again (it was replaced in between)."""
+        both are let go and tried again (it was replaced in between). `read_only`: an existing
+        file only, never changed (FileNotFoundError when there is none)."""
         moved_aside = False
         for _ in range(_ATTACH_TRIES):
-            lock = _locked(self.path)
+            lock = _locked(self.path, writable=not read_only)
             try:
-                db = self._connect()
+                db = self._connect_read_only() if read_only else self._connect()
             except sqlite3.DatabaseError as exc:
-                corrupt = _is_corruption(exc) and not moved_aside and _names(self.path, lock)
+                corrupt = (
+                    not read_only
+                    and _is_corruption(exc)
+                    and not moved_aside
+                    and _names(self.path, lock)
+                )
                 if corrupt:
                     self._move_aside(exc)
                     moved_aside = True
@@ -191,6 +248,7 @@ class HistoryStore:
             if _names(self.path, lock):
                 self._db, self._lock = db, lock
                 self._sides = _identities(self.path, _WAL_FILES)
+                self.read_only = read_only
                 return
             db.close()
             lock.close()
@@ -216,6 +274,35 @@ class HistoryStore:
             raise
         return db
 
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A connection that never writes to the file or beside it. `mode=ro` reads the WAL
+        through its -shm; with neither side file there (closed cleanly) and none to be made
+        (a read-only directory) the file is the whole database, read as immutable. A WAL left
+        without its -shm cannot be read: an error rather than a history missing its WAL."""
+        uri = "file:" + urllib.parse.quote(os.path.abspath(self.path))
+        try:
+            return self._checked_read_only(uri + "?mode=ro")
+        except sqlite3.OperationalError:
+            if _holds_bytes(Path(str(self.path) + "-wal")):
+                raise
+        return self._checked_read_only(uri + "?immutable=1")
+
+    def _checked_read_only(self, uri: str) -> sqlite3.Connection:
+        db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            tables = {name for (name,) in db.execute(_TABLE_NAMES)}
+            if tables and not tables & _TABLES:
+                raise NotAHistory(f"a SQLite database of another program (tables: {_few(tables)})")
+            ok = db.execute("PRAGMA quick_check").fetchone()
+            if ok is None or ok[0] != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {ok}")
+            row = db.execute("SELECT MAX(t) FROM points").fetchone()
+            self._last_t = row[0] if row else None
+        except BaseException:
+            db.close()
+            raise
+        return db
+
     def _move_aside(self, exc: BaseException) -> None:
         aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
         for suffix in ("", *SIDE_SUFFIXES):
@@ -231,6 +318,7 @@ class HistoryStore:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
+        self.read_only = False
         if self._lock is not None:
             self._lock.close()
             self._lock = None
@@ -330,9 +418,12 @@ class HistoryStore:
         self._notice_change()
         if self.paused and time.monotonic() < self._paused_until:
             return False
-        return self.open()
+        if self.read_only:
+            self.close()  # the write open is tried again; read-only again when it fails
+        return self.open() and not self.read_only
 
     def _resumed(self) -> None:
+        self._told_read_only = False
         if self.paused:
             self._paused_until = 0.0
             log.info("history_resumed", file=str(self.path))
@@ -352,7 +443,7 @@ class HistoryStore:
         if added and (self._last_t is None or point.t > self._last_t):
             self._last_t = point.t
         clock = time.time() if now is None else now
-        if added and clock - self._last_thin >= THIN_EVERY_S:
+        if added and self._thin_due(clock):
             self.thin(clock)
         return added
 
@@ -371,9 +462,13 @@ class HistoryStore:
         if self._insert(points, None) is None:
             return False
         clock = time.time() if now is None else now
-        if clock - self._last_thin >= THIN_EVERY_S:
+        if self._thin_due(clock):
             self.thin(clock)
         return True
+
+    def _thin_due(self, clock: float) -> bool:
+        """At most hourly; a clock stepped back (past the last thinning) does not hold it off."""
+        return abs(clock - self._last_thin) >= THIN_EVERY_S
 
     def _insert(self, points: Iterable[Point], thin_at: float | None) -> int | None:
         """`extend`'s transaction; how many points were new, None when nothing was written."""
@@ -429,16 +524,41 @@ class HistoryStore:
         return removed
 
     def _thin_rows(self, now: float) -> int:
-        """Retention's deletes, within the caller's transaction; how many points they removed."""
+        """Retention's deletes, within the caller's transaction, at `now` or at the newest
+        point stored when that is older (data time); how many points they removed. Buckets are
+        thinned before the points past retention go: a bucket cut by the retention horizon keeps
+        what it kept before, so thinning as the data time advances (a long import) ends where
+        one thinning at its end would."""
         assert self._db is not None
+        newest = self._db.execute("SELECT MAX(t) FROM points").fetchone()[0]
+        if newest is None:
+            return 0
+        now = self._data_time(now, newest)
         before = self._db.total_changes
-        self._db.execute("DELETE FROM points WHERE t < ?", (now - self.retention_days * DAY_S,))
         for older, newer, bucket in (
             (-1e300, now - DAILY_AFTER_S, DAY_S),
             (now - DAILY_AFTER_S, now - HOURLY_AFTER_S, 3600.0),
         ):
             self._db.execute(_THIN, (older, newer, bucket))
+        self._db.execute("DELETE FROM points WHERE t < ?", (now - self.retention_days * DAY_S,))
         return self._db.total_changes - before
+
+    def _data_time(self, clock: float, newest: float) -> float:
+        """Retention's time: the clock, never past the newest point stored. A clock far from
+        that point either way (stepped, or wrong) is logged once, until it is near again."""
+        far = abs(clock - newest) > CLOCK_FAR_S
+        if far and not self._clock_far:
+            log.warning(
+                "history_clock_far",
+                file=str(self.path),
+                clock=clock,
+                newest_t=newest,
+                ahead_s=clock - newest,
+                reason="the clock is far from the newest point stored; retention measures age "
+                "from that point, never from past it",
+            )
+        self._clock_far = far
+        return min(clock, newest)
 
     # -- imports bookkeeping ------------------------------------------------------------------
 
@@ -536,12 +656,16 @@ def foreign_file(path: Path) -> str | None:
     return f"not a SQLite database (it begins {head[:8]!r})"
 
 
-def _locked(path: Path) -> io.FileIO:
+def _locked(path: Path, *, writable: bool = True) -> io.FileIO:
     """The file at `path` (made when missing, as SQLite would), open and under our exclusive
     flock. HistoryHeld naming the holder when another process has it; NotAHistory when
-    something other than a regular file got there since it was checked; OSError."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
-    lock = io.FileIO(fd, "r+")
+    something other than a regular file got there since it was checked; OSError. Not
+    `writable`: an existing file, opened for reading (flock needs no write access)."""
+    if writable:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    else:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    lock = io.FileIO(fd, "r+" if writable else "r")
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise NotAHistory("not a regular file")
@@ -554,6 +678,16 @@ def _locked(path: Path) -> io.FileIO:
         lock.close()
         raise
     return lock
+
+
+def _holds_bytes(path: Path) -> bool:
+    """True unless `path` is missing or empty (a file that cannot be stat-ed may hold some)."""
+    try:
+        return os.stat(path).st_size > 0
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
 
 
 def _names(path: Path, lock: io.FileIO) -> bool:

@@ -19,7 +19,10 @@ Pure: `build_performance(points, now)` with `points` a sequence of (t epoch s, n
 - Ratios: daily returns between consecutive UTC midnights (the NAV at a midnight is the last
   point at or before it, if no older than `DAY_S`), risk-free rate 0, 365 days a year, sample
   standard deviation; Sortino divides by the downside deviation (root mean square of the
-  negative returns over all days). At least `MIN_DAILY_RETURNS` returns, else null.
+  negative returns over all days). At least `MIN_DAILY_RETURNS` returns, else null. A deviation
+  within rounding of zero (`negligible`) is zero: returns that differ only by float error
+  (constant compound growth) do not vary (volatility 0, Sharpe null), and a loss of rounding
+  size is no losing day (Sortino null).
 - Transfers: the executor records no deposits or withdrawals (its treasury and reserve files
   are holdings snapshots, not flows), so NAV deltas include any transfer; nothing is adjusted.
 """
@@ -43,6 +46,12 @@ MIN_DAILY_RETURNS = 14
 # beside thousands, at a window's start or a midnight).
 OUT_OF_RANGE = "NAV values out of range"
 YEAR_DAYS = 365
+# A deviation of the daily returns this small is rounding, not variation (as math.isclose):
+# relative to the mean return's magnitude, with an absolute floor for a return near zero. A
+# return is a NAV ratio less one, off by a few float epsilons (2.2e-16) from the NAVs' own
+# rounding: 1e-12 is ~4,500 of them, and a cent in 10 billion USD a day.
+DEVIATION_REL_TOL = 1e-9
+DEVIATION_ABS_TOL = 1e-12
 
 # name -> (length s or None for "since the first point", largest gap allowed s or None)
 WINDOWS: dict[str, tuple[float | None, float | None]] = {
@@ -155,6 +164,12 @@ def daily_returns(navs: Sequence[float | None]) -> list[float]:
     return [b / a - 1.0 for a, b in itertools.pairwise(navs) if a and b is not None]
 
 
+def negligible(deviation: float, mean: float) -> bool:
+    """True when a deviation of daily returns whose mean is `mean` is float rounding: a ratio
+    over it (Sharpe ~1e14 for constant growth) would be an artefact, never a figure."""
+    return deviation <= max(DEVIATION_REL_TOL * abs(mean), DEVIATION_ABS_TOL)
+
+
 def _ratios(times: Sequence[float], navs: Sequence[float], length: float) -> dict[str, Any]:
     since = (times[-1] - length) if times else 0.0
     returns = daily_returns(daily_navs(times, navs, since))
@@ -181,14 +196,16 @@ def _ratios(times: Sequence[float], navs: Sequence[float], length: float) -> dic
         # float statistic. Missing, said, and never an exception in the history's thread.
         out["reason"] = OUT_OF_RANGE
         return out
-    out["volatility_pct"] = sd * scale * 100.0
-    out["sharpe"] = finite(mean / sd * scale) if sd > 0 else None
-    out["sortino"] = finite(mean / downside * scale) if downside > 0 else None
-    if (sd > 0 and out["sharpe"] is None) or (downside > 0 and out["sortino"] is None):
+    flat = negligible(sd, mean)
+    no_loss = negligible(downside, mean)
+    out["volatility_pct"] = 0.0 if flat else sd * scale * 100.0
+    out["sharpe"] = None if flat else finite(mean / sd * scale)
+    out["sortino"] = None if no_loss else finite(mean / downside * scale)
+    if (not flat and out["sharpe"] is None) or (not no_loss and out["sortino"] is None):
         out["reason"] = OUT_OF_RANGE
-    elif sd == 0:
+    elif flat:
         out["reason"] = "returns do not vary"
-    elif downside == 0:
+    elif no_loss:
         out["reason"] = "no losing day"
     return out
 

@@ -2,11 +2,13 @@
 it stores what reading each file whole, then thinning once, stored."""
 
 import io
+import itertools
 import json
 import os
 import random
 import subprocess
 import sys
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -217,12 +219,60 @@ def _pieces(data: bytes, size: int) -> Iterator[bytes]:
     return (data[i : i + size] for i in range(0, len(data), size))
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=300), st.integers(1, 40))
-def test_lines_in_pieces_are_the_lines_of_the_file(data: bytes, size: int):
-    """Cut anywhere, the non-blank lines are those the whole file's bytes give."""
-    whole = [line.rstrip(b"\n") for line in io.BytesIO(data) if line.strip()]
-    assert [line for line in logfile.lines(_pieces(data, size)) if line.strip()] == whole
+def _shown(line: bytes | None) -> bool:
+    """A line the back-fill looks at: one over the cap (None, counted as bad) or not blank."""
+    return line is None or bool(line.strip())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.binary(max_size=30) | st.sampled_from([b"\n", b" \n", b"\x00" * 70]), max_size=12),
+    st.integers(1, 40),
+    st.integers(1, 50),
+)
+def test_lines_in_pieces_are_the_lines_of_the_file(parts: list[bytes], size: int, cap: int):
+    """Cut anywhere, the non-blank lines are those the whole file's bytes give, each line over
+    the cap (a crash's run of NUL bytes) as None, in its place."""
+    data = b"".join(parts)
+    whole = [line.rstrip(b"\n") for line in io.BytesIO(data)]
+    want = [None if len(line) > cap else line for line in whole]
+    got = list(logfile.lines(_pieces(data, size), max_bytes=cap))
+    assert [line for line in got if _shown(line)] == [line for line in want if _shown(line)]
+
+
+def test_a_line_past_the_cap_is_never_held_whole():
+    """64 MiB of NUL bytes without a newline (a crash-torn log) then a good line: the long line
+    is None and the good one follows; Python's memory never holds more than a piece and the
+    cap (before, the 64 MiB were joined into one line and handed to two JSON parsers)."""
+    nul = b"\x00" * logfile.PIECE_BYTES
+    pieces = itertools.chain(itertools.repeat(nul, 64), [b'\n{"t": 1, "nav": 2}\n'])
+    tracemalloc.start()
+    try:
+        got = list(logfile.lines(pieces))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert got == [None, b'{"t": 1, "nav": 2}']
+    assert peak < 2 * logfile.PIECE_BYTES + logfile.MAX_LINE_BYTES
+
+
+def test_a_line_past_the_cap_is_a_skipped_line_and_the_file_is_imported(tmp_path: Path):
+    """A long line in the middle and a torn tail of NUL bytes: two skipped lines, every point
+    stored, the file imported (not failed, so not read again)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    good = [_line(NOW - 600.0 * (100 - i), 2000.0 + i) for i in range(100)]
+    long_line = b'{"t": 1.0, "nav": 5.0, "note": "' + b"x" * logfile.MAX_LINE_BYTES + b'"}\n'
+    with (logs / "nav.jsonl").open("wb") as f:
+        f.write(b"".join([*good[:50], long_line, *good[50:]]))
+        f.truncate(f.tell() + 3 * logfile.PIECE_BYTES)  # the torn tail: NUL bytes, no newline
+    store = HistoryStore(tmp_path / "h.sqlite")
+    with capture_logs() as seen:
+        assert backfill(store, logs, now=NOW) == 100
+    assert [nav for _, nav in store.navs()] == [2000.0 + i for i in range(100)]
+    (done,) = [e for e in seen if e["event"].startswith("history_backfill")]
+    assert (done["event"], done["points"], done["skipped_lines"]) == ("history_backfilled", 100, 2)
+    assert backfill(store, logs, now=NOW, new_files_only=True) == 0
 
 
 _SCALARS = (
@@ -423,3 +473,27 @@ def test_peak_memory_of_a_back_fill_does_not_follow_the_logs_size(tmp_path: Path
     assert growth_mb < GROWTH_LIMIT_MB, (sizes_mb, result)
     assert result["added"] == 1_200_000 + 200_000
     assert result["held"] == result["series"] < 1_200_000  # thinned: a year is not held whole
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
+def test_peak_memory_of_a_back_fill_does_not_follow_a_torn_tail(tmp_path: Path):
+    """Two days of minute points, then 400 MB of NUL bytes without a newline (a crash-torn
+    nav.jsonl, under the 512 MiB cap): the back-fill grows the process by less than
+    GROWTH_LIMIT_MB and stores every point. Before, that one line took the daemon to a
+    1.67 GB peak and left it at 420 MB."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with (logs / "nav.jsonl").open("wb") as f:
+        f.write(b"".join(_line(NOW - 60.0 * (2880 - i), 2000.0 + i / 100) for i in range(2880)))
+        f.truncate(f.tell() + 400 * 1000 * 1000)  # sparse: costs no disk
+    done = subprocess.run(
+        [sys.executable, "-c", BACKFILL, str(logs), str(tmp_path / "h.sqlite"), str(NOW)],
+        capture_output=True,
+        check=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    result = json.loads(done.stdout.splitlines()[-1])
+    growth_mb = (result["peak_kb"] - result["before_kb"]) / 1024
+    assert growth_mb < GROWTH_LIMIT_MB, result
+    assert result["added"] == result["held"] == 2880

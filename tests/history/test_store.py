@@ -184,20 +184,20 @@ def test_full_disk_pauses_with_one_log_line(tmp_path: Path):
 
 
 def test_retention_thins_old_points_keeping_first_lowest_and_highest(tmp_path: Path):
-    """Minute points over 40 days: the last 30 days stay whole, older hours keep 3 points each
-    (first, low, high), nothing older than the retention is kept."""
+    """Minute points over 40 days up to now: the last 30 days stay whole, older hours keep 3
+    points each (first, low, high), nothing older than the retention is kept."""
     store = HistoryStore(tmp_path / "h.sqlite", retention_days=35)
     now = T0 - T0 % 3600 + 40 * DAY_S
     minutes = [
         Point(now - 40 * DAY_S + i * 60, 1000.0 + (i % 60 == 17) * 50 - (i % 60 == 41) * 70)
-        for i in range(40 * 1440)
+        for i in range(40 * 1440 + 1)
     ]
     store.extend(minutes)
     store.thin(now)
     held = store.navs()
     recent = [p for p in held if p[0] >= now - 30 * DAY_S]
     older = [p for p in held if p[0] < now - 30 * DAY_S]
-    assert len(recent) == 30 * 1440
+    assert len(recent) == 30 * 1440 + 1  # from now - 30 d to now, both ends included
     assert all(p[0] >= now - 35 * DAY_S for p in held)
     assert len(older) == 5 * 24 * 3
     assert {v for _, v in older} == {1000.0, 1050.0, 930.0}  # peaks and troughs kept

@@ -348,16 +348,20 @@ def test_once_into_an_unwritable_out_dir_exits_3_naming_it(live_layout: Layout) 
 
 @pytest.mark.timeout(60)
 def test_deleted_out_dir_is_recreated_and_published_again(live_layout: Layout) -> None:
-    """`rm -rf out/` while running: the failed attempt is logged, the daemon recreates the
-    directory and the retry publishes both files."""
+    """`rm -rf out/` while running: the daemon says so (the next pass finds the locked
+    directory gone, or a publish already under way fails), recreates and locks the directory,
+    and publishes both files again."""
     layout = live_layout
     with daemon(layout, "--heartbeat-s", "0.3", "--retry-ms", "50") as proc:
         proc.wait_event("publish", 15)
         mark = len(proc.events)
         shutil.rmtree(layout.out)
-        failed = proc.wait_event("publish_failed", 10, after=mark)
-        assert failed["reason"] == "No such file or directory"
-        proc.wait_event("publish", 10, after=proc.events.index(failed))
+        noticed = proc.wait_event(
+            "out_dir_replaced", 10, where=lambda e: e["file"] == str(layout.out), after=mark
+        )
+        failures = [e for e in proc.events[mark:] if e.get("event") == "publish_failed"]
+        assert all(e["reason"] == "No such file or directory" for e in failures), failures
+        proc.wait_event("publish", 10, after=proc.events.index(noticed))
         read_outputs(layout.out)
         _fresh(layout, 20_000.0)
         wait_for(lambda: kpis_nav(layout.out) == 20_000.0, 10)

@@ -3,6 +3,8 @@
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kpi_publisher.stages.performance import (
     DAY_S,
@@ -157,3 +159,66 @@ def test_a_window_starting_at_a_tiny_nav_has_no_percent_and_says_why():
     window = build_performance(points, now=points[-1][0])["windows"]["all"]
     assert window["pnl_usd"] == pytest.approx(1000.0 + 72)
     assert window["pnl_pct"] is None and window["reason"] == OUT_OF_RANGE
+
+
+def compound(days: int, daily: float, *, nav0: float = 1000.0, step_s: float = 600.0, offset=0.0):
+    """A point every `step_s` for `days` days, the NAV growing by `daily` a day, compounded."""
+    per_day = int(DAY_S // step_s)
+    return [
+        (T0 + offset + i * step_s, nav0 * (1.0 + daily) ** (i / per_day))
+        for i in range(days * per_day + 1)
+    ]
+
+
+def test_constant_compound_growth_has_no_sharpe():
+    """The probe's series: 1000 * 1.001^day every 10 minutes for 100 days. The returns differ
+    only by float rounding, so they do not vary: Sharpe null with the reason (it was 1.37e14
+    over a volatility of 2.65e-13 %), volatility 0, no losing day so no Sortino either."""
+    points = compound(100, 0.001)
+    for name, ratios in build_performance(points, now=points[-1][0])["ratios"].items():
+        assert ratios["sharpe"] is None and ratios["sortino"] is None, name
+        assert ratios["volatility_pct"] == 0.0, name
+        assert ratios["reason"] == "returns do not vary", name
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.floats(-0.05, 0.05) | st.sampled_from([0.0, 1e-15, -1e-14, 0.3]),
+    st.floats(1e-2, 1e10),
+    st.sampled_from([300.0, 600.0, 3600.0, 4 * 3600.0]),
+    st.floats(0.0, DAY_S - 1.0),
+)
+def test_returns_that_differ_only_by_rounding_do_not_vary(daily, nav0, step_s, offset):
+    """Any constant daily growth or decline (none, a rounding's worth, 5 %, 30 %), any NAV
+    size, any sampling, any time of day: never a Sharpe, always "returns do not vary"; a
+    Sortino only for a real, steady loss (mean over downside: -sqrt(365))."""
+    points = compound(40, daily, nav0=nav0, step_s=step_s, offset=offset)
+    ratios = build_performance(points, now=points[-1][0])["ratios"]["30d"]
+    assert ratios["daily_returns"] >= 29
+    assert (ratios["sharpe"], ratios["volatility_pct"]) == (None, 0.0)
+    assert ratios["reason"] == "returns do not vary"
+    if daily < -1e-11:  # a steady loss
+        assert ratios["sortino"] == pytest.approx(-math.sqrt(365), rel=1e-3)
+    elif daily > -1e-13:  # no loss, or one of rounding size
+        assert ratios["sortino"] is None
+
+
+def _daily_points(navs: list[float]) -> list[tuple[float, float]]:
+    return [(T0 + day * DAY_S, nav) for day, nav in enumerate(navs)]
+
+
+def test_a_loss_of_rounding_size_is_no_losing_day():
+    """Returns that vary (+1 % and +0.5 % days) with one day whose NAV is one float step lower
+    (a return of -1e-16): Sharpe is a number, Sortino is null with "no losing day" (it was
+    ~1e15). A real loss of a hundredth of a percent still gives a Sortino."""
+    navs = [1000.0]
+    for day in range(20):
+        navs.append(navs[-1] * (1.01 if day % 2 else 1.005))
+    rounding = [*navs[:10], math.nextafter(navs[9], 0.0), *(v * (1 - 2**-52) for v in navs[10:])]
+    out = build_performance(_daily_points(rounding), now=T0 + 20 * DAY_S)["ratios"]["30d"]
+    assert out["sharpe"] is not None and out["sharpe"] > 0
+    assert (out["sortino"], out["reason"]) == (None, "no losing day")
+    real = [*navs[:10], navs[9] * 0.9999, *(v * 0.9999 for v in navs[10:])]
+    out = build_performance(_daily_points(real), now=T0 + 20 * DAY_S)["ratios"]["30d"]
+    assert out["sortino"] is not None and out["sortino"] > out["sharpe"]
+    assert out["reason"] is None
