@@ -315,13 +315,24 @@ class HistoryRecorder:
 
     def _go_off(self) -> None:
         """Another publisher holds the file: no curve and no block until it is free, and none
-        of the points taken meanwhile (they may be another desk's)."""
+        of the points taken meanwhile (they may be another desk's). A nav_history_v7.json this
+        out dir still has (a run before, or before a reload moved the history) is removed: the
+        dashboard would draw it, undated, as the history of now."""
         if self._off:
             return
         self._off = True
         self._drop_unsaved("another publisher holds the history file")
         self._series = Series()
         self.performance = None
+        stale = self.publish_dir / NAV_HISTORY_FILE
+        try:
+            stale.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("history_publish_failed", file=str(stale), reason=str(exc))
+        else:
+            log.info("history_curve_removed", file=str(stale), reason="history off")
         self._notify()
 
     def _drop_unsaved(self, reason: str) -> None:

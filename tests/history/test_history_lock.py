@@ -80,13 +80,16 @@ def test_a_recorder_on_a_held_file_is_off_and_takes_over_when_the_holder_stops(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two recorders, one file: the second publishes no curve and no block and stores nothing
-    while the first holds it; once the first stops, the second opens the file as at start and
+    while the first holds it (the curve its out dir had from before is removed, as the
+    dashboard would draw it); once the first stops, the second opens the file as at start and
     records from then on."""
     monkeypatch.setattr(store_module, "PAUSE_RETRY_S", 0.2)
     monkeypatch.setattr(recorder_module, "REFRESH_S", 0.1)
     path, a_out, b_out = tmp_path / "h.sqlite", tmp_path / "A", tmp_path / "B"
     a_out.mkdir()
     b_out.mkdir()
+    # B's out dir still has a curve from a run before: it is not B's history now.
+    (b_out / NAV_HISTORY_FILE).write_text('{"windows": {}}')
     now = time.time()
     a = HistoryRecorder(HistoryStore(path), a_out, None, fsync=False)
     b = HistoryRecorder(HistoryStore(path), b_out, None, fsync=False)
