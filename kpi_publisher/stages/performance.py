@@ -16,8 +16,10 @@ Pure: `build_performance(points, now)` with `points` a sequence of (t epoch s, n
 - Max drawdown: the largest fall from a running peak to a later trough within the window, in
   percent of that peak. `drawdown_pct` is the current fall from the series' all-time peak (the
   executor's own `risk.drawdown_pct` measures from its own peak; both are published).
-- Ratios: daily returns between consecutive UTC midnights (the NAV at a midnight is the last
-  point at or before it, if no older than `DAY_S`), risk-free rate 0, 365 days a year, sample
+- Ratios: over the window that ends now (a history that stopped has fewer returns in it, not
+  the ratios of its last month), daily returns between consecutive UTC midnights (the NAV at
+  a midnight is the last point at or before it, if no older than `DAY_S`), risk-free rate 0,
+  365 days a year, sample
   standard deviation; Sortino divides by the downside deviation (root mean square of the
   negative returns over all days). At least `MIN_DAILY_RETURNS` returns, else null. A deviation
   within rounding of zero (`negligible`) is zero: returns that differ only by float error
@@ -170,8 +172,10 @@ def negligible(deviation: float, mean: float) -> bool:
     return deviation <= max(DEVIATION_REL_TOL * abs(mean), DEVIATION_ABS_TOL)
 
 
-def _ratios(times: Sequence[float], navs: Sequence[float], length: float) -> dict[str, Any]:
-    since = (times[-1] - length) if times else 0.0
+def _ratios(
+    times: Sequence[float], navs: Sequence[float], length: float, now: float
+) -> dict[str, Any]:
+    since = now - length
     returns = daily_returns(daily_navs(times, navs, since))
     out: dict[str, Any] = {
         "volatility_pct": None,
@@ -233,7 +237,9 @@ def performance_of_columns(
         "windows": windows,
         "drawdown_pct": None if peak is None else (peak - navs[-1]) / peak * 100.0,
         "peak_nav_usd": peak,
-        "ratios": {name: _ratios(times, navs, length) for name, length in RATIO_WINDOWS.items()},
+        "ratios": {
+            name: _ratios(times, navs, length, now) for name, length in RATIO_WINDOWS.items()
+        },
         "history": {
             "first_t": times[0] if times else None,
             "last_t": times[-1] if times else None,

@@ -222,3 +222,17 @@ def test_a_loss_of_rounding_size_is_no_losing_day():
     out = build_performance(_daily_points(real), now=T0 + 20 * DAY_S)["ratios"]["30d"]
     assert out["sortino"] is not None and out["sortino"] > out["sharpe"]
     assert out["reason"] is None
+
+
+def test_ratios_are_over_the_window_that_ends_now_not_at_the_last_point():
+    """A history that stopped two months ago has no returns in the last 30 or 90 days' windows
+    that it lacks: its ratios are not those of its last month, published as current."""
+    points = hourly(40, nav=lambda i: 1000.0 * (1.0 + 0.001 * (i % 48 < 24)) + i * 0.1)
+    live = build_performance(points, now=points[-1][0])["ratios"]
+    assert live["30d"]["daily_returns"] >= 29 and live["30d"]["sharpe"] is not None
+    stopped = build_performance(points, now=points[-1][0] + 60 * DAY_S)["ratios"]
+    assert stopped["30d"]["daily_returns"] == 0
+    assert stopped["30d"]["sharpe"] is None
+    assert stopped["30d"]["reason"] == "needs 14 daily returns, have 0"
+    # 90 days back from now reach the last 30 of the 40 days held: 31 midnights, 30 returns
+    assert stopped["90d"]["daily_returns"] == 30
