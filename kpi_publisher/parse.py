@@ -5,6 +5,9 @@ a non-numeric string, NaN or +-Infinity is missing; numeric strings ("1.5", "1,2
 numbers. A comma in a numeric string is only ever a thousands separator in well-formed groups
 of three ("1,234.5", "-1,234,567.89"); anything else with a comma ("0,8", "18,05": a decimal
 comma), an underscore ("1_000") or a non-ASCII character is missing, never a misread number.
+Negative zero reads as 0.0: no published number is ever -0.0.
+A label or a symbol (a name the publisher copies into its files) is at most MAX_LABEL_CHARS
+characters after its case mapping and holds no control character; anything else is missing.
 Every helper takes any JSON value and never raises.
 """
 
@@ -13,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -43,14 +46,15 @@ _GROUPED = re.compile(r"[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?")
 
 
 def number(value: Any) -> float | None:
-    """A finite float, or None when the value is missing in the contract's sense."""
+    """A finite float, or None when the value is missing in the contract's sense. Negative
+    zero reads as 0.0 (`x or 0.0`: a truth test, no new float, on the hot path)."""
     kind = type(value)
     if kind is float:
-        return value if math.isfinite(value) else None
+        return (value or 0.0) if math.isfinite(value) else None
     if value is None or kind is bool:
         return None
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return (float(value) or 0.0) if math.isfinite(value) else None
     if isinstance(value, int):
         try:
             return float(value)
@@ -73,12 +77,13 @@ def _number_text(value: str) -> float | None:
         out = float(text)
     except ValueError:
         return None
-    return out if math.isfinite(out) else None
+    return (out or 0.0) if math.isfinite(out) else None  # "-0" is 0.0
 
 
 def finite(value: float | None) -> float | None:
-    """The value when it is a finite float; arithmetic that overflowed reads as missing."""
-    return value if value is not None and math.isfinite(value) else None
+    """The value when it is a finite float; arithmetic that overflowed reads as missing, and
+    a negative zero (0.0 x a negative number) is 0.0."""
+    return (value or 0.0) if value is not None and math.isfinite(value) else None
 
 
 def total(values: Iterable[float]) -> float | None:
@@ -167,20 +172,89 @@ def text(value: Any) -> str | None:
 
 # A label (a regime, a state, a quality, an asset) is a word or two; longer text is not a label
 # and reads as missing, so one string cannot grow the published files without bound
-# (docs/RELIABILITY.md).
+# (docs/RELIABILITY.md). The limit holds for the label as published, after its case mapping
+# ("ß".upper() is "SS"; case mappings only ever lengthen a string, so a longer one is refused
+# before it is mapped).
 MAX_LABEL_CHARS = 64
+# Control characters (Unicode category Cc): never part of a name, read as missing.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def has_control(value: str) -> bool:
+    """True when `value` holds a control character (`isprintable` is the fast test; it also
+    refuses other characters, so only a string it refuses is searched)."""
+    return not value.isprintable() and _CONTROL.search(value) is not None
+
+
+def _publishable(name: str) -> str | None:
+    """`name` when it can be published as a label: at most MAX_LABEL_CHARS characters, no
+    control character."""
+    return None if len(name) > MAX_LABEL_CHARS or has_control(name) else name
 
 
 def label(value: Any) -> str | None:
-    """A non-empty, stripped string of at most MAX_LABEL_CHARS characters, or None."""
-    found = text(value)
-    return found if found is not None and len(found) <= MAX_LABEL_CHARS else None
+    """A non-empty, stripped string of at most MAX_LABEL_CHARS characters and no control
+    character, or None. (Read for every field of every open symbol, hence spelled out.)"""
+    if not isinstance(value, str):
+        return None
+    found = value.strip()
+    if not found or len(found) > MAX_LABEL_CHARS:
+        return None
+    if not found.isprintable() and _CONTROL.search(found):
+        return None
+    return found
 
 
-def first_label(obj: Any, *paths: str) -> str | None:
-    """The first path holding a label (`label`)."""
+def lower_label(value: Any) -> str | None:
+    """`label`, lower-cased (a state, a quality), the limit applied to the lower-cased text.
+    (Read for every open symbol, hence spelled out.)"""
+    if not isinstance(value, str):
+        return None
+    found = value.strip()
+    if not found or len(found) > MAX_LABEL_CHARS:
+        return None
+    found = found.lower()
+    if len(found) > MAX_LABEL_CHARS or (not found.isprintable() and _CONTROL.search(found)):
+        return None
+    return found
+
+
+# `symbol`'s answers by input string: a universe's names recur in every per-symbol list of
+# every build (a dict lookup costs half the checks). Only short strings are kept, and it is
+# cleared when full, so it stays small.
+_SYMBOLS: dict[str, str | None] = {}
+_SYMBOLS_MAX = 1 << 16
+_SYMBOLS_CHARS = 2 * MAX_LABEL_CHARS
+
+
+def symbol(value: Any) -> str | None:
+    """A symbol or an asset name: a stripped, upper-cased `label`, the limit applied to the
+    upper-cased text. Runs for every symbol of a universe, hence remembered."""
+    if type(value) is not str:
+        return None
+    found = _SYMBOLS.get(value, "")  # "" is never an answer: it marks a string not yet seen
+    if found != "":
+        return found
+    found = _symbol(value)
+    if len(value) <= _SYMBOLS_CHARS:
+        if len(_SYMBOLS) >= _SYMBOLS_MAX:
+            _SYMBOLS.clear()
+        _SYMBOLS[value] = found
+    return found
+
+
+def _symbol(value: str) -> str | None:
+    stripped = value.strip()
+    if not stripped or len(stripped) > MAX_LABEL_CHARS:
+        return None
+    return _publishable(stripped.upper())
+
+
+def first_label(obj: Any, *paths: str, lower: bool = False) -> str | None:
+    """The first path holding a label (`label`; `lower_label` when `lower`)."""
+    read = lower_label if lower else label
     for path in paths:
-        found = label(get(obj, path))
+        found = read(get(obj, path))
         if found is not None:
             return found
     return None
@@ -196,8 +270,9 @@ def first_text(obj: Any, *paths: str) -> str | None:
 
 def parse_ts(value: Any) -> float | None:
     """Epoch seconds from epoch s, ms, µs or ns (told apart by magnitude: see MS_THRESHOLD),
-    digit strings of those, or ISO-8601 (naive = UTC). Whether it lies too far in the future
-    depends on the build time: see `doc_age`."""
+    digit strings of those, or ISO-8601 (naive = UTC). A time before the epoch is not valid,
+    however it is written. Whether it lies too far in the future depends on the build time:
+    see `doc_age`."""
     if isinstance(value, str):
         stripped = value.strip()
         as_number = number(stripped) if stripped[:1].isdigit() and "-" not in stripped[1:] else None
@@ -216,20 +291,37 @@ def parse_ts(value: Any) -> float | None:
     return out / 1e9
 
 
+# A leap second ("23:59:60", extended or basic form): the seconds field and what follows it.
+_LEAP_SECOND = re.compile(r"([Tt ]\d\d(:?)\d\d\2)60(?=$|[.,Zz+-])")
+
+
 def _parse_iso(value: str) -> float | None:
+    """ISO-8601 in epoch seconds; before the epoch is not valid (as a negative number is not).
+    A leap second (":60") is the next second, as POSIX time counts it."""
     if not value:
         return None
     candidate = value[:-1] + "+00:00" if value[-1] in "zZ" else value
+    leap = 0.0
     try:
         parsed = datetime.fromisoformat(candidate)
     except ValueError:
-        return None
+        # Rare: only a string that is not plain ISO-8601 gets here, so the common path pays
+        # nothing for the leap second.
+        candidate, found = _LEAP_SECOND.subn(r"\g<1>59", candidate, count=1)
+        if not found:
+            return None
+        try:
+            parsed = datetime.fromisoformat(candidate)
+        except ValueError:
+            return None
+        leap = 1.0
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     try:
-        return parsed.timestamp()
+        out = (parsed + timedelta(seconds=leap)).timestamp() if leap else parsed.timestamp()
     except (OverflowError, OSError, ValueError):
         return None
+    return out if out >= 0 else None
 
 
 def first_ts(obj: Any, *paths: str) -> float | None:
@@ -294,39 +386,34 @@ def iso_utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _symbol_key(value: Any) -> str | None:
-    if type(value) is not str:
-        return None
-    stripped = value.strip()
-    return stripped.upper() if stripped else None
-
-
 def per_symbol(value: Any) -> dict[str, Mapping[str, Any]]:
     """Per-symbol data as {SYMBOL: entry}, from a list of objects with `symbol` or a dict by symbol.
 
-    Symbols are upper-cased; the first entry for a symbol wins; non-object entries are skipped.
+    Symbols are read by `symbol` (upper-cased, bounded; an entry whose `symbol` is not one is
+    keyed by its dict key); the first entry for a symbol wins; non-object entries are skipped.
     This runs over whole universes (10,000 symbols), hence the inlined checks.
     """
     out: dict[str, Mapping[str, Any]] = {}
     if type(value) is list:
         for entry in value:
             if type(entry) is dict or is_object(entry):
-                symbol = _symbol_key(entry.get("symbol"))
-                if symbol is not None and symbol not in out:
-                    out[symbol] = entry
+                name = symbol(entry.get("symbol"))
+                if name is not None and name not in out:
+                    out[name] = entry
     elif is_object(value):
         for key, entry in value.items():
             if type(entry) is dict or is_object(entry):
-                symbol = _symbol_key(entry.get("symbol")) or _symbol_key(key)
-                if symbol is not None and symbol not in out:
-                    out[symbol] = entry
+                name = symbol(entry.get("symbol")) or symbol(key)
+                if name is not None and name not in out:
+                    out[name] = entry
     return out
 
 
-def has_valid(obj: Any, numbers: tuple[str, ...] = (), labels: tuple[str, ...] = ()) -> bool:
-    """True when `obj` has a valid number under `numbers` or a label under `labels`."""
+def has_valid(obj: Any, numbers: tuple[str, ...] = ()) -> bool:
+    """True when `obj` has a valid number (`number`, the reader of a numeric field) under
+    `numbers`. A stage whose block also holds labels judges it with its own readers: a block
+    exists only if the reader of one of its fields finds a value (docs/CONTRACT_RULES.md,
+    rule 5)."""
     if not is_object(obj) or not obj:
         return False
-    return any(number(obj.get(k)) is not None for k in numbers) or any(
-        text(obj.get(k)) is not None for k in labels
-    )
+    return any(number(obj.get(k)) is not None for k in numbers)

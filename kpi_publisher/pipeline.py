@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from kpi_publisher.contract import KPIS_SCHEMA, POSITIONS_SCHEMA, SCHEMA_VERSION, SourceRead
-from kpi_publisher.parse import iso_utc
+from kpi_publisher.parse import get, iso_utc, per_symbol
 from kpi_publisher.stages import (
     aum,
     fees,
@@ -74,15 +74,20 @@ def _position_book(
     listed: list[dict[str, Any]],
     held: list[str],
     risk_doc: Any,
+    risk_symbols: Mapping[str, Mapping[str, Any]],
     symbols_cap: int,
     cvar: Mapping[str, float | None] | None,
     nav_usd: float | None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """`position_book`, each stage run through `run`; `listed` are the rows listed
-    (`positions.listed`), `held` their symbols."""
+    (`positions.listed`), `held` their symbols, `risk_symbols` risk.symbols indexed."""
     risk_view = view(risk_doc, symbols.RISK_KEYS)
-    symbol_map = run("symbols", symbols.build_symbols, risk_view, held, symbols_cap, cvar)
-    held_risk = run("held_risk", positions.held_risk, listed, symbol_map)
+    symbol_map, held_fields = run(
+        "symbols", symbols.symbol_book, risk_view, held, symbols_cap, cvar, risk_symbols
+    )
+    # Every listed row is joined with its symbol's risk fields: the cap is the published
+    # map's alone.
+    held_risk = run("held_risk", positions.held_risk, listed, held_fields)
     joined = run("joined", positions.join_risk, listed, held_risk)
     sums = run("book_sums", positions.book_sums, rows)  # the whole book, listed or not
     return symbol_map, {
@@ -117,11 +122,13 @@ def position_book(
     """(the `symbols` map, the {positions, totals} block) for normalised position rows.
 
     The held symbols come first in the map (capped at `symbols_cap`), and each row is joined
-    with its symbol's risk fields. The executor's positions_state.json is built by this too.
+    with its symbol's risk fields, past the cap too. The executor's positions_state.json is
+    built by this too.
     """
     listed = positions.listed(rows)
+    indexed = per_symbol(get(risk_doc, "symbols"))
     return _position_book(
-        _compute, rows, listed, _symbols_of(listed), risk_doc, symbols_cap, cvar, nav_usd
+        _compute, rows, listed, _symbols_of(listed), risk_doc, indexed, symbols_cap, cvar, nav_usd
     )
 
 
@@ -230,14 +237,16 @@ def _compose(
     listed = run("listed", positions.listed, rows)
     held = run("held", _symbols_of, listed)
     router_doc = data.get("router")
+    # risk.symbols, indexed once for the router and the symbols stages (10,000 entries).
+    risk_symbols = run("risk_symbols", per_symbol, get(risk_doc, "symbols"))
     router_block = run(
         "router", router.build_router, view(risk_doc, router.RISK_KEYS), router_doc, held, cap,
-        run("router_health", router.health, router_doc),
+        run("router_health", router.health, router_doc), risk_symbols,
     )  # fmt: skip
     fees_block = run("fees", fees.build_fees, view(risk_doc, fees.RISK_KEYS))
     cvar = run("cvar", risk.cvar_by_symbol, data.get("risk_advanced"))
     symbol_map, book = _position_book(
-        run, rows, listed, held, risk_doc, cap, cvar, nav_block["nav_usd"]
+        run, rows, listed, held, risk_doc, risk_symbols, cap, cvar, nav_block["nav_usd"]
     )
     aum_block = run(
         "aum", _aum, nav_state, nav_doc, data.get("fx"), data.get("holdings"),

@@ -435,6 +435,26 @@ KPI_ROWS: list[tuple[str, dict[str, Any], str, Any]] = [
         "router_health",
     ),
     (
+        "router.quality-that-is-no-label-does-not-hide",
+        {
+            "risk": {"router_stats": {"quality": "x" * 65}},
+            "router": {"symbols": [{"symbol": "X", "fallback": 0.3}]},
+        },
+        "router.fallback_ratio",
+        0.3,
+    ),
+    (
+        "router.health.value-less-shape-does-not-hide",
+        {
+            "router": {
+                "symbols": [{"symbol": "X"}],
+                "per_symbol": [{"symbol": "X", "maker_fill_rate": 0.5}],
+            }
+        },
+        "router.maker_fill_rate",
+        0.5,
+    ),
+    (
         "router.block-symbols_used-null",
         {"risk": {"router_stats": {"fallback_ratio": 0.3}}},
         "router.symbols_used",
@@ -822,6 +842,51 @@ AUM_ROWS: list[tuple[str, dict[str, Any], dict[str, float], list[str]]] = [
         },
         {"XAUT": 2000.0},
         [],
+    ),
+    (
+        "aum.value-less-offexchange-falls-to-holdings",
+        {
+            "nav": {"nav": 1000.0, "aum": {"futures": 1000.0, "offexchange": {"BTC": {}}}},
+            "holdings": {"XAUT": {"qty": 0.5, "avg_cost": 3000.0}},
+        },
+        {"XAUT": 1500.0},
+        [],
+    ),
+    (
+        "aum.value-less-assets-fall-to-holdings",
+        {
+            "nav": {"nav": 1000.0, "aum": {"futures": 1000.0, "assets": [{"asset": "BTC"}]}},
+            "holdings": {"XAUT": {"qty": 0.5, "avg_cost": 3000.0}},
+        },
+        {"XAUT": 1500.0},
+        [],
+    ),
+    (
+        "aum.value-less-block-falls-to-the-next",
+        {
+            "nav_state": {"nav": 1.0, "aum": {"assets": [{"asset": "BTC"}]}},
+            "nav": {"nav": 1.0, "aum": {"assets": [{"asset": "ETH", "usd": 7.0}]}},
+        },
+        {"ETH": 7.0},
+        [],
+    ),
+    (
+        "aum.holdings-without-a-holding-fall-to-breakdown",
+        {
+            "nav": {"nav": 100.0, "nav_detail": {"asset_breakdown": {"BTC": 40.0}}},
+            "holdings": {"_meta": {"note": "x"}},
+        },
+        {"BTC": 40.0},
+        [],
+    ),
+    (
+        "aum.unpriceable-holdings-fall-to-breakdown-and-are-named",
+        {
+            "nav": {"nav": 100.0, "nav_detail": {"asset_breakdown": {"BTC": 40.0}}},
+            "holdings": {"DOGE": {"qty": 10.0}},
+        },
+        {"BTC": 40.0},
+        ["DOGE"],
     ),
     (
         "aum.holdings-without-aum-block",

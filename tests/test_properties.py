@@ -148,8 +148,9 @@ def _write_inputs(root: Path, docs: dict) -> None:
 
 
 def _no_non_finite(value) -> bool:
+    """No NaN, no Infinity and no negative zero (zero is one value: rule 1)."""
     if isinstance(value, float):
-        return math.isfinite(value)
+        return math.isfinite(value) and (value != 0.0 or math.copysign(1.0, value) > 0)
     if isinstance(value, dict):
         return all(_no_non_finite(v) for v in value.values())
     if isinstance(value, list):
@@ -175,7 +176,7 @@ def _depth(value) -> int:
 )
 @given(docs=st.dictionaries(st.sampled_from(sorted(INPUT_FILES)), JSON | DEEP))
 def test_any_json_in_any_input_publishes_valid_output(tmp_path, docs):
-    """No exception, exit 0, both outputs schema-valid, no NaN/Infinity, same bytes twice."""
+    """No exception, exit 0, both outputs schema-valid, no NaN/Infinity/-0.0, same bytes twice."""
     _write_inputs(tmp_path, docs)
     state = tmp_path / "logs" / "state"
     out = tmp_path / "out"

@@ -2,8 +2,18 @@
 
 The AUM block is the first that exists of nav_state.aum, nav.aum, nav.nav_detail.aum. The
 non-futures assets come from the first source that exists of: aum.assets, aum.offexchange,
-the holdings config, nav_detail.asset_breakdown. Prices for a holding: its own mark, then
-nav_detail.conversions[SYM].price, then the price cache, then its avg_cost.
+the holdings config, nav_detail.asset_breakdown (nav.json's, then nav_state.json's). Prices for
+a holding: its own mark, then nav_detail.conversions[SYM].price, then the price cache, then its
+avg_cost.
+
+A source exists only if it gives a value (docs/CONTRACT_RULES.md, rule 5), judged by the reader
+that values it (`_valued`), the same for every source: a holding gives one when it states a
+USD value, or a qty with a price from that chain (a qty of 0 is worth 0.0: zero is a value); a
+breakdown entry when it states a USD value. A block exists when it states `futures` or `total`,
+a pnl for its Futures entry, or one of its assets or off-exchange holdings gives a value. An
+entry that states neither a qty nor a USD value is no holding and is ignored. A source with no
+value does not hide the next; its holdings that could not be valued are still named in
+`unpriced`, unless a slice carries their name.
 
 The slices stay few whatever the inputs: beyond MAX_ASSET_SLICES other assets, the smallest
 are summed into one last slice, so total_usd is unchanged and kpis_v7.json stays small.
@@ -11,7 +21,8 @@ are summed into one last slice, so total_usd is unchanged and kpis_v7.json stays
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from kpi_publisher.parse import (
@@ -20,6 +31,8 @@ from kpi_publisher.parse import (
     first_number,
     first_text,
     get,
+    has_control,
+    is_object,
     mapping,
     number,
     text,
@@ -30,38 +43,56 @@ from kpi_publisher.stages.nav import nav_unavailable
 
 FUTURES = "Futures"
 VALUE_KEYS = ("usd", "usd_value", "value_usd", "val_usdt", "market_value")
+QTY_KEYS = ("qty", "quantity", "amount", "balance")
+NAME_KEYS = ("asset", "label")
 CENT = 0.01
 # Slices besides Futures; the smallest beyond the first MAX_ASSET_SLICES - 1 are summed into
 # one slice labelled "<n> smaller assets" (lower case: never an asset's upper-case label).
 MAX_ASSET_SLICES = 100
+_FUTURES_NAME = FUTURES.upper()
 
 
-def _block_exists(block: Any) -> bool:
-    if not isinstance(block, Mapping) or not block:
-        return False
-    return (
-        first_number(block, "futures", "total") is not None
-        or bool(_assets_list(block))
-        or bool(holding_map(block.get("offexchange")))
-    )
-
-
-def _assets_list(block: Any) -> list[Mapping[str, Any]]:
-    assets = get(block, "assets")
-    if not isinstance(assets, list):
-        return []
-    return [a for a in assets if isinstance(a, Mapping) and first_text(a, "asset", "label")]
+def _asset_name(value: Any) -> str | None:
+    """An asset's name, stripped and upper-cased; None for no name or one holding a control
+    character. A name longer than MAX_LABEL_CHARS is kept: it is never valued, only named
+    (cut) in `unpriced`."""
+    found = text(value)
+    if found is None:
+        return None
+    name = found.upper()
+    return None if has_control(name) else name
 
 
 def holding_map(value: Any) -> dict[str, Mapping[str, Any]]:
-    """{SYM: entry} from a holdings-style map; non-object entries are skipped."""
-    if not isinstance(value, Mapping):
+    """{SYM: entry} from a holdings-style map (names by `_asset_name`); non-object entries are
+    skipped."""
+    if not is_object(value):
         return {}
-    return {
-        str(k).strip().upper(): v
-        for k, v in value.items()
-        if isinstance(v, Mapping) and isinstance(k, str) and k.strip()
-    }
+    out: dict[str, Mapping[str, Any]] = {}
+    for key, entry in value.items():
+        name = _asset_name(key) if is_object(entry) else None
+        if name is not None:
+            out[name] = entry
+    return out
+
+
+def _assets(block: Any) -> tuple[Mapping[str, Any] | None, dict[str, Mapping[str, Any]]]:
+    """(the Futures entry of `aum.assets`, its other entries by name, the first for a name)."""
+    assets = get(block, "assets")
+    futures: Mapping[str, Any] | None = None
+    others: dict[str, Mapping[str, Any]] = {}
+    if type(assets) is not list:
+        return None, others
+    for entry in assets:
+        name = _asset_name(first_text(entry, *NAME_KEYS)) if is_object(entry) else None
+        if name is None:
+            continue
+        if name == _FUTURES_NAME:
+            if futures is None:
+                futures = entry
+        else:
+            others.setdefault(name, entry)
+    return futures, others
 
 
 # The AUM figures a writer builds from its NAV: 0 in a file whose NAV is unavailable is none.
@@ -75,19 +106,6 @@ def _without_unavailable_nav(block: Any, doc: Any) -> Any:
     if not isinstance(block, Mapping) or not nav_unavailable(doc):
         return block
     return {k: v for k, v in block.items() if not (k in NAV_BUILT_KEYS and number(v) == 0.0)}
-
-
-def aum_block(nav_state: Any, nav: Any) -> tuple[Mapping[str, Any], str | None]:
-    """The AUM block in use and the NAV source it came from ("nav_state" | "nav" | None)."""
-    for block, source, doc in (
-        (get(nav_state, "aum"), "nav_state", nav_state),
-        (get(nav, "aum"), "nav", nav),
-        (get(nav, "nav_detail.aum"), "nav", nav),
-    ):
-        block = _without_unavailable_nav(block, doc)
-        if _block_exists(block):
-            return block, source
-    return {}, None
 
 
 def _lookup(table: Any, symbol: str) -> Any:
@@ -121,23 +139,28 @@ class _Pricer:
         return None
 
 
-def _value(symbol: str, entry: Mapping[str, Any], pricer: _Pricer) -> dict[str, Any] | None:
-    """A slice for one holding, or None when it cannot be valued."""
-    qty = first_number(entry, "qty", "quantity", "amount", "balance")
+def _value(
+    name: str, entry: Mapping[str, Any], pricer: _Pricer
+) -> tuple[bool, dict[str, Any] | None]:
+    """(whether the entry is a holding at all: it states a qty or a USD value; its slice, or
+    None when it cannot be valued)."""
+    qty = first_number(entry, *QTY_KEYS)
     usd = first_number(entry, *VALUE_KEYS)
+    if usd is None and qty is None:
+        return False, None
     if usd is None:
         if qty == 0.0:
             usd = 0.0
         elif qty is not None:
-            price = pricer.price(symbol, entry)
+            price = pricer.price(name, entry)
             usd = None if price is None else finite(qty * price)
     if usd is None:
-        return None
+        return True, None
     pnl = first_number(entry, "pnl", "pnl_usd")
     avg_cost = first_number(entry, "avg_cost")
     if pnl is None and avg_cost is not None and qty is not None:
         pnl = finite(usd - avg_cost * qty)
-    return {"label": symbol, "usd": usd, "qty": qty, "pnl_usd": pnl}
+    return True, {"label": name, "usd": usd, "qty": qty, "pnl_usd": pnl}
 
 
 def _cut(name: str) -> str:
@@ -145,18 +168,101 @@ def _cut(name: str) -> str:
     return name[: MAX_LABEL_CHARS - 1] + "…"
 
 
-def _holdings_slices(
-    holdings: Mapping[str, Mapping[str, Any]], pricer: _Pricer
-) -> tuple[list[dict[str, Any]], list[str]]:
-    slices, unpriced = [], []
-    for symbol, entry in holdings.items():
-        # A name longer than any asset's is not valued: one string must not grow the output.
-        item = _value(symbol, entry, pricer) if len(symbol) <= MAX_LABEL_CHARS else None
-        if item is None:
-            unpriced.append(symbol if len(symbol) <= MAX_LABEL_CHARS else _cut(symbol))
+@dataclass
+class _Valued:
+    """What one source of assets gives: a slice per holding valued (0 USD too: zero is a value;
+    the source exists when there is one) and the names of the holdings that could not be."""
+
+    slices: list[dict[str, Any]] = field(default_factory=list)
+    unpriced: list[str] = field(default_factory=list)
+
+
+def _valued(holdings: Mapping[str, Mapping[str, Any]], pricer: _Pricer) -> _Valued:
+    """The slices of a holdings-style source (aum.assets, aum.offexchange, the config)."""
+    out = _Valued()
+    for name, entry in holdings.items():
+        if len(name) > MAX_LABEL_CHARS:
+            # Never valued, so one string cannot grow the output; named if it is a holding.
+            if _value(name, entry, pricer)[0]:
+                out.unpriced.append(_cut(name))
+            continue
+        held, item = _value(name, entry, pricer)
+        if item is not None:
+            out.slices.append(item)
+        elif held:
+            out.unpriced.append(name)
+    return out
+
+
+def _breakdown(value: Any) -> _Valued:
+    """The slices of a nav_detail.asset_breakdown ({asset: USD}); an entry with no USD value
+    is none."""
+    out = _Valued()
+    if not is_object(value):
+        return out
+    for key, raw in value.items():
+        name, usd = _asset_name(key), number(raw)
+        if name is None or usd is None:
+            continue
+        if len(name) > MAX_LABEL_CHARS:
+            out.unpriced.append(_cut(name))
         else:
-            slices.append(item)
-    return slices, unpriced
+            out.slices.append({"label": name, "usd": usd, "qty": None, "pnl_usd": None})
+    return out
+
+
+@dataclass
+class _Block:
+    """An AUM block as read: the block, its Futures entry and its two sources of assets
+    (aum.assets, aum.offexchange), valued."""
+
+    block: Mapping[str, Any]
+    futures_entry: Mapping[str, Any] | None
+    sources: list[_Valued]
+
+    @property
+    def exists(self) -> bool:
+        """Whether the block gives a value (docs/CONTRACT_RULES.md, rule 5)."""
+        return (
+            first_number(self.block, *NAV_BUILT_KEYS) is not None
+            or first_number(self.futures_entry, "pnl", "pnl_usd") is not None
+            or any(source.slices for source in self.sources)
+        )
+
+
+def _read_block(block: Any, pricer: _Pricer) -> _Block:
+    block = mapping(block)
+    futures_entry, assets = _assets(block)
+    sources = [_valued(assets, pricer), _valued(holding_map(block.get("offexchange")), pricer)]
+    return _Block(block, futures_entry, sources)
+
+
+def _choose_block(nav_state: Any, nav: Any, pricer: _Pricer) -> tuple[_Block, list[str]]:
+    """The first AUM block that exists (an empty one when none does), and the names of the
+    holdings the blocks before it could not value."""
+    skipped: list[str] = []
+    for block, doc in (
+        (get(nav_state, "aum"), nav_state),
+        (get(nav, "aum"), nav),
+        (get(nav, "nav_detail.aum"), nav),
+    ):
+        read = _read_block(_without_unavailable_nav(block, doc), pricer)
+        if read.exists:
+            return read, skipped
+        skipped += [name for valued in read.sources for name in valued.unpriced]
+    return _Block({}, None, []), skipped
+
+
+def _asset_sources(
+    block: _Block, holdings: Any, nav_state: Any, nav: Any, pricer: _Pricer
+) -> Iterator[tuple[_Valued, bool]]:
+    """The sources of non-futures assets in contract order, each valued only when the ones
+    before it gave no value; with whether it is a breakdown (inside the futures wallet)."""
+    for valued in block.sources:
+        yield valued, False
+    yield _valued(holding_map(holdings), pricer), False
+    for doc in (nav, nav_state):
+        yield _breakdown(get(doc, "nav_detail.asset_breakdown")), True
 
 
 def _fold_smallest(others: list[dict[str, Any]], unpriced: list[str]) -> list[dict[str, Any]]:
@@ -186,51 +292,30 @@ def build_aum(
 ) -> dict[str, Any]:
     """The `aum` block: slices, totals in USD and ZAR, the rate used, unpriced assets and the
     block's own stated total."""
-    block, _ = aum_block(nav_state, nav)
     pricer = _Pricer(nav_state, nav, fx)
-    listed = _assets_list(block)
-    futures_entry = next(
-        (a for a in listed if (first_text(a, "asset", "label") or "").lower() == FUTURES.lower()),
-        None,
-    )
-    futures = first_number(block, "futures")
+    block, unpriced = _choose_block(nav_state, nav, pricer)
+    futures = first_number(block.block, "futures")
     if futures is None:
         futures = nav_usd
 
     others: list[dict[str, Any]] = []
-    unpriced: list[str] = []
-    breakdown = mapping(get(nav, "nav_detail.asset_breakdown")) or mapping(
-        get(nav_state, "nav_detail.asset_breakdown")
-    )
-    assets: dict[str, Mapping[str, Any]] = {}
-    for entry in listed:
-        if entry is not futures_entry:
-            assets.setdefault((first_text(entry, "asset", "label") or "").upper(), entry)
-    offexchange = holding_map(block.get("offexchange"))
-    config = holding_map(holdings)
-    if assets:
-        others, unpriced = _holdings_slices(assets, pricer)
-    elif offexchange:
-        others, unpriced = _holdings_slices(offexchange, pricer)
-    elif config:
-        others, unpriced = _holdings_slices(config, pricer)
-    elif breakdown:
-        values = {str(k).strip().upper(): number(v) for k, v in breakdown.items() if text(k)}
-        unpriced = [_cut(k) for k in values if len(k) > MAX_LABEL_CHARS]
-        others = [
-            {"label": k, "usd": v, "qty": None, "pnl_usd": None}
-            for k, v in values.items()
-            if v is not None and len(k) <= MAX_LABEL_CHARS
-        ]
-        inside = total(s["usd"] for s in others)
+    for valued, inside_wallet in _asset_sources(block, holdings, nav_state, nav, pricer):
+        unpriced += valued.unpriced
+        if not valued.slices:
+            continue  # no value: the next source is used
+        others = valued.slices
+        inside = total(s["usd"] for s in others) if inside_wallet else None
         if futures is not None and inside is not None and inside <= futures + CENT / 2:
             reduced = finite(futures - inside)
             if reduced is not None:  # negative entries can make it overflow: none inside then
                 futures = reduced
+        break
+    valued_names = {s["label"] for s in others}
+    unpriced = [name for name in unpriced if name not in valued_names]
 
     slices: list[dict[str, Any]] = []
     if futures is not None:
-        pnl = first_number(futures_entry, "pnl", "pnl_usd") if futures_entry is not None else None
+        pnl = first_number(block.futures_entry, "pnl", "pnl_usd")
         slices.append({"label": FUTURES, "usd": futures, "qty": None, "pnl_usd": pnl})
     else:
         unpriced.insert(0, FUTURES)
@@ -248,5 +333,5 @@ def build_aum(
         "unpriced": sorted(set(unpriced)),
         # As stated by the writer: the real live writer states the futures wallet alone here,
         # so it may differ from total_usd without anything being wrong.
-        "stated_total_usd": first_number(block, "total"),
+        "stated_total_usd": first_number(block.block, "total"),
     }

@@ -20,7 +20,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from kpi_publisher.fmt import fmt_money
-from kpi_publisher.parse import MAX_LABEL_CHARS, finite, key_number, key_text, mapping, total
+from kpi_publisher.parse import (
+    MAX_LABEL_CHARS,
+    finite,
+    key_number,
+    key_text,
+    label,
+    mapping,
+    symbol,
+    total,
+)
 
 CONTAINERS = ("rows", "items", "positions")
 SYMBOL_KEYS = ("symbol", "pair", "asset", "underlying")
@@ -40,7 +49,9 @@ PNL_KEYS = (
 NOTIONAL_KEYS = ("notional", "positionValue", "notional_usd", "gross_usd")
 MIN_QTY = 1e-12
 SIDES = {"LONG": "LONG", "BUY": "LONG", "SHORT": "SHORT", "SELL": "SHORT"}
+# A row's risk fields, in `symbols.FIELDS` order (the tuples `symbols.symbol_book` gives).
 RISK_FIELDS = ("atr_ratio", "atr_regime", "dd_state", "dd_today_pct")
+_NO_RISK: tuple[None, ...] = (None,) * len(RISK_FIELDS)
 # Rows listed at most: the largest by notional. The totals cover every row.
 MAX_ROWS = 5_000
 
@@ -62,10 +73,12 @@ def _price(row: Mapping[str, Any], keys: tuple[str, ...], qty: float) -> float |
 
 
 def normalize_row(row: Mapping[str, Any]) -> dict[str, Any] | None:
-    """One normalised row, or None for rows to drop (no symbol, or |qty| below 1e-12)."""
-    symbol = key_text(row, SYMBOL_KEYS)
+    """One normalised row, or None for rows to drop (no symbol, or |qty| below 1e-12). The
+    symbol is the first non-empty string of SYMBOL_KEYS, read by `parse.symbol`
+    (upper-cased, at most MAX_LABEL_CHARS characters as published, no control character)."""
+    name = symbol(key_text(row, SYMBOL_KEYS))
     qty = key_number(row, QTY_KEYS)
-    if symbol is None or qty is None or abs(qty) < MIN_QTY or len(symbol) > MAX_LABEL_CHARS:
+    if name is None or qty is None or abs(qty) < MIN_QTY:
         return None
     stated_side = (key_text(row, SIDE_KEYS) or "").upper()
     side = SIDES.get(stated_side) or ("LONG" if qty > 0 else "SHORT")
@@ -83,7 +96,7 @@ def normalize_row(row: Mapping[str, Any]) -> dict[str, Any] | None:
     if pnl is None and mark is not None and entry is not None:
         pnl = finite((mark - entry) * qty)
     return {
-        "symbol": symbol.upper(),
+        "symbol": name,
         "side": side,
         "qty": qty,
         "entry_price": entry,
@@ -111,11 +124,12 @@ def _drop_reason(row: Any) -> str | None:
     qty = key_number(row, QTY_KEYS)
     if qty is not None and abs(qty) < MIN_QTY:
         return None
-    symbol = key_text(row, SYMBOL_KEYS)
-    if symbol is None:
+    stated = key_text(row, SYMBOL_KEYS)
+    if stated is None:
         return "symbol unreadable" if _stated(row, SYMBOL_KEYS) else None
-    if len(symbol) > MAX_LABEL_CHARS:
-        return "symbol too long"
+    if symbol(stated) is None:
+        too_long = len(stated) > MAX_LABEL_CHARS or len(stated.upper()) > MAX_LABEL_CHARS
+        return "symbol too long" if too_long else "symbol unreadable"
     if qty is None:
         return "qty unreadable" if _stated(row, QTY_KEYS) else "no qty"
     return None
@@ -176,8 +190,9 @@ def normalize_rows(doc: Any) -> tuple[list[dict[str, Any]], str | None]:
             continue
         reason = _drop_reason(raw)
         if reason is not None:
-            symbol = key_text(raw, SYMBOL_KEYS) if isinstance(raw, Mapping) else None
-            row_label = symbol[:24] if symbol else f"row {index}"
+            stated = key_text(raw, SYMBOL_KEYS) if isinstance(raw, Mapping) else None
+            # A symbol with a control character is named by its index, never copied.
+            row_label = (label(stated[:24]) if stated else None) or f"row {index}"
             dropped.append((reason, row_label))
     rows.sort(
         key=lambda r: (r["notional"] is None, -(r["notional"] or 0.0), r["symbol"], r["side"])
@@ -212,17 +227,16 @@ def book_notionals(rows: list[dict[str, Any]]) -> tuple[float | None, float | No
 
 
 def held_risk(
-    rows: list[dict[str, Any]], symbols: Mapping[str, Mapping[str, Any]]
+    rows: list[dict[str, Any]], symbols: Mapping[str, tuple[Any, ...]]
 ) -> tuple[tuple[str, tuple[Any, ...]], ...]:
-    """Each held symbol (in row order) with its RISK_FIELDS values from the symbol map: all
-    that `join_risk` reads of it. Every write of the executor rebuilds the symbol map (it
-    restamps every entry); this is equal while the rows' own risk values stand, so the joined
-    rows are kept."""
-    out = []
-    for symbol in dict.fromkeys(row["symbol"] for row in rows):
-        risk = mapping(symbols.get(symbol))
-        out.append((symbol, tuple([risk.get(field) for field in RISK_FIELDS])))
-    return tuple(out)
+    """Each held symbol (in row order) with its RISK_FIELDS values: all that `join_risk` reads
+    of it. `symbols` holds them for every open symbol (`symbols.symbol_book`: the published map
+    is capped, a listed row's risk fields never are). Every write of the executor rebuilds them
+    (it restamps every entry); this is equal while the rows' own risk values stand, so the
+    joined rows are kept."""
+    return tuple(
+        [(name, symbols.get(name, _NO_RISK)) for name in dict.fromkeys(r["symbol"] for r in rows)]
+    )
 
 
 def join_risk(
@@ -282,5 +296,6 @@ def build_positions(
     """{positions, totals}: the listed rows joined with per-symbol risk and formatted, plus the
     whole book's totals."""
     shown = listed(rows)
-    positions = join_risk(shown, held_risk(shown, symbols))
+    fields = {s: tuple([mapping(e).get(f) for f in RISK_FIELDS]) for s, e in symbols.items()}
+    positions = join_risk(shown, held_risk(shown, fields))
     return {"positions": positions, "totals": book_totals(rows, book_sums(rows), nav_usd)}

@@ -16,7 +16,7 @@ from kpi_publisher.parse import (
     first_number,
     get,
     is_object,
-    label,
+    lower_label,
     mapping,
     number,
     per_symbol,
@@ -64,8 +64,11 @@ def dd_label(value: Any) -> str | None:
     """dd_state as a lower-case label from a bare string or {dd_state: s} / {state: S}."""
     if value is None:  # the common case per symbol: no flat dd_state
         return None
-    found = first_label(value, "dd_state", "state") if is_object(value) else label(value)
-    return found.lower() if found is not None else None
+    if type(value) is str:  # the next commonest: a bare state
+        return lower_label(value)
+    if is_object(value):
+        return first_label(value, "dd_state", "state", lower=True)
+    return lower_label(value)
 
 
 def build_risk(risk: Any, nav_state: Any) -> dict[str, Any]:

@@ -16,10 +16,9 @@ from kpi_publisher.parse import (
     finite,
     first_label,
     get,
-    has_valid,
     is_object,
     key_number,
-    label,
+    lower_label,
     mapping,
     number,
     per_symbol,
@@ -108,32 +107,30 @@ def _mean(values: list[float]) -> float | None:
     return None if summed is None else finite(summed / len(values))
 
 
-def _first_entries(router: Any) -> dict[str, Mapping[str, Any]]:
-    for path in PER_SYMBOL_PATHS:
-        entries = per_symbol(get(router, path))
-        if entries:
-            return entries
-    return {}
+def _aggregate(shapes: list[dict[str, Mapping[str, Any]]]) -> tuple[dict[str, float | None], int]:
+    """Plain means over the per-symbol entries of the first shape in which at least one entry
+    has a valid value (docs/CONTRACT_RULES.md, rule 5: a shape of value-less entries does not
+    hide the next, as a value-less row does not give a symbol's row in `build_symbol_rows`),
+    each field over the entries that have a valid value for it; and how many entries had one.
 
-
-def _aggregate(router: Any) -> tuple[dict[str, float | None], int]:
-    """Plain means over per-symbol entries that have a valid value for each field."""
-    entries = _first_entries(router)
-    collected: dict[str, list[float]] = {name: [] for name in FIELD_KEYS}
-    used = 0
-    for entry in entries.values():
-        values = _fields(entry)
-        if any(v is not None for v in values.values()):
-            used += 1
-        for name, value in values.items():
-            if value is not None:
-                collected[name].append(value)
-    return {name: _mean(vals) for name, vals in collected.items()}, used
-
-
-def _label(value: Any) -> str | None:
-    found = label(value)
-    return found.lower() if found is not None else None
+    An entry that counts zero events (`samples`, `order_count` ... of 0) has no value: the
+    real router writes 0.0 fill and slippage for a symbol that never routed (a cold start),
+    and a mean of those would report a 0 % fill rate that nothing measured."""
+    for entries in shapes:
+        collected: dict[str, list[float]] = {name: [] for name in FIELD_KEYS}
+        used = 0
+        for entry in entries.values():
+            if _samples(entry) == 0:
+                continue
+            values = _fields(entry)
+            if any(v is not None for v in values.values()):
+                used += 1
+            for name, value in values.items():
+                if value is not None:
+                    collected[name].append(value)
+        if used:
+            return {name: _mean(vals) for name, vals in collected.items()}, used
+    return {name: None for name in FIELD_KEYS}, 0
 
 
 def _worst_count(router: Any) -> str | None:
@@ -162,10 +159,11 @@ def _symbol_numbers(row: Mapping[str, Any]) -> tuple[float | None, ...]:
     )
 
 
-def _nested_rows(entries: Any, paths: tuple[str, ...]) -> list[dict[str, Mapping[str, Any]]]:
-    """Per path, {SYMBOL: entry[path]} for the per-symbol entries that carry an object there
-    (the entries are indexed once for every path; `get`'s walk, inlined)."""
-    indexed = per_symbol(entries)
+def _nested_rows(
+    indexed: Mapping[str, Mapping[str, Any]], paths: tuple[str, ...]
+) -> list[dict[str, Mapping[str, Any]]]:
+    """Per path, {SYMBOL: entry[path]} for the per-symbol entries (`per_symbol`, indexed once
+    for every path) that carry an object there (`get`'s walk, inlined)."""
     out: list[dict[str, Mapping[str, Any]]] = []
     for path in paths:
         keys = path.split(".")
@@ -189,16 +187,15 @@ class Health:
     per-symbol entries (`aggregate`, computed once when first asked for)."""
 
     def __init__(self, router: Any) -> None:
-        self._router = router
         self.shapes = [
             found for path in PER_SYMBOL_PATHS if (found := per_symbol(get(router, path)))
         ]
-        self.quality = _label(get(router, "quality")) or _worst_count(router)
+        self.quality = lower_label(get(router, "quality")) or _worst_count(router)
 
     @cached_property
     def aggregate(self) -> tuple[dict[str, float | None], int]:
-        """(the means, how many entries had a value): `_aggregate`."""
-        return _aggregate(self._router)
+        """(the means, how many entries had a value): `_aggregate` of `shapes`."""
+        return _aggregate(self.shapes)
 
 
 def health(router: Any) -> Health:
@@ -207,13 +204,20 @@ def health(router: Any) -> Health:
 
 
 def symbol_shapes(
-    block: Any, risk: Any, router: Any, parts: Health | None = None
+    block: Any,
+    risk: Any,
+    router: Any,
+    parts: Health | None = None,
+    risk_symbols: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Mapping[str, Any]]]:
     """Every per-symbol router shape, router stats before router_health (the block order):
     the used router_stats block's own rows, the execution-health entries' `router` (and
-    `components.router`) in risk.symbols, then router_health's lists and dicts in order."""
+    `components.router`) in risk.symbols, then router_health's lists and dicts in order.
+    `risk_symbols` is `per_symbol` of risk.symbols when the caller has it already."""
     shapes = [per_symbol(get(block, path)) for path in PER_SYMBOL_PATHS if block is not None]
-    shapes += _nested_rows(get(risk, "symbols"), STATS_ROW_PATHS)
+    if risk_symbols is None:
+        risk_symbols = per_symbol(get(risk, "symbols"))
+    shapes += _nested_rows(risk_symbols, STATS_ROW_PATHS)
     shapes += (parts if parts is not None else health(router)).shapes
     return [shape for shape in shapes if shape]
 
@@ -260,49 +264,53 @@ def build_symbol_rows(
     return out
 
 
+def _block_values(block: Any) -> tuple[dict[str, float | None], str | None]:
+    """A router_stats block's numeric fields and its quality, each by its own reader: what the
+    block gives when it is used, and so what decides whether it exists."""
+    return _fields(block), first_label(block, *QUALITY_KEYS, lower=True)
+
+
 def build_router(
     risk: Any,
     router: Any,
     open_symbols: Iterable[str] = (),
     cap: int = 64,
     parts: Health | None = None,
+    risk_symbols: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The `router` block. `parts` is `health(router)` when the caller has it already."""
+    """The `router` block. `parts` is `health(router)` and `risk_symbols` `per_symbol` of
+    risk.symbols when the caller has them already (the symbols stage indexes the same list)."""
     risk = mapping(risk)
     if parts is None:
         parts = health(router)
     block: Any = None
     source: str | None = None
+    values: dict[str, float | None] = {}
+    quality: str | None = None
     for path, name in (
         ("router_stats", "risk_snapshot.router_stats"),
         ("kpis_v7.router_stats", "risk_snapshot.kpis_v7.router_stats"),
     ):
         candidate = get(risk, path)
-        # A block of sentinels and nulls does not exist (docs/CONTRACT_RULES.md, rules 4 and 5):
-        # the next one is used.
-        if any(v is not None for v in _fields(mapping(candidate)).values()) or has_valid(
-            candidate, labels=QUALITY_KEYS
-        ):
+        # A block exists only when the readers of its fields find a value: one of sentinels,
+        # nulls and text that is no label does not, and the next one is used
+        # (docs/CONTRACT_RULES.md, rules 4 and 5).
+        values, quality = _block_values(candidate)
+        if quality is not None or any(v is not None for v in values.values()):
             block, source = candidate, name
             break
     symbols_used: int | None = None
-    if block is not None:
-        values = _fields(block)
-    else:
+    if block is None:
         values, used = parts.aggregate
         if used:
             source, symbols_used = "router_health", used
-        else:
-            values = {name: None for name in FIELD_KEYS}
-    quality = (
-        (_label(first_label(block, *QUALITY_KEYS)) if block is not None else None)
-        or _label(get(risk, "kpis_v7.router_quality"))
-        or parts.quality
-    )
+    quality = quality or lower_label(get(risk, "kpis_v7.router_quality")) or parts.quality
     return {
         **values,
         "quality": quality,
         "source": source,
         "symbols_used": symbols_used,
-        "symbols": build_symbol_rows(symbol_shapes(block, risk, router, parts), open_symbols, cap),
+        "symbols": build_symbol_rows(
+            symbol_shapes(block, risk, router, parts, risk_symbols), open_symbols, cap
+        ),
     }

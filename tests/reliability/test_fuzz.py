@@ -18,6 +18,7 @@ marked slow are the same properties at 10,000 examples: `make test-long`
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -71,7 +72,10 @@ NUMERIC_STRINGS = st.one_of(
     st.floats(min_value=-1e12, max_value=1e12).map(lambda x: f"{x:,.2f}"),
     st.integers().map(str),
     st.sampled_from(
-        ["", " ", "abc", "1,234.5", " 12.5 ", "-0", "NaN", "Infinity", "1e999", "0x10"]
+        [
+            *("", " ", "abc", "1,234.5", " 12.5 ", "NaN", "Infinity", "1e999", "0x10"),
+            *("-0", "-0.0", "-0,000.00"),  # negative zero: read as 0.0
+        ]
     ),
     COMMA_STRINGS,
 )
@@ -394,11 +398,25 @@ def _in_layout(files: dict[str, bytes], check: Callable[[Layout], object]) -> No
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _negative_zeros(value: Any, path: str = "$") -> list[str]:
+    """The paths of every -0.0 in a decoded document."""
+    if isinstance(value, float):
+        return [path] if value == 0.0 and math.copysign(1.0, value) < 0 else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _negative_zeros(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _negative_zeros(v, f"{path}[{i}]")]
+    return []
+
+
 def _build_twice(layout: Layout) -> dict[str, Any]:
-    """Build with two fresh readers: valid, NaN-free and byte-identical; returns the KPIs."""
+    """Build with two fresh readers: valid, NaN-free, without a negative zero (zero is one
+    value: "-0" and -0.0 read as 0.0, and arithmetic never publishes -0.0) and byte-identical;
+    returns the KPIs."""
     settings = layout.settings()
     first = build_bytes(SourceReader(settings), settings)
-    kpis, _ = assert_valid_outputs(*first)
+    kpis, positions = assert_valid_outputs(*first)
+    assert _negative_zeros(kpis) + _negative_zeros(positions) == []
     assert build_bytes(SourceReader(settings), settings) == first
     return kpis
 
@@ -554,3 +572,21 @@ def test_overflowing_aum_total_does_not_raise() -> None:
     assets = [{"asset": "BTC", "usd": 1.5e308}, {"asset": "ETH", "usd": 1.5e308}]
     kpis = _kpis_for({"nav_state": {"aum": {"assets": assets}}})
     assert kpis["aum"]["total_usd"] is None or kpis["aum"]["total_usd"] < float("inf")
+
+
+# -- negative zero, pinned ----------------------------------------------------------------------
+
+
+def test_negative_zero_in_every_numeric_field_publishes_zero() -> None:
+    """ "-0" and -0.0 wherever a number is read (and a short at its entry price, whose PnL is
+    0.0 x a negative qty): every published zero is 0.0, never -0.0."""
+    docs = good_docs()
+    docs["nav_state"]["aum"] = {"futures": "-0", "offexchange": {"BTC": {"qty": -0.0}}}
+    docs["nav_state"]["unrealized_pnl"] = "-0.0"
+    docs["risk"]["drawdown"] = {"dd_pct": -0.0, "dd_abs": "-0", "daily_loss": {"pct": "-0"}}
+    docs["risk"]["router_stats"] = {"maker_fill_ratio": "-0", "slip_q50": -0.0, "quality": "ok"}
+    docs["risk"]["fee_pnl"] = {"fee_pnl_ratio": -0.0, "fees": "-0", "pnl": -0.0}
+    docs["risk"]["symbols"] = [{"symbol": "BTCUSDT", "atr_ratio": "-0", "dd_today_pct": -0.0}]
+    docs["positions"] = {"rows": [{"symbol": "ETHUSDT", "qty": -2.0, "entry": 5.0, "mark": 5.0}]}
+    kpis = _kpis_for(docs)
+    assert kpis["aum"]["slices"][0]["usd"] == 0.0

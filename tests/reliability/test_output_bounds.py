@@ -456,8 +456,9 @@ def test_the_largest_positions_file_fits_the_readers_cap() -> None:
     """The worst rows there can be (the longest symbol and labels, numbers whose formatted
     strings are longest) as many times as the input cap allows: positions_v7.json stays
     schema-valid and under the readers' 16 MiB cap."""
-    symbol = "\x01" * MAX_LABEL_CHARS  # published as \\u0001: six bytes a character
-    labels = "\x02" * MAX_LABEL_CHARS
+    # The longest names there can be: 64 characters of four UTF-8 bytes each (a control
+    # character, six bytes escaped, is no name).
+    symbol = labels = "\U0001d538" * MAX_LABEL_CHARS
     row = {"symbol": symbol, "qty": -1e300, "entry": 1e8, "mark": 1.79e8, "leverage": -1e308}
     risk_doc = {
         "symbols": [
@@ -465,7 +466,7 @@ def test_the_largest_positions_file_fits_the_readers_cap() -> None:
                 "symbol": symbol,
                 "atr_ratio": -1e308,
                 "atr_regime": labels,
-                "dd_state": "İ" * MAX_LABEL_CHARS,  # lower-cased to twice as many
+                "dd_state": "İ" * (MAX_LABEL_CHARS // 2),  # lower-cased to twice as many
                 "dd_today_pct": -1e308,
             }
         ]

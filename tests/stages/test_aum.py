@@ -144,3 +144,101 @@ def test_the_wallet_of_a_file_whose_nav_is_unavailable_is_the_nav_in_use():
     nav["nav_detail"]["source"] = "exchange"
     out = build_aum(None, nav, None, None, nav_usd=4300.0, usd_zar=None)
     assert labels(out)[0] == ("Futures", 0.0)
+
+
+# -- rule 5: a source of assets exists only if it gives a value, judged by the reader that
+# values it (`_valued`); a holding gives one with a USD value, or a qty and a price -----------
+
+BTC_CONFIG = {"BTC": {"qty": 0.01, "avg_cost": 50000.0}}
+BTC_FX = {"prices": {"BTC": 91000.0}}
+
+
+@pytest.mark.parametrize(
+    "valueless",
+    [
+        {"offexchange": {"BTC": {}}},
+        {"offexchange": {"BTC": {"qty": None, "usd_value": None, "mark": 5.0, "avg_cost": 1.0}}},
+        {"offexchange": {"BTC": {"qty": "n/a"}, "\x00ETH": {"qty": 1.0, "usd_value": 5.0}}},
+        {"assets": [{"asset": "BTC"}]},
+        {"assets": [{"asset": "BTC", "usd": None, "qty": True}, {"label": "", "usd": 5.0}]},
+        {"assets": [{"asset": "BTC"}], "offexchange": {"ETH": {"avg_cost": 3.0}}},
+    ],
+    ids=["empty-entry", "nulls", "junk-and-control-name", "label-only", "nulls-no-name", "both"],
+)
+def test_a_source_of_assets_without_a_value_does_not_hide_the_holdings_config(valueless):
+    """aum.assets / aum.offexchange whose entries give no value: the holdings config is used,
+    and nothing of the value-less source is named in `unpriced`."""
+    nav_state = {"aum": {"futures": 2000.0, **valueless}}
+    out = build_aum(nav_state, None, BTC_FX, BTC_CONFIG, nav_usd=2000.0, usd_zar=None)
+    assert labels(out) == [("Futures", 2000.0), ("BTC", pytest.approx(910.0))]
+    assert out["unpriced"] == []
+
+
+@pytest.mark.parametrize(
+    "valueless_aum",
+    [
+        {"assets": [{"asset": "ETH"}]},
+        {"offexchange": {"ETH": {"qty": None}}},
+        {"futures": None, "total": "n/a", "assets": [], "offexchange": {}},
+        {"assets": [{"asset": "Futures", "pnl": None}]},
+    ],
+)
+def test_an_aum_block_without_a_value_does_not_hide_the_next_block(valueless_aum):
+    """nav_state.aum with no value: nav.aum (futures 1000, XAUT) is the block in use."""
+    nav = {"aum": {"futures": 1000.0, "offexchange": {"XAUT": {"qty": 1, "usd_value": 2600}}}}
+    out = build_aum({"aum": valueless_aum}, nav, None, None, nav_usd=2345.67, usd_zar=None)
+    assert labels(out) == [("Futures", 1000.0), ("XAUT", 2600.0)]
+    assert out["unpriced"] == []
+
+
+@pytest.mark.parametrize(
+    "holdings",
+    [{"_meta": {"note": "x"}}, {"BTC": {"qty": None}}, {"BTC": {"avg_cost": 5.0}}, {"BTC": 3}],
+    ids=["meta", "null-qty", "cost-only", "not-an-object"],
+)
+def test_a_holdings_config_without_a_holding_does_not_hide_the_breakdown(holdings):
+    """The breakdown is used (Futures reduced by what sits inside it); no name is unpriced."""
+    nav = {"nav": 2000, "nav_detail": {"asset_breakdown": {"USDT": 500, "BNB": 100}}}
+    out = build_aum(None, nav, None, holdings, nav_usd=2000.0, usd_zar=None)
+    assert labels(out) == [("Futures", 1400.0), ("USDT", 500.0), ("BNB", 100.0)]
+    assert out["unpriced"] == []
+
+
+def test_a_holding_that_cannot_be_priced_is_named_even_when_its_source_is_skipped():
+    """A qty with no price anywhere gives no value, so the next source is used; the asset is
+    still named in `unpriced` (contract: an asset that cannot be priced is named), unless a
+    later source values it."""
+    nav = {"nav": 2000, "nav_detail": {"asset_breakdown": {"USDT": 500}}}
+    holdings = {"DOGE": {"qty": 100.0}, "XRP": {"qty": 5.0}}
+    nav_state = {"aum": {"offexchange": {"XRP": {"qty": 5.0}}}}  # no futures, no price
+    out = build_aum(nav_state, nav, None, holdings, nav_usd=2000.0, usd_zar=None)
+    assert labels(out) == [("Futures", 1500.0), ("USDT", 500.0)]
+    assert out["unpriced"] == ["DOGE", "XRP"]
+    out = build_aum(
+        nav_state, nav, {"prices": {"XRP": 2.0}}, holdings, nav_usd=2000.0, usd_zar=None
+    )
+    assert labels(out) == [("Futures", 2000.0), ("XRP", 10.0)]  # nav_state's own XRP, priced
+    assert out["unpriced"] == []
+
+
+def test_a_zero_holding_is_a_value():
+    """qty 0 is worth 0.0 (zero is a value): the source exists, its slice is dropped."""
+    nav = {"nav": 2000, "nav_detail": {"asset_breakdown": {"USDT": 500}}}
+    out = build_aum(None, nav, None, {"BTC": {"qty": 0}}, nav_usd=2000.0, usd_zar=None)
+    assert labels(out) == [("Futures", 2000.0)]
+
+
+def test_an_empty_breakdown_does_not_hide_nav_states():
+    nav = {"nav": 2000, "nav_detail": {"asset_breakdown": {"USDT": None, "": 5}}}
+    nav_state = {"nav_detail": {"asset_breakdown": {"BNB": 100}}}
+    out = build_aum(nav_state, nav, None, None, nav_usd=2000.0, usd_zar=None)
+    assert labels(out) == [("Futures", 1900.0), ("BNB", 100.0)]
+
+
+def test_asset_names_are_bounded_after_upper_casing_and_never_hold_a_control_character():
+    """ "ß" * 40 is 80 characters upper-cased: not valued, named cut; a name with a control
+    character is no name."""
+    holdings = {"ß" * 40: {"qty": 1.0, "usd_value": 5.0}, "A\x00": {"qty": 1.0, "usd_value": 7.0}}
+    out = build_aum(None, None, None, holdings, nav_usd=10.0, usd_zar=None)
+    assert labels(out) == [("Futures", 10.0)]
+    assert out["unpriced"] == ["SS" * 31 + "S…"]

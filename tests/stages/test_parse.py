@@ -1,18 +1,29 @@
 """The tolerant reader: numbers, timestamps, key paths, per-symbol data."""
 
 import math
+import unicodedata
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kpi_publisher.parse import (
+    MAX_LABEL_CHARS,
     age_s,
     doc_age,
     doc_ts,
+    finite,
     first_number,
     iso_utc,
+    key_number,
+    label,
+    lower_label,
     number,
     parse_ts,
     per_symbol,
+    symbol,
+    total,
 )
 
 T = 1_762_444_800.0  # 2025-11-06T16:00:00Z
@@ -177,3 +188,127 @@ def test_doc_age_refuses_a_timestamp_too_far_ahead():
     # The next valid key wins; no error then.
     assert doc_age({"updated_at": T + DAY, "ts": T - 5}, T) == (T - 5, 5.0, None)
     assert doc_age({}, T) == (None, None, None)
+
+
+# -- negative zero: read as 0.0 wherever a number is read ------------------------------------
+
+
+@pytest.mark.parametrize("raw", [-0.0, "-0", "-0.0", " -0.000 ", "-0,000.0", "-0e5"])
+def test_negative_zero_reads_as_positive_zero(raw):
+    """Zero is a value, and only one: "-0" and -0.0 read as 0.0, never published as -0.0."""
+    out = number(raw)
+    assert out == 0.0 and math.copysign(1.0, out) == 1.0
+    assert math.copysign(1.0, key_number({"v": raw}, ("v",))) == 1.0
+    assert math.copysign(1.0, first_number({"a": {"v": raw}}, "a.v")) == 1.0
+
+
+def test_arithmetic_that_gives_negative_zero_is_zero():
+    """0.0 x a negative number is -0.0 in IEEE arithmetic: `finite` and `total` give 0.0."""
+    assert math.copysign(1.0, finite(0.0 * -3.0)) == 1.0
+    assert math.copysign(1.0, total([-0.0])) == 1.0
+
+
+# -- timestamps: ISO-8601 obeys the numeric path's bounds; a leap second is the next second ----
+
+
+@given(
+    st.integers(min_value=-62_135_596_800, max_value=253_402_214_399)
+)  # 0001-01-01 .. 9999-12-30
+def test_an_iso_timestamp_reads_as_its_epoch_number_would(epoch_s):
+    """Any time from year 1 to 9999, as ISO-8601 (Z, an offset, naive) and, below 1e11 s, as
+    epoch seconds: the same reading, so a time before the epoch is no timestamp however it is
+    written."""
+    moment = datetime.fromtimestamp(0, UTC) + timedelta(seconds=epoch_s)
+    as_number = float(epoch_s) if epoch_s >= 0 else None
+    if epoch_s < 1e11:
+        assert parse_ts(epoch_s) == as_number
+    plus_two = moment.astimezone(timezone(timedelta(hours=2)))
+    for text in (
+        moment.isoformat().replace("+00:00", "Z"),
+        plus_two.isoformat(),
+        moment.replace(tzinfo=None).isoformat(),
+    ):
+        assert parse_ts(text) == as_number, text
+
+
+@pytest.mark.parametrize(
+    "raw", ["0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "1970-01-01T01:00:00+02:00", -1, "-1"]
+)
+def test_a_time_before_the_epoch_is_no_timestamp(raw):
+    assert parse_ts(raw) is None
+    assert doc_age({"updated_at": raw}, T) == (None, None, None)
+
+
+@given(
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.sampled_from(["Z", "+00:00", "-05:30", ""]),
+    st.sampled_from(["T", " "]),
+    st.booleans(),
+)
+def test_a_leap_second_is_the_next_second(moment, zone, sep, fraction):
+    """hh:mm:60 (how UTC writes a leap second) is hh:mm+1:00, as POSIX time counts it; any
+    other second past 59 is no time."""
+    moment = moment.replace(second=59, microsecond=500_000 if fraction else 0)
+    base = moment.isoformat(sep=sep, timespec="microseconds" if fraction else "seconds")
+    leap = base.replace(":59", ":60", 1) if base.count(":59") == 1 else None
+    if leap is None or ":60" not in leap[-(16 if fraction else 9) :]:
+        return  # the minute was 59 too: the replace would hit it, not the second
+    expected = parse_ts(base + zone)
+    assert expected is not None
+    assert parse_ts(leap + zone) == expected + 1.0
+    assert parse_ts(base.replace(":59", ":61", 1) + zone) is None
+
+
+def test_leap_second_example():
+    assert parse_ts("2025-11-30T10:53:60Z") == parse_ts("2025-11-30T10:54:00Z")
+    assert parse_ts("2016-12-31T23:59:60Z") == parse_ts("2017-01-01T00:00:00Z")
+    assert parse_ts("2025-11-30T10:53:60.25+00:00") == parse_ts("2025-11-30T10:54:00.25Z")
+
+
+# -- names: bounded after case mapping, no control characters ---------------------------------
+
+WILD_NAMES = st.text(
+    st.one_of(
+        st.characters(),
+        st.sampled_from(["ß", "İ", "ŉ", "ﬃ", "\x00", "\x1f", "\x7f", "\x85", "\x9f", " "]),
+    ),
+    max_size=80,
+)
+
+
+def _publishable_name(name: str) -> bool:
+    return 0 < len(name) <= MAX_LABEL_CHARS and not any(
+        unicodedata.category(c) == "Cc" for c in name
+    )
+
+
+@given(WILD_NAMES)
+def test_every_name_reader_gives_a_publishable_name_or_none(raw):
+    """symbol, label, lower_label and per_symbol's keys: at most MAX_LABEL_CHARS characters as
+    published (after upper- or lower-casing: "ß" * 40 is 80 characters upper-cased) and no
+    control character; what they refuse is missing, never cut or cleaned."""
+    for read, case in ((symbol, str.upper), (label, str), (lower_label, str.lower)):
+        out = read(raw)
+        expected = case(raw.strip())
+        assert out == (expected if _publishable_name(expected) else None), (read, raw)
+    assert list(per_symbol([{"symbol": raw}])) == ([symbol(raw)] if symbol(raw) else [])
+    assert list(per_symbol({raw: {}})) == ([symbol(raw)] if symbol(raw) else [])
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("ß" * 32, "SS" * 32),
+        ("ß" * 33, None),
+        ("\x00", None),
+        ("BTC\x00USDT", None),
+        ("BTC\u0085USDT", None),  # C1 control (NEL): stripped at an end, refused inside
+        (" btcusdt ", "BTCUSDT"),
+        ("BTC USDT", "BTC USDT"),
+        ("x" * 64, "X" * 64),
+        ("x" * 65, None),
+    ],
+)
+def test_symbol(raw, expected):
+    assert symbol(raw) == expected
+    assert symbol(raw) == expected  # the remembered answer is the same

@@ -2,7 +2,8 @@
 
 import pytest
 
-from kpi_publisher.stages.positions import build_positions, normalize
+from kpi_publisher.pipeline import position_book
+from kpi_publisher.stages.positions import build_positions, normalize, normalize_rows
 
 HEDGE_MODE = {
     "rows": [
@@ -209,3 +210,33 @@ def test_dropped_rows_reach_the_positions_source_error():
     assert out.kpis["sources"]["positions"] == {"status": "ok", "age_s": 0.0, "error": expected}
     assert out.positions["source"]["error"] == expected
     assert out.positions["totals"]["count"] == 0
+
+
+def test_every_listed_row_is_joined_past_the_symbols_cap():
+    """The `symbols` map is capped (64 by default); the rows are not: 65 open symbols, each
+    row carries its symbol's risk fields (the 65th lost them)."""
+    rows = normalize([{"symbol": f"S{i:03d}", "qty": 1, "mark": 1000 - i} for i in range(65)])
+    risk = {"symbols": [{"symbol": f"S{i:03d}", "atr_ratio": 1.5, "risk": {"dd_state": "X"}}
+                        for i in range(65)]}  # fmt: skip
+    symbol_map, book = position_book(rows, risk, 64)
+    assert len(symbol_map) == 64 and "S064" not in symbol_map
+    assert [(r["symbol"], r["atr_ratio"], r["dd_state"]) for r in book["positions"]] == [
+        (f"S{i:03d}", 1.5, "x") for i in range(65)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("symbol", "reason"),
+    [
+        ("ß" * 40, "symbol too long"),
+        ("x" * 65, "symbol too long"),
+        ("BTC\x00", "symbol unreadable"),
+    ],
+)
+def test_a_symbol_that_cannot_be_published_drops_the_row_and_says_why(symbol, reason):
+    """The limit is on the upper-cased symbol (as published); a control character is refused;
+    the note never copies the symbol's control characters."""
+    rows, note = normalize_rows([{"symbol": symbol, "qty": 1.0, "mark": 2.0}])
+    assert rows == []
+    assert note is not None and note.startswith(f"1 row dropped: {reason} (")
+    assert "\x00" not in note

@@ -396,3 +396,70 @@ def test_legacy_symbol_stats_give_counts_never_a_quality_score_as_fill_rate():
             "samples": 0,
         },
     }
+
+
+# -- rule 5: a block exists only if the reader of one of its fields finds a value -------------
+
+
+@pytest.mark.parametrize(
+    "quality",
+    ["x" * 65, "\x00", "ok\x07", "İ" * 33, "", "  ", 5, True, None],
+    ids=[
+        "too-long",
+        "nul",
+        "bell",
+        "too-long-lower-cased",
+        "empty",
+        "blank",
+        "number",
+        "bool",
+        "null",
+    ],
+)
+def test_a_router_stats_block_whose_quality_is_no_label_does_not_exist(quality):
+    """Existence is judged by the reader the field uses (`first_label(..., lower=True)`): a
+    quality no reader publishes does not hide router_health's numbers."""
+    router = {"symbols": [{"symbol": "BTCUSDT", "maker_fill_rate": 0.5, "fallback_rate": 0.2}]}
+    out = build_router({"router_stats": {"quality": quality}}, router)
+    assert out["source"] == "router_health"
+    assert (out["maker_fill_rate"], out["fallback_ratio"], out["symbols_used"]) == (0.5, 0.2, 1)
+    assert out["quality"] is None
+
+
+def test_a_router_stats_block_with_only_a_quality_label_exists():
+    """A label is a value: the block is used (its numbers null), router_health is not."""
+    router = {"symbols": [{"symbol": "BTCUSDT", "maker_fill_rate": 0.5}]}
+    out = build_router({"router_stats": {"quality": " Degraded "}}, router)
+    assert (out["source"], out["quality"], out["maker_fill_rate"]) == (
+        "risk_snapshot.router_stats",
+        "degraded",
+        None,
+    )
+
+
+def test_a_per_symbol_shape_without_a_value_does_not_hide_the_next():
+    """The aggregate takes the first shape in which an entry has a valid value, as a symbol's
+    row takes the first row with one: value-less `symbols` entries do not hide per_symbol."""
+    router = {
+        "symbols": [{"symbol": "BTCUSDT"}, {"symbol": "ETHUSDT", "maker_fill_rate": "n/a"}],
+        "per_symbol": [{"symbol": "BTCUSDT", "maker_fill_rate": 0.5}],
+    }
+    out = build_router({}, router)
+    assert (out["source"], out["maker_fill_rate"], out["symbols_used"]) == ("router_health", 0.5, 1)
+    assert out["symbols"]["BTCUSDT"]["maker_fill_rate"] == 0.5
+
+
+def test_entries_that_counted_no_event_give_no_mean():
+    """A cold start: the router writes 0.0 fill and slippage with a count of 0 for a symbol that
+    never routed. Those are no measurement: no mean, source null (never a 0 % fill rate)."""
+    never = {"maker_reliability": 0.0, "avg_slippage_bps": 0.0, "order_count": 0}
+    router = {
+        "symbols": [{"symbol": "BTCUSDT", "maker_fill_rate": None}],
+        "symbol_stats": {"BTCUSDT": never, "ETHUSDT": never},
+    }
+    out = build_router({}, router)
+    assert (out["source"], out["maker_fill_rate"], out["slip_q50_bps"]) == (None, None, None)
+    # One symbol that did route: the mean is its alone.
+    router["symbol_stats"]["SOLUSDT"] = {"maker_reliability": 0.8, "order_count": 4}
+    out = build_router({}, router)
+    assert (out["source"], out["maker_fill_rate"], out["symbols_used"]) == ("router_health", 0.8, 1)

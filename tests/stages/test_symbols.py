@@ -1,6 +1,7 @@
 """Per-symbol risk map: flat then nested fields, four sources in order, open positions first."""
 
-from kpi_publisher.stages.symbols import build_symbols
+from kpi_publisher.stages.positions import RISK_FIELDS
+from kpi_publisher.stages.symbols import FIELDS, build_symbols, symbol_book
 
 
 def test_health_entries_nested_then_atr_symbols_fill_gaps():
@@ -45,3 +46,22 @@ def test_cvar_joins_the_symbol_and_adds_symbols_with_only_a_cvar():
         "cvar_pct": 1.25,
     }
     assert "SOLUSDT" not in out  # no estimate and nothing else: not listed
+
+
+def test_every_open_symbol_has_its_fields_past_the_cap():
+    """The cap bounds the published map only: `symbol_book` gives every open symbol's four
+    fields (in the order the positions join reads them), past the cap too."""
+    names = [f"S{i:03d}" for i in range(5)]
+    risk = {"symbols": [{"symbol": s, "atr_ratio": 1.5, "dd_state": "Normal"} for s in names[1:]]}
+    published, held = symbol_book(risk, names[::-1], 2)
+    assert list(published) == ["S004", "S003"]
+    assert held == {s: (1.5, None, "normal", None) for s in names[:0:-1]}  # S000: no value
+    assert FIELDS == RISK_FIELDS
+    assert build_symbols(risk, names[::-1], 2) == published
+
+
+def test_a_symbol_too_long_upper_cased_or_with_a_control_character_is_not_listed():
+    risk = {
+        "symbols": [{"symbol": "ß" * 40, "atr_ratio": 1.0}, {"symbol": "\x00", "atr_ratio": 1.0}]
+    }
+    assert build_symbols(risk, [], 64) == {}
