@@ -20,7 +20,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from kpi_publisher import publish
 from kpi_publisher.config import ConfigError, Settings
 from kpi_publisher.contract import SOURCE_NAMES
-from kpi_publisher.daemon import CrashLog, Daemon, crash_backoff_s, retry_delay_s, stuck_limit_s
+from kpi_publisher.daemon import CrashLog, Daemon, crash_backoff_s, retry_delay_s, survival
 from kpi_publisher.daemon.survival import Liveness
 from kpi_publisher.pipeline import Outputs
 from kpi_publisher.run import build_daemon
@@ -584,11 +584,56 @@ def test_the_stuck_limit_follows_a_reloaded_heartbeat(settings: Settings) -> Non
     assert exits == [70]
 
 
-def test_a_daemon_s_stuck_limit_is_that_of_its_current_heartbeat(settings: Settings) -> None:
-    daemon = Daemon(settings, batches=ScriptedBatches(FakeClock(), []))
-    assert daemon._stuck_limit_s() == stuck_limit_s(settings.heartbeat_s)
-    daemon.settings = replace(settings, heartbeat_s=100.0)
-    assert daemon._stuck_limit_s() == stuck_limit_s(100.0) > stuck_limit_s(settings.heartbeat_s)
+def test_a_daemon_reloaded_to_a_longer_heartbeat_is_not_called_stuck(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real loop: started with a 0.3 s heartbeat (a 0.3 s stuck limit here), reloaded to
+    5 s, then a pass that takes 1 s (a slow disk): the limit in force is the reloaded one, so
+    the daemon is not killed. A limit kept from start would end it with exit 70."""
+    monkeypatch.setattr(survival, "STUCK_MIN_S", 0.0)
+    monkeypatch.setattr(survival, "STUCK_HEARTBEATS", 1.0)
+    exits: list[int] = []
+    slow = threading.Event()
+    reloaded_settings = replace(settings, heartbeat_s=5.0)
+
+    def reload() -> Settings:
+        slow.set()  # the pass that follows the reload is the slow one
+        return reloaded_settings
+
+    def slow_build(sources: Any, now: float, s: Settings) -> Outputs:
+        from kpi_publisher.pipeline import build
+
+        if slow.is_set():
+            slow.clear()
+            time.sleep(1.0)
+        return build(sources, now, s)
+
+    class Quiet(ScriptedBatches):
+        def next_batch(self, timeout_s: float) -> frozenset[Path]:
+            time.sleep(min(timeout_s, 0.05))
+            return frozenset()
+
+    daemon = Daemon(
+        replace(settings, heartbeat_s=0.3),
+        batches=Quiet(FakeClock(), []),
+        publisher=MemoryPublisher(),
+        build=slow_build,
+        reload=reload,
+        exit_fn=exits.append,
+    )
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    with capture_logs() as events:
+        runner.start()
+        time.sleep(0.3)
+        daemon.request_reload()
+        deadline = time.monotonic() + WAIT_S
+        while daemon.settings is not reloaded_settings and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(1.5)  # the slow pass and a look of the liveness thread after it
+        daemon.request_stop()
+        runner.join(WAIT_S)
+    assert daemon.settings is reloaded_settings
+    assert exits == [], [e for e in events if e["event"] == "worker_stuck"]
 
 
 @pytest.mark.parametrize(("crashes", "wait_s"), [(0, 0.0), (1, 1.0), (3, 4.0), (6, 30.0)])

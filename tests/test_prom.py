@@ -705,14 +705,16 @@ def exported_names() -> set[str]:
 
 
 def test_alert_rules_cover_the_four_alerts_and_use_exported_metrics():
-    """alerts.yml loads, has NAV stale, publisher down, drawdown limit and source invalid, and
-    every expression names only metrics the publisher (or Prometheus itself) provides."""
+    """alerts.yml loads, has NAV stale, publisher down, never published, drawdown limit and
+    source invalid, and every expression names only metrics the publisher (or Prometheus
+    itself) provides."""
     doc = yaml.safe_load((REPO / "deploy" / "prometheus" / "alerts.yml").read_text())
     rules = [r for group in doc["groups"] for r in group["rules"]]
     alerts = {r["alert"]: r for r in rules if "alert" in r}
     for required in (
         "HedgeKpiNavStale",
         "HedgeKpiPublisherDown",
+        "HedgeKpiNeverPublished",
         "HedgeKpiDrawdownAboveLimit",
         "HedgeKpiSourceInvalid",
     ):

@@ -221,6 +221,19 @@ class Daemon:
         """The out dir is to be prepared by the next pass that can (see `run_pass`)."""
         self._out_dir_ready = False
 
+    def _ready_out_dir(self) -> PassResult | None:
+        """Prepare the out dir if it is not ready (`prepare_out_dir`); a failure is the pass's
+        result."""
+        if self._out_dir_ready:
+            return None
+        try:
+            self.prepare_out_dir()
+        except OSError as exc:
+            return self._failed("publish", str(exc.filename or self.settings.publish_dir), exc)
+        except lock.LockHeld as exc:  # another publisher has it: retried, never shared
+            return self._failed("publish", str(exc.path), exc)
+        return None
+
     def _check_out_dir(self) -> None:
         """Before a publish, and after one failed: when the directory at the out dir's path is
         not the one locked (removed, renamed away, replaced by another directory or by a
@@ -229,6 +242,8 @@ class Daemon:
         out dir, and a lock on a directory that is gone keeps no one out. A separate out dir
         is made again at once; one inside the state dir once the state dir is there."""
         s = self.settings
+        if not self._out_dir_ready:
+            return  # the next pass prepares (and locks) it anyway
         if self.out_lock is not None:
             replaced = not self.out_lock.holds(s.publish_dir)
         else:  # no lock (an embedding that locks nothing): the directory must still be there
@@ -255,15 +270,8 @@ class Daemon:
             # out dir gets every source as `missing`, which `check` reports.)
             self.state = plan.waiting_for_state_dir(self.state, self._mono(), s)
             return PassResult(published=False)
-        if self._out_dir_ready:
-            self._check_out_dir()
-        if not self._out_dir_ready:
-            try:
-                self.prepare_out_dir()
-            except OSError as exc:
-                return self._failed("publish", str(exc.filename or s.publish_dir), exc)
-            except lock.LockHeld as exc:  # another publisher has it: retried, never shared
-                return self._failed("publish", str(exc.path), exc)
+        if (failed := self._ready_out_dir()) is not None:
+            return failed
         report = self.reader.refresh(paths)
         self._retained = (report,)
         decided = plan.plan_pass(
@@ -277,6 +285,9 @@ class Daemon:
         )
         if not decided.publish:
             return PassResult(published=False)
+        self._check_out_dir()
+        if (failed := self._ready_out_dir()) is not None:
+            return failed
         sources = {
             name: read.aged(floors[name]) if floors.get(name) else read
             for name, read in report.sources.items()
