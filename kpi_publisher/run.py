@@ -19,6 +19,8 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kpi_publisher import lock, logs
@@ -140,6 +142,18 @@ def history_observer(recorder: HistoryRecorder, daemon: Daemon) -> Observer:
     return observe
 
 
+def history_guard(daemon: Daemon) -> Callable[[Path], bool]:
+    """The history's `may_write`: its thread writes into an out dir (or removes its curve) only
+    while the daemon's lock is on the directory now at that path, the check the daemon makes
+    before its own publishes; always, when the daemon holds no lock."""
+
+    def may_write(publish_dir: Path) -> bool:
+        out_lock = daemon.out_lock
+        return out_lock is None or out_lock.holds(publish_dir)
+
+    return may_write
+
+
 def _guard_std_streams() -> None:
     """A closed stdout/stderr descriptor (`>&-`) is pointed at /dev/null, so no file the
     daemon opens later takes descriptor 1 or 2; SIGPIPE is ignored (a write to a pipe
@@ -193,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
     if recorder is not None:
         daemon.observers.append(history_observer(recorder, daemon))
         recorder.on_update = daemon.request_publish  # a new performance block is published at once
+        recorder.may_write = history_guard(daemon)
     held_elsewhere: list[lock.LockHeld] = []
 
     def lost_to(exc: lock.LockHeld) -> None:  # the out dir appeared, another daemon was first

@@ -30,6 +30,12 @@ are kept as on a full disk and saved once it takes writes. A file that cannot ev
 holds points the series does not: no curve and no block are published from the points in
 memory alone (`history_withheld`; nav_history_v7.json is left as it is) until it can be read,
 then it is loaded as at start with the points kept meanwhile.
+
+The publish dir is written (and the curve removed) only while `may_write(publish_dir)` says so:
+the composition root passes the daemon's out-dir lock (`DaemonLock.holds`), so an out dir
+replaced under the daemon (by a link to another desk's out dir, say) never gets this history's
+curve, and never loses its own. A write held back is logged once (`history_publish_held`) and
+made by the next rebuild (a new NAV, or within `REFRESH_S`) once the lock is on the dir again.
 """
 
 from __future__ import annotations
@@ -122,10 +128,14 @@ class HistoryRecorder:
         fsync: bool = True,
         clock: Callable[[], float] = time.time,
         settings: Settings | None = None,
+        may_write: Callable[[Path], bool] | None = None,
     ) -> None:
-        """`settings`: those it was made from (`follow` compares with them)."""
+        """`settings`: those it was made from (`follow` compares with them). `may_write`: whether
+        the publish dir given may be written now (called on the recorder's thread before each
+        write or removal there); None: always."""
         self.store = store
         self.publish_dir = publish_dir
+        self.may_write = may_write
         self.logs_dir = logs_dir
         self.fsync = fsync
         self.performance: dict[str, Any] | None = None
@@ -145,7 +155,9 @@ class HistoryRecorder:
         self._followed = settings
         self._thread: threading.Thread | None = None
         self._idle = threading.Event()
-        self._unwritten = False
+        self._unwritten = False  # the last curve write failed or was held back: tried again
+        self._unremoved = False  # the curve of a history gone off is still to be removed
+        self._held_back = False  # `may_write` said no (logged), and has not said yes since
         self._backfill_checked = time.monotonic()
         self._next_rebuild = 0.0  # monotonic
 
@@ -266,8 +278,10 @@ class HistoryRecorder:
         the block (a NAV that stopped moving shows as a gap) or retry a failed curve write."""
         tended = self._tend()
         if self._off:
+            if self._unremoved:
+                self._remove_curve()
             return
-        if tended or self._unwritten:  # the last write failed (a full disk): try again
+        if tended or self._unwritten:  # the last write failed (a full disk) or waited: again
             self._rebuild()
         else:
             self._refresh_performance()
@@ -280,7 +294,7 @@ class HistoryRecorder:
             if not opened and self.store.held_by is not None:
                 self._go_off()
                 return
-            self._off = False
+            self._off = self._unremoved = False
             self._set_behind(not opened and self.store.unread)
             if self.logs_dir is not None:
                 backfill(self.store, self.logs_dir, now=self._clock())
@@ -324,7 +338,17 @@ class HistoryRecorder:
         self._drop_unsaved("another publisher holds the history file")
         self._series = Series()
         self.performance = None
+        self._unremoved = True
+        self._remove_curve()
+        self._notify()
+
+    def _remove_curve(self) -> None:
+        """`_go_off`'s removal of the out dir's nav_history_v7.json; held back (and tried again
+        while the history is off) until `may_write` allows it."""
         stale = self.publish_dir / NAV_HISTORY_FILE
+        if not self._may_write(stale):
+            return
+        self._unremoved = False
         try:
             stale.unlink()
         except FileNotFoundError:
@@ -333,7 +357,23 @@ class HistoryRecorder:
             log.warning("history_publish_failed", file=str(stale), reason=str(exc))
         else:
             log.info("history_curve_removed", file=str(stale), reason="history off")
-        self._notify()
+
+    def _may_write(self, file: Path) -> bool:
+        """Whether `file` in the publish dir may be written or removed now; the first refusal of
+        a run of them is logged."""
+        if self.may_write is None or self.may_write(self.publish_dir):
+            self._held_back = False
+            return True
+        if not self._held_back:
+            self._held_back = True
+            log.warning(
+                "history_publish_held",
+                file=str(file),
+                out_dir=str(self.publish_dir),
+                reason="the out dir at this path is not the one this publisher locked (replaced, "
+                "or a link to another dir); the curve is written (or removed) there once it is",
+            )
+        return False
 
     def _drop_unsaved(self, reason: str) -> None:
         """Forget the points the store never took (a restart would not have them either)."""
@@ -446,7 +486,7 @@ class HistoryRecorder:
         if not reload_store and target.publish_dir == before_dir:
             return
         self.publish_dir, self.logs_dir = target.publish_dir, target.logs_dir
-        self._unwritten = False
+        self._unwritten = self._unremoved = False
         if target.store_path != before:
             self._drop_unsaved("the history moved to another file")
             self.store.close()
@@ -460,6 +500,9 @@ class HistoryRecorder:
         )
         if reload_store:
             self._load()
+        elif self._off:  # the new out dir's curve from before is not this history's either
+            self._unremoved = True
+            self._remove_curve()
         else:
             self._rebuild()
 
@@ -506,6 +549,9 @@ class HistoryRecorder:
         if self._behind:
             return
         if published_end(self._series.times, self._series.navs, now) < 2:
+            return
+        if not self._may_write(self.publish_dir / NAV_HISTORY_FILE):
+            self._unwritten = True
             return
         data = render(build_nav_history(self._series, now))
         try:

@@ -177,7 +177,7 @@ class HistoryStore:
             return self._held(exc)
         except NotAHistory as exc:
             return self._refuse(exc)
-        except (sqlite3.Error, OSError) as exc:
+        except Exception as exc:  # SQLite's or the OS's, or a path an API cannot take: read it
             return self._open_read_only(exc)
         self.held_by = None
         self._resumed()
@@ -194,7 +194,7 @@ class HistoryStore:
             return self._refuse(exc)
         except FileNotFoundError:  # no file: nothing stored, the write failure is the reason
             return self._pause("open", cause)
-        except (sqlite3.Error, OSError) as exc:
+        except Exception as exc:  # whatever it is, the history pauses: it never raises out of here
             self.unread = _holds_bytes(self.path)
             return self._pause("open", OSError(f"{cause}; cannot be read either: {exc}"))
         if not self._told_read_only:
@@ -256,48 +256,44 @@ class HistoryStore:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            # Before anything is changed (journal_mode=WAL is written into the file's header).
-            tables = {name for (name,) in db.execute(_TABLE_NAMES)}
-            if tables and not tables & _TABLES:
-                raise NotAHistory(f"a SQLite database of another program (tables: {_few(tables)})")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            ok = db.execute("PRAGMA quick_check").fetchone()
-            if ok is None or ok[0] != "ok":
-                raise sqlite3.DatabaseError(f"database disk image is malformed: {ok}")
-            db.executescript(_SCHEMA)
-            row = db.execute("SELECT MAX(t) FROM points").fetchone()
-            self._last_t = row[0] if row else None
-        except BaseException:
-            db.close()
-            raise
-        return db
+        return self._checked(db, writable=True)
 
     def _connect_read_only(self) -> sqlite3.Connection:
         """A connection that never writes to the file or beside it. `mode=ro` reads the WAL
         through its -shm; with neither side file there (closed cleanly) and none to be made
         (a read-only directory) the file is the whole database, read as immutable. A WAL left
         without its -shm cannot be read: an error rather than a history missing its WAL."""
-        uri = "file:" + urllib.parse.quote(os.path.abspath(self.path))
+        # The path's bytes, quoted: a name that is not UTF-8 (surrogate escapes) has no UTF-8
+        # text to quote, and SQLite turns each %XX back into its byte.
+        uri = "file:" + urllib.parse.quote(os.fsencode(os.path.abspath(self.path)))
         try:
-            return self._checked_read_only(uri + "?mode=ro")
+            return self._read_only_at(uri + "?mode=ro")
         except sqlite3.OperationalError:
             if _holds_bytes(Path(str(self.path) + "-wal")):
                 raise
-        return self._checked_read_only(uri + "?immutable=1")
+        return self._read_only_at(uri + "?immutable=1")
 
-    def _checked_read_only(self, uri: str) -> sqlite3.Connection:
+    def _read_only_at(self, uri: str) -> sqlite3.Connection:
         db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        return self._checked(db, writable=False)
+
+    def _checked(self, db: sqlite3.Connection, *, writable: bool) -> sqlite3.Connection:
+        """`db` once it is known to hold a history (NotAHistory: another program's database;
+        DatabaseError: a damaged one), with `_last_t` loaded from it; `writable`: in WAL mode
+        with the schema made. Closed on any failure."""
         try:
+            # Before anything is changed (journal_mode=WAL is written into the file's header).
             tables = {name for (name,) in db.execute(_TABLE_NAMES)}
             if tables and not tables & _TABLES:
                 raise NotAHistory(f"a SQLite database of another program (tables: {_few(tables)})")
             ok = db.execute("PRAGMA quick_check").fetchone()
             if ok is None or ok[0] != "ok":
                 raise sqlite3.DatabaseError(f"database disk image is malformed: {ok}")
-            row = db.execute("SELECT MAX(t) FROM points").fetchone()
-            self._last_t = row[0] if row else None
+            if writable:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(_SCHEMA)
+            self._last_t = _newest_t(db)
         except BaseException:
             db.close()
             raise
@@ -498,8 +494,7 @@ class HistoryStore:
             raise
         self._resumed()
         self.thinned += removed
-        row = self._db.execute("SELECT MAX(t) FROM points").fetchone()
-        self._last_t = row[0] if row else None
+        self._last_t = _newest_t(self._db)
         return added
 
     def _rollback(self) -> None:
@@ -530,7 +525,9 @@ class HistoryStore:
         what it kept before, so thinning as the data time advances (a long import) ends where
         one thinning at its end would."""
         assert self._db is not None
-        newest = self._db.execute("SELECT MAX(t) FROM points").fetchone()[0]
+        # Read, not `_last_t`: within `extend` the rows of the open transaction count, and
+        # `_last_t` takes them only once they are committed.
+        newest = _newest_t(self._db)
         if newest is None:
             return 0
         now = self._data_time(now, newest)
@@ -686,8 +683,14 @@ def _holds_bytes(path: Path) -> bool:
         return os.stat(path).st_size > 0
     except FileNotFoundError:
         return False
-    except OSError:
+    except (OSError, ValueError):
         return True
+
+
+def _newest_t(db: sqlite3.Connection) -> float | None:
+    """The newest point's timestamp (one descent of the primary key), None when there is none."""
+    row = db.execute("SELECT MAX(t) FROM points").fetchone()
+    return None if row is None else row[0]
 
 
 def _names(path: Path, lock: io.FileIO) -> bool:

@@ -7,6 +7,7 @@ by setting the two module constants before `main()` runs; the process is otherwi
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -73,6 +74,16 @@ def stored_so_far(path: Path) -> list[float]:
         return stored(path)
     except sqlite3.DatabaseError:
         return []
+
+
+def _event(line: bytes) -> dict[str, Any]:
+    """One JSON log line. orjson refuses a lone surrogate escape, which is how a path that is
+    not UTF-8 is logged: such a line is read by the stdlib parser instead of being dropped."""
+    try:
+        event: dict[str, Any] = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        event = json.loads(line)
+    return event
 
 
 @dataclass
@@ -149,8 +160,8 @@ class Daemon:
     def _read(self) -> None:
         assert self.popen.stdout is not None
         for line in self.popen.stdout:
-            with self._cond, contextlib.suppress(orjson.JSONDecodeError):
-                self.events.append(orjson.loads(line))
+            with self._cond, contextlib.suppress(ValueError):
+                self.events.append(_event(line))
                 self._cond.notify_all()
 
     def named(self, event: str) -> list[dict[str, Any]]:

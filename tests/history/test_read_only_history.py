@@ -4,11 +4,17 @@ as the history: 576 stored points (2,000.0 -> 2,057.5) and five new NAVs gave an
 45.50 from 2,057.5 over 5 points, and nav_history_v7.json was overwritten with 6 points (right:
 104.00 from 2,000.0 over 581). Now the file is read as it is, the whole curve is published with
 the new points kept in memory, and they are saved once it takes writes again. A file that
-cannot even be read publishes nothing short in its place."""
+cannot even be read publishes nothing short in its place.
+
+The read-only open names the file in a URI: it quoted the path's text, which a name that is not
+UTF-8 (surrogate escapes, as the config reads it) does not have. The UnicodeEncodeError escaped
+`HistoryStore.open()`: no pause, a `history_failed` traceback per NAV batch, and no stored curve
+published. Every read-only case here runs in such a directory too."""
 
 from __future__ import annotations
 
 import errno
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,12 +80,12 @@ def _pause_over(recorder: HistoryRecorder) -> None:
 
 
 def test_a_history_that_takes_no_writes_is_published_whole_and_saved_once_it_does(
-    tmp_path: Path, refused: set[str]
+    tmp_path: Path, hist: Path, refused: set[str]
 ):
     """The whole stored curve plus the new points, one `history_read_only` line, the file as it
     was; once it takes writes, the kept points are saved and a restart shows the same curve."""
     now = time.time()
-    path = tmp_path / "h.sqlite"
+    path = hist / "h.sqlite"
     two_days(path, now - 60.0)
     refused.add("write")
     recorder = HistoryRecorder(HistoryStore(path), tmp_path, None, fsync=False)
@@ -104,6 +110,7 @@ def test_a_history_that_takes_no_writes_is_published_whole_and_saved_once_it_doe
     events = [e["event"] for e in logs]
     assert events.count("history_read_only") == 1
     assert "history_paused" not in events and "history_unsaved_lost" not in events
+    assert "history_failed" not in events
     assert events.index("history_read_only") < events.index("history_resumed")
     assert stored(path) == [2000.0 + i * 0.1 for i in range(STORED)] + [*NEW_NAVS, 2105.0]
 
@@ -144,6 +151,45 @@ def test_a_history_that_cannot_be_read_publishes_nothing_short_in_its_place(
     assert len(stored(path)) == STORED + 6
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        UnicodeEncodeError("utf-8", "\udcff", 0, 1, "surrogates not allowed"),
+        ValueError("embedded null byte"),
+        LookupError("a failure no one planned for"),
+    ],
+    ids=["not-utf8", "nul", "unplanned"],
+)
+def test_no_failure_to_open_the_file_escapes_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+):
+    """Whatever opening the file raises, in the write open and then the read-only one,
+    `open()` says False with one `history_paused` line naming it, stays quiet through the
+    pause, and opens the file at the first try after it."""
+    path = tmp_path / "h.sqlite"
+    two_days(path, time.time())
+    connect = sqlite3.connect
+    failing = [error]
+
+    def flaky(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if failing:
+            raise failing[0]
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", flaky)
+    store = HistoryStore(path)
+    with capture_logs() as logs:
+        assert not store.open()
+        assert not store.open()
+        failing.clear()
+        store._paused_until = time.monotonic()  # PAUSE_RETRY_S has passed
+        assert store.open() and not store.read_only
+    assert [e["event"] for e in logs] == ["history_paused", "history_resumed"]
+    assert str(error) in logs[0]["reason"]
+    assert store.count() == STORED
+    store.close()
+
+
 # The history dir mounted read-only for the daemon (its own user and mount namespaces) until the
 # test makes `$2` exist; then it is made writable again under the running daemon.
 READ_ONLY_MOUNT = """
@@ -166,13 +212,12 @@ def _performance(desk: Desk) -> dict[str, Any]:
     return block
 
 
-def test_a_daemon_on_a_read_only_mount_publishes_the_whole_history(tmp_path: Path):
+def test_a_daemon_on_a_read_only_mount_publishes_the_whole_history(tmp_path: Path, hist: Path):
     """The probe's case with a real read-only mount (EROFS): `hedge-kpi run` publishes the 576
     stored points plus the five new NAVs, PnL 104.00 from 2,000.0; nav_history_v7.json has 581
     points. Made writable under it, the kept points are saved within a retry."""
     require_mount_namespace()
-    hist, writable = tmp_path / "hist", tmp_path / "writable"
-    hist.mkdir()
+    writable = tmp_path / "writable"
     path = hist / "h.sqlite"
     two_days(path, time.time() - 60.0)
     desk = Desk.make(tmp_path / "desk", NEW_NAVS[0])

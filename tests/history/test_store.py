@@ -16,13 +16,15 @@ from kpi_publisher.history.store import DAY_S, SQLITE_HEADER, HistoryStore, Poin
 T0 = 1_760_000_000.0
 
 
-def test_same_point_twice_is_one_row_and_survives_restart(tmp_path: Path):
-    store = HistoryStore(tmp_path / "h.sqlite")
+def test_same_point_twice_is_one_row_and_survives_restart(hist: Path):
+    """Also in a directory whose name is not UTF-8 (`hist`): the write open takes it."""
+    store = HistoryStore(hist / "h.sqlite")
     assert store.append(Point(T0, 1000.0, -2.0, 0.5, 3000.0), now=T0)
     assert not store.append(Point(T0, 1000.0, -2.0, 0.5, 3000.0), now=T0)
     assert store.append(Point(T0 + 60, 1001.0), now=T0)
+    assert not store.read_only
     store.close()
-    again = HistoryStore(tmp_path / "h.sqlite")
+    again = HistoryStore(hist / "h.sqlite")
     assert again.points() == [Point(T0, 1000.0, -2.0, 0.5, 3000.0), Point(T0 + 60, 1001.0)]
     assert not again.append(Point(T0 + 60, 1001.0), now=T0)
     assert again.count() == 2
