@@ -291,13 +291,16 @@ def parse_ts(value: Any) -> float | None:
     return out / 1e9
 
 
-# A leap second ("23:59:60", extended or basic form): the seconds field and what follows it.
+# A seconds field of 60 (extended or basic form): the fields before it and what follows it.
 _LEAP_SECOND = re.compile(r"([Tt ]\d\d(:?)\d\d\2)60(?=$|[.,Zz+-])")
+# The one UTC time a leap second is inserted at: 23:59:60, read as 23:59:59 plus a second.
+_LEAP_AT = (23, 59, 59)
 
 
 def _parse_iso(value: str) -> float | None:
     """ISO-8601 in epoch seconds; before the epoch is not valid (as a negative number is not).
-    A leap second (":60") is the next second, as POSIX time counts it."""
+    A leap second (":60" at 23:59 UTC, once the offset is applied) is the next second, as
+    POSIX time counts it; ":60" at any other minute is not a time."""
     if not value:
         return None
     candidate = value[:-1] + "+00:00" if value[-1] in "zZ" else value
@@ -317,6 +320,13 @@ def _parse_iso(value: str) -> float | None:
         leap = 1.0
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
+    if leap:
+        try:
+            at = parsed.astimezone(UTC)
+        except (OverflowError, ValueError):
+            return None
+        if (at.hour, at.minute, at.second) != _LEAP_AT:
+            return None
     try:
         out = (parsed + timedelta(seconds=leap)).timestamp() if leap else parsed.timestamp()
     except (OverflowError, OSError, ValueError):

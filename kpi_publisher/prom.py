@@ -28,6 +28,7 @@ from kpi_publisher.config import Settings
 from kpi_publisher.contract import OK, STATUS_WORDS
 from kpi_publisher.parse import mapping, number
 from kpi_publisher.pipeline import Outputs
+from kpi_publisher.stages.aum import unpriced_count
 
 PREFIX = "hedge_kpi_"
 DEFAULT_ACCOUNT = "default"
@@ -264,9 +265,7 @@ def _aum(s: _Samples, kpis: Mapping[str, Any]) -> None:
         s.add("aum_slice_zar", row.get("zar"), asset=asset)
         s.add("aum_slice_qty", row.get("qty"), asset=asset)
         s.add("aum_slice_pnl_usd", row.get("pnl_usd"), asset=asset)
-    unpriced = aum.get("unpriced")
-    if isinstance(unpriced, list):
-        s.add("aum_unpriced_assets", len(unpriced))
+    s.add("aum_unpriced_assets", unpriced_count(aum.get("unpriced")))
 
 
 def _symbols(s: _Samples, kpis: Mapping[str, Any]) -> None:

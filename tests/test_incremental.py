@@ -322,7 +322,7 @@ def _risk_snapshots() -> list[dict[str, Any]]:
         (lambda r: risk.build_risk(r, None), risk.RISK_KEYS),
         (lambda r: router.build_router(r, None, ["BTCUSDT"], 8), router.RISK_KEYS),
         (fees.build_fees, fees.RISK_KEYS),
-        (lambda r: symbols.build_symbols(r, ["BTCUSDT"], 8), symbols.RISK_KEYS),
+        (lambda r: symbols.symbol_book(r, ["BTCUSDT"], 8), symbols.RISK_KEYS),
         (lambda r: nav.nav_values({"nav_usd": 1.0}, None, None, r), nav.RISK_KEYS),
     ],
     ids=["risk", "router", "fees", "symbols", "nav"],

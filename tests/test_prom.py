@@ -526,6 +526,14 @@ def test_replacement_is_atomic_for_a_concurrent_reader(tmp_path: Path, full: Out
 # -- the loopback /metrics endpoint --------------------------------------------------------------
 
 
+def test_the_unpriced_gauge_counts_the_assets_a_shortened_list_stands_for(full: Outputs):
+    """kpis_v7 lists at most 100 unpriced names and then "<n> more": the gauge is the count
+    of assets, not the list's length."""
+    kpis = {**full.kpis, "aum": {**full.kpis["aum"], "unpriced": ["A", "B", "1,234 more"]}}
+    text = render_prom(Outputs(kpis, full.positions), host="h", account="a", health=None)
+    assert value(series(text.decode()), "hedge_kpi_aum_unpriced_assets") == 1236.0
+
+
 @pytest.mark.timeout(30)
 def test_metrics_endpoint_serves_the_same_series_on_loopback(full: Outputs):
     """/metrics on 127.0.0.1 returns exactly the series of kpis.prom; before the first publish

@@ -13,14 +13,21 @@ breakdown entry when it states a USD value. A block exists when it states `futur
 a pnl for its Futures entry, or one of its assets or off-exchange holdings gives a value. An
 entry that states neither a qty nor a USD value is no holding and is ignored. A source with no
 value does not hide the next; its holdings that could not be valued are still named in
-`unpriced`, unless a slice carries their name.
+`unpriced`, unless a slice published by that name carries them (a slice of 0 USD is dropped,
+one folded into "<n> smaller assets" is not published by its name: neither does).
 
-The slices stay few whatever the inputs: beyond MAX_ASSET_SLICES other assets, the smallest
-are summed into one last slice, so total_usd is unchanged and kpis_v7.json stays small.
+Every source reads asset names one way (`_asset_name`: `parse.symbol`, stripped and
+upper-cased), the first entry for a name winning, as `parse.per_symbol` does for symbols.
+
+The block stays small whatever the inputs: beyond MAX_ASSET_SLICES other assets, the smallest
+are summed into one last slice, so total_usd is unchanged; beyond MAX_UNPRICED names,
+`unpriced` names the first by sort order and one last entry "<n> more". So kpis_v7.json stays
+far under the readers' 16 MiB cap (docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +42,7 @@ from kpi_publisher.parse import (
     is_object,
     mapping,
     number,
+    symbol,
     text,
     total,
 )
@@ -49,29 +57,36 @@ CENT = 0.01
 # Slices besides Futures; the smallest beyond the first MAX_ASSET_SLICES - 1 are summed into
 # one slice labelled "<n> smaller assets" (lower case: never an asset's upper-case label).
 MAX_ASSET_SLICES = 100
+# Names in `unpriced`; beyond them one last entry "<n> more" (lower case: never an asset's
+# upper-case name) says how many were left out. 420,000 names in two 16 MiB inputs made a
+# 28 MB kpis_v7.json that `check` and the dashboard refused.
+MAX_UNPRICED = 100
 _FUTURES_NAME = FUTURES.upper()
 
 
 def _asset_name(value: Any) -> str | None:
-    """An asset's name, stripped and upper-cased; None for no name or one holding a control
-    character. A name longer than MAX_LABEL_CHARS is kept: it is never valued, only named
-    (cut) in `unpriced`."""
-    found = text(value)
+    """An asset's name as every AUM source reads it: `parse.symbol` (stripped, upper-cased);
+    None for no name or one holding a control character. A name longer than MAX_LABEL_CHARS
+    upper-cased is kept whole: it is never valued, only named (cut) in `unpriced`."""
+    name = symbol(value)
+    if name is not None:
+        return name
+    found = text(value)  # no symbol: empty, a control character, or too long
     if found is None:
         return None
     name = found.upper()
-    return None if has_control(name) else name
+    return name if len(name) > MAX_LABEL_CHARS and not has_control(name) else None
 
 
 def holding_map(value: Any) -> dict[str, Mapping[str, Any]]:
-    """{SYM: entry} from a holdings-style map (names by `_asset_name`); non-object entries are
-    skipped."""
+    """{SYM: entry} from a holdings-style map (names by `_asset_name`, the first entry for a
+    name winning); non-object entries are skipped."""
     if not is_object(value):
         return {}
     out: dict[str, Mapping[str, Any]] = {}
     for key, entry in value.items():
         name = _asset_name(key) if is_object(entry) else None
-        if name is not None:
+        if name is not None and name not in out:
             out[name] = entry
     return out
 
@@ -195,14 +210,19 @@ def _valued(holdings: Mapping[str, Mapping[str, Any]], pricer: _Pricer) -> _Valu
 
 
 def _breakdown(value: Any) -> _Valued:
-    """The slices of a nav_detail.asset_breakdown ({asset: USD}); an entry with no USD value
-    is none."""
+    """The slices of a nav_detail.asset_breakdown ({asset: USD}), the first entry for a name
+    winning; an entry with no USD value is none."""
     out = _Valued()
     if not is_object(value):
         return out
+    seen: set[str] = set()
     for key, raw in value.items():
-        name, usd = _asset_name(key), number(raw)
-        if name is None or usd is None:
+        name = _asset_name(key)
+        if name is None or name in seen:
+            continue
+        seen.add(name)
+        usd = number(raw)
+        if usd is None:
             continue
         if len(name) > MAX_LABEL_CHARS:
             out.unpriced.append(_cut(name))
@@ -214,27 +234,42 @@ def _breakdown(value: Any) -> _Valued:
 @dataclass
 class _Block:
     """An AUM block as read: the block, its Futures entry and its two sources of assets
-    (aum.assets, aum.offexchange), valued."""
+    (aum.assets by name, aum.offexchange as written), each valued only when first asked for
+    (`sources`)."""
 
     block: Mapping[str, Any]
     futures_entry: Mapping[str, Any] | None
-    sources: list[_Valued]
+    assets: Mapping[str, Mapping[str, Any]]
+    pricer: _Pricer
+    _valued: list[_Valued] = field(default_factory=list, init=False, repr=False)
+
+    def sources(self) -> Iterator[_Valued]:
+        """aum.assets, then aum.offexchange, valued: each when the caller first goes past the
+        one before it (a source that gives a value ends the search, so the next is never
+        valued), and once."""
+        valued = self._valued
+        if not valued:
+            valued.append(_valued(self.assets, self.pricer))
+        yield valued[0]
+        if len(valued) == 1:
+            valued.append(_valued(holding_map(self.block.get("offexchange")), self.pricer))
+        yield valued[1]
 
     @property
     def exists(self) -> bool:
-        """Whether the block gives a value (docs/CONTRACT_RULES.md, rule 5)."""
+        """Whether the block gives a value (docs/CONTRACT_RULES.md, rule 5): its stated
+        figures first, its sources of assets only when those give none."""
         return (
             first_number(self.block, *NAV_BUILT_KEYS) is not None
             or first_number(self.futures_entry, "pnl", "pnl_usd") is not None
-            or any(source.slices for source in self.sources)
+            or any(source.slices for source in self.sources())
         )
 
 
 def _read_block(block: Any, pricer: _Pricer) -> _Block:
     block = mapping(block)
     futures_entry, assets = _assets(block)
-    sources = [_valued(assets, pricer), _valued(holding_map(block.get("offexchange")), pricer)]
-    return _Block(block, futures_entry, sources)
+    return _Block(block, futures_entry, assets, pricer)
 
 
 def _choose_block(nav_state: Any, nav: Any, pricer: _Pricer) -> tuple[_Block, list[str]]:
@@ -249,16 +284,17 @@ def _choose_block(nav_state: Any, nav: Any, pricer: _Pricer) -> tuple[_Block, li
         read = _read_block(_without_unavailable_nav(block, doc), pricer)
         if read.exists:
             return read, skipped
-        skipped += [name for valued in read.sources for name in valued.unpriced]
-    return _Block({}, None, []), skipped
+        skipped += [name for valued in read.sources() for name in valued.unpriced]
+    return _read_block(None, pricer), skipped
 
 
 def _asset_sources(
     block: _Block, holdings: Any, nav_state: Any, nav: Any, pricer: _Pricer
 ) -> Iterator[tuple[_Valued, bool]]:
     """The sources of non-futures assets in contract order, each valued only when the ones
-    before it gave no value; with whether it is a breakdown (inside the futures wallet)."""
-    for valued in block.sources:
+    before it gave no value (the caller stops at the first that gives one); with whether it
+    is a breakdown (inside the futures wallet)."""
+    for valued in block.sources():
         yield valued, False
     yield _valued(holding_map(holdings), pricer), False
     for doc in (nav, nav_state):
@@ -279,6 +315,31 @@ def _fold_smallest(others: list[dict[str, Any]], unpriced: list[str]) -> list[di
     pnl = None if None in pnls else total(pnls)
     label = f"{len(rest):,} smaller assets"
     return [*kept, {"label": label, "usd": usd, "qty": None, "pnl_usd": pnl}]
+
+
+def _named(names: list[str]) -> list[str]:
+    """`unpriced`: the names sorted, at most MAX_UNPRICED of them ("Futures", the wallet
+    itself, always among them), then "<n> more" for the rest."""
+    distinct = set(names)
+    if len(distinct) <= MAX_UNPRICED:
+        return sorted(distinct)
+    wallet = [FUTURES] if FUTURES in distinct else []
+    distinct.difference_update(wallet)
+    kept = sorted(wallet + heapq.nsmallest(MAX_UNPRICED - len(wallet), distinct))
+    return [*kept, f"{len(distinct) + len(wallet) - len(kept):,} more"]
+
+
+def unpriced_count(unpriced: Any) -> int | None:
+    """How many assets a published `unpriced` list stands for: its names, plus the n of a last
+    "<n> more" entry (`_named`); None when it is not a list."""
+    if not isinstance(unpriced, list):
+        return None
+    last = unpriced[-1] if unpriced else None
+    if isinstance(last, str) and last.endswith(" more"):
+        digits = last[: -len(" more")].replace(",", "")
+        if digits.isascii() and digits.isdigit():
+            return len(unpriced) - 1 + int(digits)
+    return len(unpriced)
 
 
 def build_aum(
@@ -310,27 +371,28 @@ def build_aum(
             if reduced is not None:  # negative entries can make it overflow: none inside then
                 futures = reduced
         break
-    valued_names = {s["label"] for s in others}
-    unpriced = [name for name in unpriced if name not in valued_names]
 
     slices: list[dict[str, Any]] = []
     if futures is not None:
         pnl = first_number(block.futures_entry, "pnl", "pnl_usd")
         slices.append({"label": FUTURES, "usd": futures, "qty": None, "pnl_usd": pnl})
     else:
-        unpriced.insert(0, FUTURES)
+        unpriced.append(FUTURES)
     others = [s for s in others if s["usd"] != 0.0]
     others.sort(key=lambda s: (-s["usd"], s["label"]))
     slices.extend(_fold_smallest(others, unpriced))
     for item in slices:
         item["zar"] = to_zar(item["usd"], usd_zar)
     total_usd = total(s["usd"] for s in slices) if slices else None
+    # Only a slice published by a name values it: one of 0 USD (dropped) or folded into
+    # "<n> smaller assets" does not.
+    published = {s["label"] for s in slices}
     return {
         "slices": slices,
         "total_usd": total_usd,
         "total_zar": to_zar(total_usd, usd_zar),
         "usd_zar": usd_zar,
-        "unpriced": sorted(set(unpriced)),
+        "unpriced": _named([name for name in unpriced if name not in published]),
         # As stated by the writer: the real live writer states the futures wallet alone here,
         # so it may differ from total_usd without anything being wrong.
         "stated_total_usd": first_number(block.block, "total"),

@@ -286,16 +286,3 @@ def book_totals(
         "gross_notional_fmt": fmt_money(gross),
         "pnl_fmt": fmt_money(pnl_usd),
     }
-
-
-def build_positions(
-    rows: list[dict[str, Any]],
-    symbols: Mapping[str, Mapping[str, Any]],
-    nav_usd: float | None = None,
-) -> dict[str, Any]:
-    """{positions, totals}: the listed rows joined with per-symbol risk and formatted, plus the
-    whole book's totals."""
-    shown = listed(rows)
-    fields = {s: tuple([mapping(e).get(f) for f in RISK_FIELDS]) for s, e in symbols.items()}
-    positions = join_risk(shown, held_risk(shown, fields))
-    return {"positions": positions, "totals": book_totals(rows, book_sums(rows), nav_usd)}

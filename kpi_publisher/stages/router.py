@@ -8,7 +8,7 @@ as missing. Quality is a label and never "good" for no data.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from typing import Any
 
@@ -112,17 +112,14 @@ def _aggregate(shapes: list[dict[str, Mapping[str, Any]]]) -> tuple[dict[str, fl
     has a valid value (docs/CONTRACT_RULES.md, rule 5: a shape of value-less entries does not
     hide the next, as a value-less row does not give a symbol's row in `build_symbol_rows`),
     each field over the entries that have a valid value for it; and how many entries had one.
-
-    An entry that counts zero events (`samples`, `order_count` ... of 0) has no value: the
-    real router writes 0.0 fill and slippage for a symbol that never routed (a cold start),
-    and a mean of those would report a 0 % fill rate that nothing measured."""
+    Each entry is read by `_entry` (an entry that counts zero events has no value)."""
     for entries in shapes:
         collected: dict[str, list[float]] = {name: [] for name in FIELD_KEYS}
         used = 0
         for entry in entries.values():
-            if _samples(entry) == 0:
+            values, _ = _entry(entry, _fields)
+            if values is None:
                 continue
-            values = _fields(entry)
             if any(v is not None for v in values.values()):
                 used += 1
             for name, value in values.items():
@@ -147,6 +144,24 @@ def _samples(row: Mapping[str, Any]) -> int | None:
     if value is None or not 0 <= value <= MAX_SAMPLES or not value.is_integer():
         return None
     return int(value)
+
+
+def _entry(
+    row: Mapping[str, Any], read: Callable[[Mapping[str, Any]], Any] | None
+) -> tuple[Any, int | None]:
+    """The one reader of a per-symbol entry, for the means and the symbol rows alike: (its
+    figures by `read`, its event count). An entry that counts zero events has no figures
+    (None): the real router writes 0.0 fill and slippage beside `order_count: 0` for a symbol
+    that never routed (a cold start), a placeholder that nothing measured
+    (docs/CONTRACT_RULES.md, rule 5). With no `read`, only the count is read (the figures are
+    `_NOTHING`, the three numbers of a symbol row: none)."""
+    if _SAMPLE_KEY_SET.isdisjoint(row):  # most rows count nothing: one look in C
+        samples = None
+    else:
+        samples = _samples(row)
+        if samples == 0:
+            return None, 0
+    return (_NOTHING if read is None else read(row)), samples
 
 
 def _symbol_numbers(row: Mapping[str, Any]) -> tuple[float | None, ...]:
@@ -227,11 +242,14 @@ def build_symbol_rows(
 ) -> dict[str, dict[str, Any]]:
     """{SYMBOL: {maker_fill_rate, fallback_ratio, slip_q50_bps, samples}}.
 
-    A symbol's three numbers come from one row, the first (in `shapes` order) holding any of
-    them, so they describe the same measurement; `samples` comes from the first row that
-    counts the symbol's events. Open positions first, then by name, at most `cap`; a symbol
-    with nothing valid is left out. (Every row is an object: `per_symbol` and `_nested_rows`
-    keep no other.)
+    Each row is read by `_entry`, as for the means: a row that counts zero events has no
+    value. A symbol's three numbers come from one row, the first (in `shapes` order) holding
+    any of them, so they describe the same measurement; `samples` comes from the first row
+    with a value that counts the symbol's events. A symbol whose rows all counted zero events
+    is listed with null numbers and samples 0 (it never routed), never with their 0.0
+    placeholders. Open positions first, then by name, at most `cap`; a symbol with nothing
+    valid is left out. (Every row is an object: `per_symbol` and `_nested_rows` keep no
+    other.)
     """
     known: set[str] = set().union(*shapes) if shapes else set()
     held = [s for s in dict.fromkeys(open_symbols) if s in known]
@@ -241,18 +259,25 @@ def build_symbol_rows(
             break
         numbers: tuple[float | None, ...] = _NOTHING
         samples: int | None = None
+        counted_none = False
+        # Once a row gave the numbers, later rows are read for their count alone.
+        read: Callable[[Mapping[str, Any]], tuple[float | None, ...]] | None = _symbol_numbers
         for shape in shapes:
             row = shape.get(symbol)
             if row is None:
                 continue
-            if numbers is _NOTHING:
-                values = _symbol_numbers(row)
-                if values != _NOTHING:
-                    numbers = values
+            values, count = _entry(row, read)
+            if values is None:
+                counted_none = True
+                continue
+            if read is not None and values != _NOTHING:
+                numbers, read = values, None
             if samples is None:
-                samples = _samples(row)
-            if samples is not None and numbers is not _NOTHING:
+                samples = count
+            if samples is not None and read is None:
                 break
+        if samples is None and numbers is _NOTHING and counted_none:
+            samples = 0
         if samples is not None or numbers is not _NOTHING:
             fill, fallback, slip = numbers
             out[symbol] = {

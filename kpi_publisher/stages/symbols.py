@@ -137,13 +137,18 @@ def symbol_book(
     cvar_pct: Mapping[str, float | None] | None = None,
     risk_symbols: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[Any, ...]]]:
-    """(the `symbols` map, `build_symbols`; every open symbol's four FIELDS, past the cap too).
+    """(the `symbols` map {SYMBOL: {atr_ratio, atr_regime, dd_state, dd_today_pct, cvar_pct}};
+    every open symbol's four FIELDS, past the cap too).
 
-    The cap keeps the published map small; it never takes a listed position's risk fields
-    away (`positions.held_risk` reads the second map, which holds a tuple in FIELDS order for
-    every open symbol with a value: the join needs no more, and a book of thousands of
-    positions builds no entry it does not publish). `risk_symbols` is `per_symbol` of
-    risk.symbols when the caller has it already (the router stage indexes the same list).
+    Open positions first in the map, then the rest by name, at most `cap`: only the symbols
+    that make the cut are read field by field (and every open symbol), so a 10,000-symbol
+    universe costs one pass to index it and a sort of its names. `cvar_pct` is each symbol's
+    CVaR in percent of NAV (risk_advanced). The cap keeps the published map small; it never
+    takes a listed position's risk fields away (`positions.held_risk` reads the second map,
+    which holds a tuple in FIELDS order for every open symbol with a value: the join needs no
+    more, and a book of thousands of positions builds no entry it does not publish).
+    `risk_symbols` is `per_symbol` of risk.symbols when the caller has it already (the router
+    stage indexes the same list).
     """
     sources = _Sources(mapping(risk), risk_symbols)
     cvars = cvar_pct or {}
@@ -165,18 +170,3 @@ def symbol_book(
             if entry is not None:
                 out[symbol] = entry
     return out, held
-
-
-def build_symbols(
-    risk: Any,
-    open_symbols: Iterable[str],
-    cap: int,
-    cvar_pct: Mapping[str, float | None] | None = None,
-) -> dict[str, dict[str, Any]]:
-    """{SYMBOL: {atr_ratio, atr_regime, dd_state, dd_today_pct, cvar_pct}}: open positions
-    first, capped. `cvar_pct` is each symbol's CVaR in percent of NAV (risk_advanced).
-
-    Only the symbols that make the cut are read field by field (and every open symbol), so a
-    10,000-symbol universe costs one pass to index it and a sort of its names.
-    """
-    return symbol_book(risk, open_symbols, cap, cvar_pct)[0]

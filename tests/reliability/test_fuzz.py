@@ -409,16 +409,21 @@ def _negative_zeros(value: Any, path: str = "$") -> list[str]:
     return []
 
 
-def _build_twice(layout: Layout) -> dict[str, Any]:
+def _build_both_twice(layout: Layout) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build with two fresh readers: valid, NaN-free, without a negative zero (zero is one
     value: "-0" and -0.0 read as 0.0, and arithmetic never publishes -0.0) and byte-identical;
-    returns the KPIs."""
+    returns both documents."""
     settings = layout.settings()
     first = build_bytes(SourceReader(settings), settings)
     kpis, positions = assert_valid_outputs(*first)
     assert _negative_zeros(kpis) + _negative_zeros(positions) == []
     assert build_bytes(SourceReader(settings), settings) == first
-    return kpis
+    return kpis, positions
+
+
+def _build_twice(layout: Layout) -> dict[str, Any]:
+    """`_build_both_twice`'s KPIs."""
+    return _build_both_twice(layout)[0]
 
 
 # -- properties -------------------------------------------------------------------------------
@@ -577,6 +582,9 @@ def test_overflowing_aum_total_does_not_raise() -> None:
 # -- negative zero, pinned ----------------------------------------------------------------------
 
 
+SYMBOL_ZEROS = ("atr_ratio", "dd_today_pct")
+
+
 def test_negative_zero_in_every_numeric_field_publishes_zero() -> None:
     """ "-0" and -0.0 wherever a number is read (and a short at its entry price, whose PnL is
     0.0 x a negative qty): every published zero is 0.0, never -0.0."""
@@ -588,5 +596,25 @@ def test_negative_zero_in_every_numeric_field_publishes_zero() -> None:
     docs["risk"]["fee_pnl"] = {"fee_pnl_ratio": -0.0, "fees": "-0", "pnl": -0.0}
     docs["risk"]["symbols"] = [{"symbol": "BTCUSDT", "atr_ratio": "-0", "dd_today_pct": -0.0}]
     docs["positions"] = {"rows": [{"symbol": "ETHUSDT", "qty": -2.0, "entry": 5.0, "mark": 5.0}]}
-    kpis = _kpis_for(docs)
-    assert kpis["aum"]["slices"][0]["usd"] == 0.0
+    box: dict[str, Any] = {}
+    files = {s: _encode(d) for s, d in docs.items()}
+    _in_layout(
+        files, lambda lay: box.update(zip(("kpis", "pos"), _build_both_twice(lay), strict=True))
+    )
+    kpis, published = box["kpis"], box["pos"]
+    named = {
+        "aum.slices[Futures].usd": kpis["aum"]["slices"][0]["usd"],
+        "nav.unrealized_pnl_usd": kpis["nav"]["unrealized_pnl_usd"],
+        **{f"risk.{k}": kpis["risk"][k] for k in ("drawdown_pct", "drawdown_abs_usd")},
+        "risk.daily_loss_pct": kpis["risk"]["daily_loss_pct"],
+        "router.maker_fill_rate": kpis["router"]["maker_fill_rate"],
+        "router.slip_q50_bps": kpis["router"]["slip_q50_bps"],
+        **{f"fees.{k}": kpis["fees"][k] for k in ("fee_pnl_ratio", "fees_usd", "pnl_usd")},
+        **{f"symbols.BTC.{k}": kpis["symbols"]["BTCUSDT"][k] for k in SYMBOL_ZEROS},
+        "positions[ETHUSDT].pnl": published["positions"][0]["pnl"],
+        "totals.pnl_usd": published["totals"]["pnl_usd"],
+    }  # fmt: skip
+    # == 0.0 holds for -0.0 too: the sign is what is pinned.
+    signs = {path: math.copysign(1.0, value) for path, value in named.items()}
+    assert signs == dict.fromkeys(named, 1.0)
+    assert set(named.values()) == {0.0}

@@ -481,6 +481,86 @@ def test_the_largest_positions_file_fits_the_readers_cap() -> None:
     assert outputs.positions["positions"][0]["atr_regime"] == labels
 
 
+def _names(count: int, width: int, base: int = 0x20000) -> list[str]:
+    """`count` distinct asset names of `width` characters, each four UTF-8 bytes (CJK
+    Extension B: no case mapping, no control character): the most bytes a name can publish."""
+    fill = chr(base) * (width - 2)
+    return [fill + chr(base + i // 40_000) + chr(base + i % 40_000) for i in range(count)]
+
+
+def _filling(make: Any, entry_bytes: int) -> int:
+    """How many entries of `entry_bytes` bytes a document built by `make(n)` holds under the
+    input cap (the largest file a source may be)."""
+    count = SETTINGS.max_input_bytes // entry_bytes
+    while len(orjson.dumps(make(count))) >= SETTINGS.max_input_bytes:
+        count -= count // 100 + 1
+    return count
+
+
+def test_the_largest_kpis_file_fits_the_readers_cap() -> None:
+    """The AUM block at its largest: every file that lists assets filled to the input cap with
+    distinct unpriceable names of the most bytes a name can publish (64 characters of four
+    bytes; a longer one is cut to that), in sources that are all skipped for want of a value
+    and so all named, and a breakdown of long names for the most slices.
+    Before `unpriced` was bounded, such inputs gave a kpis_v7.json of tens of MB; now it is
+    schema-valid and far under the readers' 16 MiB cap, whatever the inputs."""
+    width = MAX_LABEL_CHARS
+    entry = len(orjson.dumps({_names(1, width)[0]: {"qty": 1.0}})) + 1
+
+    def nav_state(n: int) -> dict[str, Any]:
+        held = {name: {"qty": 1.0} for name in _names(n, width)}
+        return {"nav_usd": 1e6, "aum": {"offexchange": held}}  # no value: skipped, named
+
+    def nav_doc(n: int) -> dict[str, Any]:
+        listed = [{"asset": name, "qty": 1.0} for name in _names(n, width, 0x21000)]
+        breakdown = {name: 1.0 + i for i, name in enumerate(_names(500, width, 0x22000))}
+        return {
+            "nav_usd": 1e6,
+            "aum": {"assets": listed},
+            "nav_detail": {"asset_breakdown": breakdown},
+        }
+
+    def holdings(n: int) -> dict[str, Any]:
+        return {name: {"qty": 1.0} for name in _names(n, width, 0x23000)}
+
+    docs = {
+        "nav_state": nav_state(_filling(nav_state, entry)),
+        "nav": nav_doc(_filling(nav_doc, entry + 20)),
+        "holdings": holdings(_filling(holdings, entry)),
+    }
+    names = len(docs["nav_state"]["aum"]["offexchange"]) + len(docs["holdings"])
+    names += len(docs["nav"]["aum"]["assets"])
+    assert names > 150_000  # 38 MB of names unbounded
+    outputs = pipeline.build(from_values(docs), NOW, SETTINGS)
+    raw = render.render(outputs.kpis)
+    assert len(raw) < SETTINGS.max_input_bytes // 100
+    assert schemas.violation("kpis_v7", orjson.loads(raw)) is None
+    published = outputs.kpis["aum"]
+    assert len(published["slices"]) == 1 + aum.MAX_ASSET_SLICES
+    assert len(published["unpriced"]) == aum.MAX_UNPRICED + 1
+    assert published["unpriced"][-1] == f"{names - aum.MAX_UNPRICED:,} more"
+
+
+def test_four_hundred_thousand_unpriced_names_publish_a_file_check_accepts(tmp_path: Path) -> None:
+    """The reported fault: 210,000 unpriceable names in aum.offexchange and 210,000 in the
+    holdings config (each file under the 16 MiB input cap) gave a 28 MB kpis_v7.json that
+    `check` and the dashboard refused. Now 100 names are listed, then how many more."""
+    layout = Layout(tmp_path).make()
+    docs = good_docs(now=time.time())
+    count = 210_000
+    docs["nav_state"]["aum"]["offexchange"] = {
+        f"N{i:06d}{'X' * 57}": {"qty": 1} for i in range(count)
+    }
+    docs["holdings"] = {f"H{i:06d}{'X' * 57}": {"qty": 1} for i in range(count)}
+    layout.write_all(docs)
+    for source in ("nav_state", "holdings"):
+        assert layout.path(source).stat().st_size < SETTINGS.max_input_bytes
+    _once_and_check(layout)
+    unpriced = orjson.loads((layout.out / "kpis_v7.json").read_bytes())["aum"]["unpriced"]
+    assert unpriced[: aum.MAX_UNPRICED] == [f"H{i:06d}{'X' * 57}" for i in range(100)]
+    assert unpriced[aum.MAX_UNPRICED :] == ["419,900 more"]
+
+
 def test_a_label_too_long_to_be_one_is_never_copied_onto_rows() -> None:
     """A megabyte "regime" copied onto each of 5,000 rows would be gigabytes: it reads as
     missing, as in the risk block; a row's symbol over the limit drops the row, counted."""

@@ -177,3 +177,40 @@ def test_every_listed_row_carries_its_symbols_risk_fields_whatever_the_cap(
     valued_held = [s for i, s in enumerate(names[:held]) if i not in without]
     assert published[: min(cap, len(valued_held))] == valued_held[:cap]
     assert pipeline.Incremental()(sources, NOW, settings) == outputs
+
+
+# -- an asset is one name in every AUM source ----------------------------------------------------
+
+# Names that differ only in case or spacing, or meet after upper-casing ("ß" is "SS").
+CASED = st.sampled_from(["btc", "BTC", " Btc ", "eth", "ETH", "ß", "SS"])
+PRICED = st.sampled_from([{"qty": 1.0, "mark": 3.0}, {"qty": 2.0}, {"usd_value": 5.0}, {"qty": 0}])
+AUM_DOCS = _obj(
+    nav_state=_obj(
+        nav=st.just(1_000.0),
+        aum=st.fixed_dictionaries(
+            {},
+            optional={
+                "futures": st.just(900.0),
+                "assets": st.lists(
+                    st.fixed_dictionaries({"asset": CASED}, optional={"usd": st.just(5.0)}),
+                    max_size=4,
+                ),
+                "offexchange": st.dictionaries(CASED, PRICED, max_size=4),
+            },
+        ),
+    ),
+    nav=_obj(nav_detail=_obj(asset_breakdown=st.dictionaries(CASED, st.just(7.0), max_size=4))),
+    holdings=st.dictionaries(CASED, PRICED, max_size=4),
+)
+
+
+@given(docs=AUM_DOCS)
+def test_an_asset_is_published_under_one_name_once(docs: dict[str, Any]):
+    """Every AUM source reads a name as `parse.symbol` does, the first entry for it winning:
+    no two slices share a label ("btc" and "BTC" in one breakdown were two BTC slices), and a
+    name is either a published slice or unpriced, never both."""
+    aum = pipeline.build(from_values(docs), NOW, SETTINGS).kpis["aum"]
+    labels = [s["label"] for s in aum["slices"]]
+    assert len(labels) == len(set(labels)), labels
+    assert not set(labels) & set(aum["unpriced"])
+    assert all(name == name.strip().upper() for name in [*labels[1:], *aum["unpriced"]])

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from kpi_publisher.stages import aum as aum_stage
 from kpi_publisher.stages.aum import build_aum
 
 HOLDINGS = {  # the real config/offexchange_holdings.json
@@ -242,3 +243,113 @@ def test_asset_names_are_bounded_after_upper_casing_and_never_hold_a_control_cha
     out = build_aum(None, None, None, holdings, nav_usd=10.0, usd_zar=None)
     assert labels(out) == [("Futures", 10.0)]
     assert out["unpriced"] == ["SS" * 31 + "S…"]
+
+
+# -- one way to read a name: upper-cased, the first entry for a name winning -----------------
+
+
+FIRST, LAST = {"usd_value": 100}, {"usd_value": 50}
+LISTED = [{"asset": "btc", "usd": 100}, {"asset": "BTC", "usd": 50}]
+
+
+@pytest.mark.parametrize(
+    ("nav_state", "nav", "holdings"),
+    [
+        (None, {"nav_detail": {"asset_breakdown": {"btc": 100, "BTC": 50}}}, None),
+        ({"aum": {"assets": LISTED}}, None, None),
+        ({"aum": {"offexchange": {"btc": FIRST, "BTC": LAST}}}, None, None),
+        (None, None, {"btc": FIRST, " BTC ": LAST}),
+        (None, None, {"btc": {"qty": 1, "mark": 100}, "BTC": {"qty": 1, "mark": 50}}),
+    ],
+    ids=["breakdown", "assets", "offexchange", "holdings-config", "holdings-priced"],
+)
+def test_names_differing_only_in_case_are_one_asset_the_first_winning(nav_state, nav, holdings):
+    """Every AUM source reads a name as parse.symbol does and keeps the first entry for it, as
+    per_symbol does: never two slices labelled BTC (the breakdown gave both), never the last
+    entry in one source and the first in another."""
+    out = build_aum(nav_state, nav, None, holdings, nav_usd=1000.0, usd_zar=None)
+    others = labels(out)[1:]
+    assert others == [("BTC", 100.0)]
+    assert out["unpriced"] == []
+
+
+# -- `unpriced`: named unless a slice of that name is published; bounded -----------------------
+
+
+def test_an_unpriced_name_stays_when_its_slice_is_zero_and_dropped():
+    """The probe: DOGE listed with no price anywhere in nav_state.aum.assets (a skipped block)
+    and held at qty 0 in the config (a 0 USD slice, dropped): DOGE was in no slice and not in
+    `unpriced` either. Only a slice published by that name removes it."""
+    nav_state = {"aum": {"assets": [{"asset": "DOGE", "qty": 5}]}}
+    out = build_aum(nav_state, None, None, {"DOGE": {"qty": 0}}, nav_usd=10.0, usd_zar=None)
+    assert labels(out) == [("Futures", 10.0)]
+    assert out["unpriced"] == ["DOGE"]
+
+
+def test_an_unpriced_name_stays_when_its_slice_is_folded():
+    """A slice summed into "<n> smaller assets" is not published by its name: A000, unpriced in
+    a skipped block and the smallest of 150 valued holdings, stays named."""
+    nav_state = {"aum": {"assets": [{"asset": "A000", "qty": 5}]}}
+    holdings = {f"A{i:03d}": {"usd_value": i + 1.0} for i in range(150)}
+    out = build_aum(nav_state, None, None, holdings, nav_usd=10.0, usd_zar=None)
+    assert out["slices"][-1]["label"] == "51 smaller assets"
+    assert out["unpriced"] == ["A000"]
+    # A published slice still removes the name (the largest holding).
+    nav_state["aum"]["assets"][0]["asset"] = "A149"
+    out = build_aum(nav_state, None, None, holdings, nav_usd=10.0, usd_zar=None)
+    assert out["unpriced"] == []
+
+
+def test_unpriced_names_at_most_a_hundred_then_how_many_more():
+    """420,000 unpriceable names made a 28 MB kpis_v7.json: the first 100 by name are listed,
+    then one entry says how many more; "Futures" (no NAV) is always among them."""
+    holdings = {f"X{i:05d}": {"qty": 1.0} for i in range(1000)}
+    out = build_aum(None, None, None, holdings, nav_usd=10.0, usd_zar=None)
+    assert out["unpriced"] == [*(f"X{i:05d}" for i in range(100)), "900 more"]
+    out = build_aum(None, None, None, holdings, nav_usd=None, usd_zar=None)
+    assert out["unpriced"] == ["Futures", *(f"X{i:05d}" for i in range(99)), "901 more"]
+    exactly = {f"X{i:05d}": {"qty": 1.0} for i in range(100)}
+    out = build_aum(None, None, None, exactly, nav_usd=10.0, usd_zar=None)
+    assert out["unpriced"] == [f"X{i:05d}" for i in range(100)]
+
+
+def test_the_count_of_unpriced_assets_includes_the_ones_not_listed():
+    """What the Prometheus gauge reports: every asset that could not be valued, not the
+    length of the shortened list (101 for any number past 100)."""
+    many = {f"X{i:05d}": {"qty": 1.0} for i in range(12_345)}
+    out = build_aum(None, None, None, many, nav_usd=10.0, usd_zar=None)
+    assert out["unpriced"][-1] == "12,245 more"
+    assert aum_stage.unpriced_count(out["unpriced"]) == 12_345
+    assert aum_stage.unpriced_count(["BTC", "ETH"]) == 2
+    assert aum_stage.unpriced_count([]) == 0
+    assert aum_stage.unpriced_count(None) is None
+
+
+# -- each source of assets is valued only when the ones before it gave no value ---------------
+
+
+def test_a_source_after_one_with_a_value_is_never_valued(monkeypatch):
+    """`_asset_sources` promises laziness (the publish path is latency-critical): a block that
+    states its futures values aum.assets alone when those give a value, neither its
+    aum.offexchange nor the holdings config; a block with no stated figure values what it
+    needs to exist, no more."""
+    valued: list[list[str]] = []
+    real = aum_stage._valued
+
+    def spy(holdings, pricer):
+        valued.append(sorted(holdings))
+        return real(holdings, pricer)
+
+    monkeypatch.setattr(aum_stage, "_valued", spy)
+    block = {
+        "futures": 100.0,
+        "assets": [{"asset": "BTC", "usd": 5.0}],
+        "offexchange": {"ETH": {"qty": 1.0, "mark": 3.0}},
+    }
+    out = build_aum({"aum": block}, None, None, HOLDINGS, nav_usd=100.0, usd_zar=None)
+    assert labels(out) == [("Futures", 100.0), ("BTC", 5.0)]
+    assert valued == [["BTC"]]
+    valued.clear()
+    del block["futures"]
+    build_aum({"aum": block}, None, None, HOLDINGS, nav_usd=100.0, usd_zar=None)
+    assert valued == [["BTC"]]  # valued once: for the block's existence and its slices

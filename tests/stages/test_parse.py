@@ -239,30 +239,48 @@ def test_a_time_before_the_epoch_is_no_timestamp(raw):
     assert doc_age({"updated_at": raw}, T) == (None, None, None)
 
 
+ZONES = {"Z": 0, "+00:00": 0, "-05:30": -330, "+02:00": 120, "": 0}  # offset in minutes
+
+
 @given(
     st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)),
-    st.sampled_from(["Z", "+00:00", "-05:30", ""]),
+    st.sampled_from(sorted(ZONES)),
     st.sampled_from(["T", " "]),
     st.booleans(),
+    st.booleans(),
 )
-def test_a_leap_second_is_the_next_second(moment, zone, sep, fraction):
-    """hh:mm:60 (how UTC writes a leap second) is hh:mm+1:00, as POSIX time counts it; any
-    other second past 59 is no time."""
+def test_a_leap_second_is_the_next_second_only_at_23_59_utc(moment, zone, sep, fraction, at_leap):
+    """hh:mm:60 is a leap second only where UTC inserts one, 23:59:60 once the offset is
+    applied (18:29:60-05:30 too): it is the next second, as POSIX time counts it. At any other
+    minute (12:00:60 is not 12:01:00), and any second past 60, it is no time."""
+    offset = timedelta(minutes=ZONES[zone])
+    if at_leap:  # the wall clock that is 23:59 UTC in this zone
+        moment = (
+            datetime.combine(moment.date(), datetime.min.time()).replace(hour=23, minute=59)
+            + offset
+        )
     moment = moment.replace(second=59, microsecond=500_000 if fraction else 0)
     base = moment.isoformat(sep=sep, timespec="microseconds" if fraction else "seconds")
-    leap = base.replace(":59", ":60", 1) if base.count(":59") == 1 else None
-    if leap is None or ":60" not in leap[-(16 if fraction else 9) :]:
-        return  # the minute was 59 too: the replace would hit it, not the second
+    head, tail = base[:17], base[19:]  # the seconds field is base[17:19]
     expected = parse_ts(base + zone)
     assert expected is not None
-    assert parse_ts(leap + zone) == expected + 1.0
-    assert parse_ts(base.replace(":59", ":61", 1) + zone) is None
+    utc = moment - offset
+    if (utc.hour, utc.minute) == (23, 59):
+        assert parse_ts(f"{head}60{tail}{zone}") == expected + 1.0
+    else:
+        assert parse_ts(f"{head}60{tail}{zone}") is None
+    assert parse_ts(f"{head}61{tail}{zone}") is None
 
 
 def test_leap_second_example():
-    assert parse_ts("2025-11-30T10:53:60Z") == parse_ts("2025-11-30T10:54:00Z")
     assert parse_ts("2016-12-31T23:59:60Z") == parse_ts("2017-01-01T00:00:00Z")
-    assert parse_ts("2025-11-30T10:53:60.25+00:00") == parse_ts("2025-11-30T10:54:00.25Z")
+    assert parse_ts("2017-01-01T01:59:60+02:00") == parse_ts("2017-01-01T00:00:00Z")
+    assert parse_ts("2016-12-31 23:59:60.25+00:00") == parse_ts("2017-01-01T00:00:00.25Z")
+    assert parse_ts("20161231T235960Z") == parse_ts("2017-01-01T00:00:00Z")
+    # The probe: ":60" at any other minute read as the next minute.
+    assert parse_ts("2025-11-30T12:00:60Z") is None
+    assert parse_ts("2025-11-30T10:53:60.25+00:00") is None
+    assert parse_ts("2016-12-31T23:59:60+01:00") is None  # 22:59:60 UTC
 
 
 # -- names: bounded after case mapping, no control characters ---------------------------------

@@ -3,7 +3,7 @@
 import pytest
 
 from kpi_publisher.pipeline import position_book
-from kpi_publisher.stages.positions import build_positions, normalize, normalize_rows
+from kpi_publisher.stages.positions import normalize, normalize_rows
 
 HEDGE_MODE = {
     "rows": [
@@ -89,17 +89,25 @@ def test_containers_and_junk_rows():
     assert normalize("not a doc") == []
 
 
+def book(rows, risk=None, nav_usd=None):
+    """The {positions, totals} block the pipeline publishes for normalised `rows`."""
+    return position_book(rows, risk, 64, nav_usd=nav_usd)[1]
+
+
 def test_build_joins_risk_formats_and_totals():
     rows = normalize(HEDGE_MODE)
-    symbols = {
-        "BTCUSDT": {
-            "atr_ratio": 1.1,
-            "atr_regime": "normal",
-            "dd_state": "normal",
-            "dd_today_pct": 0.0,
-        }
+    risk = {
+        "symbols": [
+            {
+                "symbol": "BTCUSDT",
+                "atr_ratio": 1.1,
+                "atr_regime": "normal",
+                "dd_state": "normal",
+                "dd_today_pct": 0.0,
+            }
+        ]
     }
-    out = build_positions(rows, symbols)
+    out = book(rows, risk)
     eth, btc = out["positions"]
     assert btc["atr_ratio"] == 1.1 and btc["dd_today_pct"] == 0.0
     assert eth["atr_ratio"] is None
@@ -118,7 +126,7 @@ def test_build_joins_risk_formats_and_totals():
 
 
 def test_empty_book_totals():
-    assert build_positions([], {})["totals"] == {
+    assert book([])["totals"] == {
         "count": 0,
         "gross_notional_usd": 0.0,
         "net_notional_usd": 0.0,
@@ -139,34 +147,34 @@ def test_a_book_without_a_known_notional_has_unknown_totals_not_zero():
         {"symbol": "ETHUSDT", "side": "SHORT", "qty": 2, "entry_price": 0, "mark_price": 0},
         {"symbol": "SOLUSDT", "side": "LONG", "qty": 1e308, "mark_price": 1e10},
     ]
-    totals = build_positions(normalize(unpriced), {}, nav_usd=2000.0)["totals"]
+    totals = book(normalize(unpriced), nav_usd=2000.0)["totals"]
     assert totals["count"] == 3
     assert totals["gross_notional_usd"] is None and totals["net_notional_usd"] is None
     assert totals["gross_exposure_pct"] is None and totals["net_exposure_pct"] is None
     assert totals["gross_notional_fmt"] == "–"
     priced = [*unpriced, {"symbol": "XRPUSDT", "side": "SHORT", "qty": 10, "mark_price": 2.0}]
-    totals = build_positions(normalize(priced), {}, nav_usd=2000.0)["totals"]
+    totals = book(normalize(priced), nav_usd=2000.0)["totals"]
     assert (totals["gross_notional_usd"], totals["net_notional_usd"]) == (20.0, -20.0)
     assert totals["gross_exposure_pct"] == 1.0
 
 
 def test_exposure_is_notional_over_nav_in_percent():
     """gross / net notional / NAV x 100; the short book makes net negative."""
-    totals = build_positions(normalize(HEDGE_MODE), {}, nav_usd=2000.0)["totals"]
+    totals = book(normalize(HEDGE_MODE), nav_usd=2000.0)["totals"]
     assert totals["gross_exposure_pct"] == pytest.approx(2660.0 / 2000.0 * 100)
     assert totals["net_exposure_pct"] == pytest.approx(-640.0 / 2000.0 * 100)
 
 
 def test_empty_book_with_a_nav_has_zero_exposure():
     """Zero is a value: no positions and a known NAV is 0.0 %, not unknown."""
-    totals = build_positions([], {}, nav_usd=1000.0)["totals"]
+    totals = book([], nav_usd=1000.0)["totals"]
     assert totals["gross_exposure_pct"] == 0.0
     assert totals["net_exposure_pct"] == 0.0
 
 
 @pytest.mark.parametrize("nav_usd", [None, 0.0, -5.0])
 def test_exposure_is_null_without_a_usable_nav(nav_usd):
-    totals = build_positions(normalize(HEDGE_MODE), {}, nav_usd=nav_usd)["totals"]
+    totals = book(normalize(HEDGE_MODE), nav_usd=nav_usd)["totals"]
     assert totals["gross_exposure_pct"] is None
     assert totals["net_exposure_pct"] is None
 

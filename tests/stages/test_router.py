@@ -1,9 +1,12 @@
 """Router stage: router_stats first, router_health means as fallback, never "good" for no data."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kpi_publisher.stages.router import build_router
 
+FIGURES = ("maker_fill_rate", "fallback_ratio", "slip_q50_bps")
 E1_ENTRIES: list[dict[str, str | float | None]] = [
     {"symbol": "BTCUSDT", "maker_fill_rate": 0.6, "fallback_rate": 0.2, "slippage_p50": 1.0},
     {"symbol": "ETHUSDT", "maker_fill_rate": 0.4, "fallback_rate": None, "slippage_p50": 3.0},
@@ -239,11 +242,13 @@ def test_stats_shape_rows_take_samples_from_the_stats_dict():
             "slip_q50_bps": 1.5,
             "samples": 12,
         },
+        # router_health.per_symbol counted no ETH event: that entry has no value, its 0
+        # is not the count of the list's measurement
         "ETHUSDT": {
             "maker_fill_rate": None,
             "fallback_ratio": None,
             "slip_q50_bps": 3.0,
-            "samples": 0,
+            "samples": None,
         },
     }
     assert out["slip_q50_bps"] == pytest.approx(2.25)
@@ -463,3 +468,66 @@ def test_entries_that_counted_no_event_give_no_mean():
     router["symbol_stats"]["SOLUSDT"] = {"maker_reliability": 0.8, "order_count": 4}
     out = build_router({}, router)
     assert (out["source"], out["maker_fill_rate"], out["symbols_used"]) == ("router_health", 0.8, 1)
+
+
+def test_a_zero_event_row_does_not_hide_a_later_measurement():
+    """The probe: risk.symbols[].router's cold-start 0.0 placeholders beside samples 0 hid
+    router_health's real row (maker 0.8 over 10 events) in router.symbols, while the block's
+    mean already skipped them. One reader (`_entry`) serves both: the row is router_health's."""
+    risk = {
+        "symbols": [
+            _health_entry(
+                "BTCUSDT", maker_fill_ratio=0.0, fallback_ratio=0.0, slip_q50=0.0, samples=0
+            )
+        ]
+    }
+    router = {"symbols": [{"symbol": "BTCUSDT", "maker_fill_rate": 0.8, "samples": 10}]}
+    out = build_router(risk, router)
+    assert (out["source"], out["maker_fill_rate"]) == ("router_health", 0.8)
+    assert out["symbols"] == {
+        "BTCUSDT": {
+            "maker_fill_rate": 0.8,
+            "fallback_ratio": None,
+            "slip_q50_bps": None,
+            "samples": 10,
+        }
+    }
+
+
+@pytest.mark.parametrize("count_key", ["samples", "sample_count", "event_count", "order_count"])
+def test_a_symbol_that_counted_no_event_shows_no_figure(count_key):
+    """router_health alone with a 0.0 fill beside a count of 0: no mean (source null) and a
+    row with null figures and samples 0, never a 0 % fill rate."""
+    entry = {"symbol": "BTCUSDT", "maker_fill_rate": 0.0, "slippage_p50": 0.0, count_key: 0}
+    out = build_router({}, {"symbols": [entry]})
+    assert (out["source"], out["maker_fill_rate"], out["symbols_used"]) == (None, None, None)
+    assert out["symbols"]["BTCUSDT"] == {
+        "maker_fill_rate": None,
+        "fallback_ratio": None,
+        "slip_q50_bps": None,
+        "samples": 0,
+    }
+
+
+_FIGURE = st.sampled_from([None, 0.0, 0.5, "n/a", 10_000.0])
+_ENTRY = st.fixed_dictionaries(
+    {},
+    optional={
+        "maker_fill_rate": _FIGURE,
+        "fallback_rate": _FIGURE,
+        "slippage_p50": _FIGURE,
+        "order_count": st.sampled_from([0, 3, -1, None]),
+    },
+)
+
+
+@given(st.dictionaries(st.sampled_from(["AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT"]), _ENTRY))
+def test_the_means_and_the_rows_read_each_entry_alike(entries):
+    """Whatever the entries, an entry gives the block's means a value exactly when it gives
+    its symbol's row a figure: no row shows a figure the means skipped, or the reverse."""
+    out = build_router({}, {"per_symbol": entries})
+    with_figure = [
+        s for s, row in out["symbols"].items() if any(row[k] is not None for k in FIGURES)
+    ]
+    assert (out["symbols_used"] or 0) == len(with_figure)
+    assert (out["source"] is None) == (not with_figure)
