@@ -11,6 +11,7 @@ import sys
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -449,6 +450,20 @@ def _write_long_logs(logs: Path, jsonl_lines: int, nav_log_rows: int) -> None:
         f.write("\n]\n")
 
 
+def _backfill_in_a_process(logs: Path, history: Path) -> dict[str, Any]:
+    """Back-fill `logs` into `history` in a fresh process (`BACKFILL`); its report: memory
+    before and at the peak (kB), points added, held and in the series."""
+    done = subprocess.run(
+        [sys.executable, "-c", BACKFILL, str(logs), str(history), str(NOW)],
+        capture_output=True,
+        check=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    report: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return report
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
 def test_peak_memory_of_a_back_fill_does_not_follow_the_logs_size(tmp_path: Path):
     """A 51 MB nav.jsonl (a year, 1.2 million lines) and a 14 MB nav_log.json (200,000 rows):
@@ -461,14 +476,7 @@ def test_peak_memory_of_a_back_fill_does_not_follow_the_logs_size(tmp_path: Path
     logs.mkdir()
     _write_long_logs(logs, jsonl_lines=1_200_000, nav_log_rows=200_000)
     sizes_mb = [(logs / name).stat().st_size / 1e6 for name in ("nav.jsonl", "nav_log.json")]
-    done = subprocess.run(
-        [sys.executable, "-c", BACKFILL, str(logs), str(tmp_path / "h.sqlite"), str(NOW)],
-        capture_output=True,
-        check=True,
-        cwd=REPO,
-        timeout=60,
-    )
-    result = json.loads(done.stdout.splitlines()[-1])
+    result = _backfill_in_a_process(logs, tmp_path / "h.sqlite")
     growth_mb = (result["peak_kb"] - result["before_kb"]) / 1024
     assert growth_mb < GROWTH_LIMIT_MB, (sizes_mb, result)
     assert result["added"] == 1_200_000 + 200_000
@@ -486,14 +494,7 @@ def test_peak_memory_of_a_back_fill_does_not_follow_a_torn_tail(tmp_path: Path):
     with (logs / "nav.jsonl").open("wb") as f:
         f.write(b"".join(_line(NOW - 60.0 * (2880 - i), 2000.0 + i / 100) for i in range(2880)))
         f.truncate(f.tell() + 400 * 1000 * 1000)  # sparse: costs no disk
-    done = subprocess.run(
-        [sys.executable, "-c", BACKFILL, str(logs), str(tmp_path / "h.sqlite"), str(NOW)],
-        capture_output=True,
-        check=True,
-        cwd=REPO,
-        timeout=60,
-    )
-    result = json.loads(done.stdout.splitlines()[-1])
+    result = _backfill_in_a_process(logs, tmp_path / "h.sqlite")
     growth_mb = (result["peak_kb"] - result["before_kb"]) / 1024
     assert growth_mb < GROWTH_LIMIT_MB, result
     assert result["added"] == result["held"] == 2880
