@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -36,6 +37,14 @@ SECONDS_PER_DAY = 86400.0
 SOURCE_STATUSES: tuple[str, ...] = STATUS_WORDS  # every word is exported, one-hot
 # Error kinds always exported (0 until one happens) so `increase()` sees the first error.
 ERROR_KINDS: tuple[str, ...] = ("build", "publish", "prom")
+# Per-position series for the largest rows only (positions_v7 lists them largest first; the
+# totals cover the whole book): at most 3 x this many series, whatever the book's size.
+MAX_POSITION_SERIES = 100
+# A label value (a state, a regime, a quality) is exported as given only when it reads as a
+# word; any other text (markup, a sentence, an address) is exported as OTHER_LABEL, so what a
+# state file holds never becomes an arbitrary label value.
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+OTHER_LABEL = "other"
 # `quartile` label values; not `quantile`, which Prometheus reserves for summaries.
 SLIPPAGE_QUARTILES: tuple[tuple[str, str], ...] = (
     ("q25", "slip_q25_bps"),
@@ -185,9 +194,10 @@ class _Samples:
             self.add(name, 1.0 if value else 0.0, **labels)
 
     def label_one(self, name: str, label: str, value: Any) -> None:
-        """A one-sample family whose label carries a string value (state, regime, quality)."""
+        """A one-sample family whose label carries a string value (state, regime, quality):
+        the value when it is a word, else OTHER_LABEL."""
         if isinstance(value, str) and value:
-            self.add(name, 1.0, **{label: value})
+            self.add(name, 1.0, **{label: value if _WORD.fullmatch(value) else OTHER_LABEL})
 
 
 def _nav(s: _Samples, kpis: Mapping[str, Any]) -> None:
@@ -278,7 +288,7 @@ def _symbols(s: _Samples, kpis: Mapping[str, Any]) -> None:
 
 def _positions(s: _Samples, doc: Mapping[str, Any]) -> None:
     rows = doc.get("positions")
-    for item in rows if isinstance(rows, list) else ():
+    for item in rows[:MAX_POSITION_SERIES] if isinstance(rows, list) else ():
         row = mapping(item)
         symbol, side = row.get("symbol"), row.get("side")
         if not isinstance(symbol, str) or not symbol or not isinstance(side, str):

@@ -526,6 +526,53 @@ def test_replacement_is_atomic_for_a_concurrent_reader(tmp_path: Path, full: Out
 # -- the loopback /metrics endpoint --------------------------------------------------------------
 
 
+def test_a_large_book_exports_its_largest_positions_and_whole_totals(full: Outputs):
+    """6,000 listed rows made 18,000 position series (1.4 MB a scrape): the largest
+    MAX_POSITION_SERIES rows (the file lists them largest first) get series, and the totals
+    still cover the whole book."""
+    rows = [
+        {"symbol": f"S{i:04d}", "side": "LONG", "qty": 1.0, "notional": 6000.0 - i, "pnl": 1.0}
+        for i in range(6000)
+    ]
+    totals = {**full.positions["totals"], "count": 6000.0, "gross_notional_usd": 1.8e7}
+    outputs = Outputs(full.kpis, {**full.positions, "positions": rows, "totals": totals})
+    parsed = series(render_prom(outputs, host="h", account="a", health=None).decode())
+    exported = {dict(ls)["symbol"] for n, ls in parsed if n == "hedge_kpi_position_notional_usd"}
+    assert exported == {f"S{i:04d}" for i in range(prom.MAX_POSITION_SERIES)}
+    assert sum(n.startswith("hedge_kpi_position_") for n, _ in parsed) == 3 * len(exported)
+    assert value(parsed, "hedge_kpi_positions_open") == 6000.0
+    assert value(parsed, "hedge_kpi_positions_gross_notional_usd") == 1.8e7
+
+
+@pytest.mark.parametrize(
+    ("published", "exported"),
+    [
+        ("cautious", "cautious"),
+        ("DRAWDOWN", "DRAWDOWN"),
+        ("<img src=x onerror=alert(1)> see https://evil.example/login", "other"),
+        ("two words", "other"),
+        ("x" * 33, "other"),
+    ],
+)
+def test_a_state_label_is_exported_as_given_only_when_it_is_a_word(
+    full: Outputs, published: str, exported: str
+):
+    """Whatever text a state file holds (the publisher passes labels of up to 64 characters)
+    never becomes an arbitrary label value: a word is exported as it is, anything else as
+    "other"."""
+    risk = {**full.kpis["risk"], "dd_state": published, "atr_regime": published}
+    kpis = {**full.kpis, "risk": risk, "router": {**full.kpis["router"], "quality": published}}
+    parsed = series(
+        render_prom(Outputs(kpis, full.positions), host="h", account="a", health=None).decode()
+    )
+    for family, label in (
+        ("dd_state", "state"),
+        ("atr_regime", "regime"),
+        ("router_quality", "quality"),
+    ):
+        assert value(parsed, f"hedge_kpi_{family}", **{label: exported}) == 1.0
+
+
 def test_the_unpriced_gauge_counts_the_assets_a_shortened_list_stands_for(full: Outputs):
     """kpis_v7 lists at most 100 unpriced names and then "<n> more": the gauge is the count
     of assets, not the list's length."""
