@@ -3,11 +3,12 @@
 
 Idle costs almost nothing: only the status line (publish age and badges) sits in a fragment
 that re-runs every REFRESH_S seconds; it stats the two published files and, when either
-changed, re-runs the page. Both files are read as one publish (`PublishedStore.snapshot`).
-The cards, figures and table are drawn on that run only, from builders cached by the file's
-stamp (`stamp_cache`), so an unchanged page re-sends nothing but the status line: Streamlit
-re-sends every element a run draws, changed or not, so not drawing is the only way not to
-re-send. Any panel drawn from a published file belongs in `body` with a `by_stamp` builder.
+changed, re-runs the page. Both files are read as one publish (`PublishedStore.snapshot`; a
+pair still apart when read again is badged). The cards, figures and table are drawn on that run
+only, from builders cached by the file's stamp (`stamp_cache`), so an unchanged page re-sends
+nothing but the status line: Streamlit re-sends every element a run draws, changed or not, so
+not drawing is the only way not to re-send. Any panel drawn from a published file belongs in
+`body` with a `by_stamp` builder.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def status(store: PublishedStore, config: settings.DashboardSettings) -> None:
     """Publish age and freshness badges (they follow the clock); a re-run on a new publish."""
     snapshot = store.snapshot()
     now = time.time()
-    badges = freshness.badges(snapshot.kpis, snapshot.positions, now, config.down_after_s)
+    badges = freshness.badges(snapshot, now, config.down_after_s)
     panels.render_status(snapshot.kpis, badges, now)
     if snapshot.key != st.session_state.get(SHOWN):
         st.rerun()
@@ -52,7 +53,7 @@ def body(snapshot: Snapshot) -> None:
     """Cards, AUM, positions, symbols, router: drawn only when a published file changed."""
     overview = kpi_views(snapshot.kpis)
     kpi_panel.render_cards(overview.cards)
-    left, right = st.columns([2, 3])
+    left, right = st.columns([1, 2])  # the table needs ~850 px for a typical book
     with left:
         panels.render_aum(overview)
     with right:
@@ -78,7 +79,7 @@ def main() -> None:
     st.session_state[SHOWN] = snapshot.key
     status(store, config)
     body(snapshot)
-    history_panel.render_history(store, snapshot.kpis)
+    history_panel.render_history(store, snapshot.kpis, config.down_after_s)
 
 
 main()

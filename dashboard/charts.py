@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 from dashboard.text import plotly_escape
 from kpi_publisher import fmt, parse
 
+UNIFORM_TEXT_PX = 10  # bar texts: never shrunk below this (px), so 0.00 stays legible
 ROUTER_SYMBOL_KEYS: tuple[str, ...] = (
     "maker_fill_rate",
     "fallback_ratio",
@@ -80,40 +81,74 @@ def symbol_rows(symbols: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _bars(
+    labels: Sequence[str], values: Sequence[float | None], texts: Sequence[str], name: str
+) -> list[go.Bar | go.Scatter]:
+    """One bar per label with a value, its text outside the bar and never clipped, so a real
+    0.0 (a bar of no height, whose text Plotly drops when it sits inside) still reads as 0.00;
+    a label without a value gets its text (the missing marker) on the zero line and no bar,
+    never a zero bar. `labels` and `texts` are published strings already escaped."""
+    rows = list(zip(labels, values, texts, strict=True))
+    have = [(x, y, t) for x, y, t in rows if y is not None]
+    missing = [(x, t) for x, y, t in rows if y is None]
+    traces: list[go.Bar | go.Scatter] = [
+        go.Bar(
+            x=[x for x, _, _ in have],
+            y=[y for _, y, _ in have],
+            text=[t for _, _, t in have],
+            textposition="outside",
+            cliponaxis=False,
+            name=name,
+        )
+    ]
+    if missing:
+        traces.append(
+            go.Scatter(
+                x=[x for x, _ in missing],
+                y=[0.0] * len(missing),
+                text=[t for _, t in missing],
+                mode="text",
+                textposition="top center",
+                cliponaxis=False,
+                hoverinfo="skip",
+                showlegend=False,
+                name=f"{name} (missing)",
+            )
+        )
+    return traces
+
+
 def symbol_risk_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure | None:
-    """ATR ratio and drawdown today (%) by symbol, side by side; None when no symbol has either."""
-    atr = [r for r in rows if r["atr_ratio"] is not None]
-    dd = [r for r in rows if r["dd_today_pct"] is not None]
-    if not atr and not dd:
+    """ATR ratio and drawdown today (%) by symbol, side by side; None when no symbol has either.
+
+    Every symbol is on both charts: a bar with its value as text (0.00 included), or the
+    missing marker where the value is missing.
+    """
+    if all(r["atr_ratio"] is None and r["dd_today_pct"] is None for r in rows):
         return None
     figure = make_subplots(rows=1, cols=2, subplot_titles=("ATR ratio", "Drawdown today (%)"))
-    figure.add_trace(
-        go.Bar(
-            x=[_label(r["symbol"]) for r in atr],
-            y=[r["atr_ratio"] for r in atr],
-            text=[
-                _label(f"{fmt.fmt_number(r['atr_ratio'])} {r['atr_regime'] or fmt.MISSING}")
-                for r in atr
-            ],
-            name="ATR ratio",
-        ),
-        row=1,
-        col=1,
+    # Value over state, two short lines: a bar slot is ~50 px wide with six symbols.
+    atr_texts = [
+        f"{fmt.fmt_number(r['atr_ratio'])}<br>{_label(r['atr_regime'] or fmt.MISSING)}"
+        for r in rows
+    ]
+    dd_texts = [
+        f"{fmt.fmt_pct(r['dd_today_pct'])}<br>{_label(r['dd_state'] or fmt.MISSING)}" for r in rows
+    ]
+    symbols = [_label(r["symbol"]) for r in rows]
+    for trace in _bars(symbols, [r["atr_ratio"] for r in rows], atr_texts, "ATR ratio"):
+        figure.add_trace(trace, row=1, col=1)
+    for trace in _bars(symbols, [r["dd_today_pct"] for r in rows], dd_texts, "DD today %"):
+        figure.add_trace(trace, row=1, col=2)
+    # Room above and below the bars for their outside text.
+    figure.update_yaxes(rangemode="tozero", automargin=True)
+    figure.update_layout(
+        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        height=300,
+        showlegend=False,
+        # Plotly shrinks an outside text to its bar's width; a bar of no height has none to give.
+        uniformtext={"minsize": UNIFORM_TEXT_PX, "mode": "show"},
     )
-    figure.add_trace(
-        go.Bar(
-            x=[_label(r["symbol"]) for r in dd],
-            y=[r["dd_today_pct"] for r in dd],
-            text=[
-                _label(f"{fmt.fmt_pct(r['dd_today_pct'])} {r['dd_state'] or fmt.MISSING}")
-                for r in dd
-            ],
-            name="DD today %",
-        ),
-        row=1,
-        col=2,
-    )
-    figure.update_layout(margin={"l": 10, "r": 10, "t": 40, "b": 10}, height=300, showlegend=False)
     return figure
 
 
@@ -180,19 +215,19 @@ def router_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure | None:
         row=1,
         col=1,
     )
+    labels = [_label(r["label"]) for r in rows]
     for key, name in (("maker_fill_rate", "maker fill"), ("fallback_ratio", "fallback")):
-        have = [r for r in rows if r[key] is not None]
-        figure.add_trace(
-            go.Bar(
-                x=[_label(r["label"]) for r in have],
-                y=[r[key] * 100.0 for r in have],
-                name=name,
-                text=[fmt.fmt_ratio_pct(r[key]) for r in have],
-            ),
-            row=1,
-            col=2,
-        )
-    figure.update_layout(margin={"l": 10, "r": 10, "t": 40, "b": 10}, height=300, barmode="group")
+        values = [None if r[key] is None else r[key] * 100.0 for r in rows]
+        texts = [fmt.fmt_ratio_pct(r[key]) for r in rows]
+        for trace in _bars(labels, values, texts, name):
+            figure.add_trace(trace, row=1, col=2)
+    figure.update_yaxes(rangemode="tozero", automargin=True, row=1, col=2)
+    figure.update_layout(
+        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        height=300,
+        barmode="group",
+        uniformtext={"minsize": UNIFORM_TEXT_PX, "mode": "show"},
+    )
     return figure
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dashboard.data import Published
+from dashboard.data import Published, Snapshot
 from kpi_publisher import fmt, parse, schemas
 from kpi_publisher.contract import (
     CLOCK_SKEW_S,
@@ -33,6 +33,7 @@ SOURCE_STATUSES: frozenset[str] = frozenset(STATUS_WORDS)
 PUBLISHER_DOWN = "publisher down"
 SOURCES_MISSING = "sources missing"
 SOURCES_EMPTY = "sources empty"
+TWO_PUBLISHES = "kpis and positions of two publishes"
 DETAIL_CHARS = 200  # a published string quoted in a badge's detail is cut to this length
 
 
@@ -176,13 +177,36 @@ def source_badges(kpis: Mapping[str, Any] | None) -> list[Badge]:
     return badges
 
 
-def badges(kpis: Published, positions: Published, now: float, down_after_s: float) -> list[Badge]:
-    """Every badge the page shows, most serious first."""
+def pair_badge(snapshot: Snapshot) -> Badge | None:
+    """A badge when kpis_v7.json and positions_v7.json shown together are not of one publish
+    (`Snapshot.paired`: still apart when read again): the table and the cards disagree."""
+    if snapshot.paired:
+        return None
+    kpis, positions = parse.mapping(snapshot.kpis.doc), parse.mapping(snapshot.positions.doc)
+    kpis_t = parse.number(kpis.get("generated_at"))
+    positions_t = parse.number(positions.get("generated_at"))
+    if kpis_t is None or positions_t is None:
+        detail = (
+            f"generated_at {_quote(kpis.get('generated_at'))} (kpis_v7.json) and "
+            f"{_quote(positions.get('generated_at'))} (positions_v7.json)"
+        )
+    else:
+        which = "older" if positions_t < kpis_t else "newer"
+        detail = f"positions_v7.json is {fmt.fmt_age(abs(kpis_t - positions_t))} {which}"
+    return Badge(
+        TWO_PUBLISHES, "error", f"{detail}: the positions table and the cards may disagree"
+    )
+
+
+def badges(snapshot: Snapshot, now: float, down_after_s: float) -> list[Badge]:
+    """Every badge the page shows for the two files shown together, most serious first."""
+    kpis, positions = snapshot.kpis, snapshot.positions
     out: list[Badge] = []
     for badge in (
         publisher_badge(kpis, now, down_after_s),
         file_badge(kpis),
         file_badge(positions),
+        pair_badge(snapshot),
         schema_badge(kpis),
         schema_badge(positions),
     ):

@@ -4,9 +4,12 @@ PnL / max-drawdown / Sharpe tiles, from nav_history_v7.json and kpis_v7.json's `
 `history_tiles` and `history_figures` are pure; the figures are built once per version of
 nav_history_v7.json (`stamp_cache.by_stamp`). A value the history does not cover is shown as
 `fmt.MISSING` with the publisher's reason ("needs 7.0 d, have 2.3 d"). Without a history the
-panel says so. Both builders take any document and never raise: a curve keeps only its valid
-points (`fields.curve`); a nav_history_v7.json that fails its JSON Schema is badged "invalid"
-by the reader (`data.parse_document`) like the other published files.
+panel says so. The curve is drawn only beside the KPIs it belongs with (`curve_withheld`), else
+the panel says why: a `hedge-kpi once` after a `run` leaves the run's nav_history_v7.json in the
+out dir beside KPIs that carry no performance block, and a curve no longer rewritten stays there.
+Both builders take any document and never raise: a curve keeps only its valid points
+(`fields.curve`); a nav_history_v7.json that fails its JSON Schema is badged "invalid" by the
+reader (`data.parse_document`) like the other published files.
 """
 
 from __future__ import annotations
@@ -69,6 +72,51 @@ def history_tiles(kpis: Mapping[str, Any] | None, window: str) -> list[Card]:
     ]
 
 
+def _utc(epoch_s: Any) -> str:
+    when = fields.epoch_time(epoch_s)
+    return fmt.MISSING if when is None else when.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def curve_withheld(
+    kpis: Mapping[str, Any] | None, history: Mapping[str, Any] | None, allowed_s: float
+) -> str | None:
+    """Why the published NAV curve is not drawn beside these KPIs; None when it belongs.
+
+    It belongs when kpis_v7.json carries a `performance` block and the block's last NAV point
+    (`performance.history.last_t`) and the curve's (`last_t`) are at most `allowed_s` apart
+    (the publisher-down allowance, three heartbeats): the publisher writes both from one series
+    a moment apart, so a curve further off is of another run or stopped being written.
+    """
+    curve = parse.mapping(history)
+    written = parse.text(curve.get("updated_at")) or fmt.MISSING
+    performance = parse.mapping(parse.mapping(kpis).get("performance"))
+    if not performance:
+        return (
+            f"{NAV_HISTORY_FILE} (written {written}) is not drawn: these KPIs carry no "
+            "performance block, so it is not of this publish"
+        )
+    kpis_end = parse.number(parse.mapping(performance.get("history")).get("last_t"))
+    curve_end = parse.number(curve.get("last_t"))
+    if kpis_end is None or curve_end is None:
+        return f"{NAV_HISTORY_FILE} (written {written}) is not drawn: no last NAV point to match"
+    gap_s = kpis_end - curve_end
+    if abs(gap_s) <= allowed_s:
+        return None
+    side = "before" if gap_s > 0 else "after"
+    return (
+        f"{NAV_HISTORY_FILE} is not drawn: its curve ends {_utc(curve_end)}, "
+        f"{fmt.fmt_age(abs(gap_s))} {side} the KPIs' history (allowed "
+        f"{fmt.fmt_age(allowed_s)}); written {written}"
+    )
+
+
+def curve_caption(history: Mapping[str, Any] | None) -> str:
+    """The age of the curve drawn: its last point and when the file was written."""
+    curve = parse.mapping(history)
+    written = parse.text(curve.get("updated_at")) or fmt.MISSING
+    return f"NAV curve to {_utc(curve.get('last_t'))} · written {written}"
+
+
 def _figures_of(series: Mapping[str, Any]) -> tuple[go.Figure, go.Figure] | None:
     """The two charts of one window; None when its equity curve has fewer than two points."""
     nav_t, nav_usd = fields.curve(series.get("t"), series.get("nav_usd"))
@@ -124,8 +172,11 @@ def render_tiles(tiles: Sequence[Card]) -> None:
             st.caption(md_escape(tile.caption) or " ")
 
 
-def render_history(store: PublishedStore, kpis: Published) -> None:
-    """The history section: selector, tiles, the two charts (or why there are none)."""
+def render_history(store: PublishedStore, kpis: Published, allowed_s: float) -> None:
+    """The history section: selector, tiles, the two charts (or why there are none).
+
+    `allowed_s`: how far apart the curve's last point and the KPIs' may be (`curve_withheld`).
+    """
     st.subheader("History")
     window = (
         st.segmented_control(
@@ -145,10 +196,15 @@ def render_history(store: PublishedStore, kpis: Published) -> None:
     if badge is not None:
         panels.render_badges([badge])
     figures = cached_figures(published) if published.status == OK or published.doc else {}
+    withheld = curve_withheld(kpis.doc, published.doc, allowed_s) if figures else None
+    if withheld is not None:
+        st.info(md_escape(withheld))
+        return
     if window not in figures:
         reason = None if badge is not None else published.error  # the badge already says it
         st.info(md_escape(reason or f"no {WINDOW_LABELS[window]} curve yet"))
         return
     equity, under = figures[window]
+    st.caption(md_escape(curve_caption(published.doc)))
     st.plotly_chart(equity, use_container_width=True, key="history_equity")
     st.plotly_chart(under, use_container_width=True, key="history_underwater")

@@ -17,8 +17,10 @@ import streamlit as st
 from dashboard import fields
 from dashboard.text import md_escape
 from kpi_publisher import fmt, parse
+from kpi_publisher.contract import unpriced_count
 
 CARDS_PER_ROW = 5
+UNPRICED_SHOWN = 5  # names in the AUM card's caption; the rest are counted ("and 395 more")
 
 
 @dataclass(frozen=True)
@@ -44,14 +46,29 @@ def nav_cards(kpis: Mapping[str, Any]) -> list[Card]:
         age += " (not fresh)"
     usd_zar = parse.number(aum.get("usd_zar"))
     rate = "no USD/ZAR rate" if usd_zar is None else f"USD/ZAR {fmt.fmt_number(usd_zar, 4)}"
-    unpriced = fields.texts(aum.get("unpriced"))
-    aum_caption = "unpriced: " + ", ".join(unpriced) if unpriced else "all assets priced"
     return [
         Card("NAV (USD)", fmt.fmt_money(nav.get("nav_usd")), age),
         Card("NAV (ZAR)", fmt.fmt_money(nav.get("nav_zar")), rate),
-        Card("AUM (USD)", fmt.fmt_money(aum.get("total_usd")), aum_caption),
+        Card("AUM (USD)", fmt.fmt_money(aum.get("total_usd")), unpriced_caption(aum)),
         Card("AUM (ZAR)", fmt.fmt_money(aum.get("total_zar")), rate),
     ]
+
+
+def unpriced_caption(aum: Mapping[str, Any]) -> str:
+    """The AUM card's caption: the first UNPRICED_SHOWN unpriced names and how many more, "all
+    assets priced" for an empty list, the missing marker without a list (no AUM block)."""
+    raw = aum.get("unpriced")
+    count = unpriced_count(raw)
+    if count is None or not isinstance(raw, list):
+        return fmt.MISSING
+    if count == 0:
+        return "all assets priced"
+    entries = raw if count == len(raw) else raw[:-1]  # without a last "<n> more" entry
+    names = fields.texts(entries)[:UNPRICED_SHOWN]
+    if not names:
+        return f"{count:,} unpriced"
+    more = count - len(names)
+    return "unpriced: " + ", ".join(names) + (f" and {more:,} more" if more else "")
 
 
 def risk_cards(kpis: Mapping[str, Any]) -> list[Card]:

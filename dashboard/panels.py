@@ -7,7 +7,7 @@ from typing import Literal
 
 import streamlit as st
 
-from dashboard import freshness
+from dashboard import freshness, positions_table
 from dashboard.data import Published
 from dashboard.text import md_escape
 from dashboard.views import KpiViews, PositionsView
@@ -45,6 +45,8 @@ def render_aum(views: KpiViews) -> None:
 
 
 def render_positions(view: PositionsView) -> None:
+    """The positions table: text cells, every column as wide as its widest text (`grid_width`:
+    the grid keeps the widths of its first draw and would cut a longer value it gets later)."""
     st.subheader("Positions")
     st.dataframe(
         view.frame,
@@ -52,14 +54,12 @@ def render_positions(view: PositionsView) -> None:
         placeholder=fmt.MISSING,
         key="positions_table",
         column_config={
-            "qty": st.column_config.NumberColumn("qty", format="%.8g"),
-            "entry": st.column_config.NumberColumn("entry", format="%.8g"),
-            "mark": st.column_config.NumberColumn("mark", format="%.8g"),
-            "notional_fmt": st.column_config.TextColumn("notional (USD)"),
-            "pnl_fmt": st.column_config.TextColumn("PnL (USD)"),
-            "leverage": st.column_config.NumberColumn("leverage", format="%.2fx"),
-            "atr_ratio": st.column_config.NumberColumn("ATR ratio", format="%.2f"),
-            "dd_today": st.column_config.NumberColumn("DD today", format="%.2f%%"),
+            column.name: st.column_config.TextColumn(
+                column.label,
+                width=view.widths[column.name],
+                alignment="right" if column.figure else "left",
+            )
+            for column in positions_table.COLUMNS
         },
     )
     st.caption(md_escape(view.totals))

@@ -31,7 +31,10 @@ class KpiViews:
 
 @dataclass(frozen=True)
 class PositionsView:
+    """The table's cell texts, each column's width (px) and the totals line."""
+
     frame: pd.DataFrame
+    widths: Mapping[str, int]
     totals: str
 
 
@@ -52,4 +55,7 @@ def kpi_views(doc: Mapping[str, Any] | None) -> KpiViews:
 
 
 def positions_view(doc: Mapping[str, Any] | None) -> PositionsView:
-    return PositionsView(positions_table.positions_frame(doc), positions_table.totals_line(doc))
+    frame = positions_table.positions_frame(doc)
+    return PositionsView(
+        frame, positions_table.column_widths(frame), positions_table.totals_line(doc)
+    )

@@ -148,6 +148,29 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+# `aum.unpriced` names at most this many assets; a last entry "<n> more" stands for the rest.
+MAX_UNPRICED = 100
+_MORE = " more"
+
+
+def unpriced_more(n: int) -> str:
+    """The last `aum.unpriced` entry standing for `n` assets not named."""
+    return f"{n:,}{_MORE}"
+
+
+def unpriced_count(value: Any) -> int | None:
+    """How many assets a published `aum.unpriced` list stands for: its entries, a last
+    "<n> more" entry counting n; None when it is not a list."""
+    if not isinstance(value, list):
+        return None
+    last = value[-1] if value else None
+    if isinstance(last, str) and last.endswith(_MORE):
+        digits = last[: -len(_MORE)].replace(",", "")
+        if digits.isascii() and digits.isdigit():
+            return len(value) - 1 + int(digits)
+    return len(value)
+
+
 def publish_age_s(kpis: Mapping[str, Any] | None, now: float) -> float | None:
     """Seconds since a published document was generated at `now`; None when unknown.
 
@@ -205,6 +228,7 @@ __all__ = [
     "INVALID",
     "KPIS_FILE",
     "KPIS_SCHEMA",
+    "MAX_UNPRICED",
     "MISSING",
     "NAV_HISTORY_FILE",
     "NAV_HISTORY_SCHEMA",
@@ -226,4 +250,6 @@ __all__ = [
     "not_ok",
     "publish_age_s",
     "schema_name",
+    "unpriced_count",
+    "unpriced_more",
 ]

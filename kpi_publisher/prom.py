@@ -26,10 +26,9 @@ from typing import Any
 from kpi_publisher import fs
 from kpi_publisher.config import PROM_FILE as PROM_FILE
 from kpi_publisher.config import Settings
-from kpi_publisher.contract import OK, STATUS_WORDS
+from kpi_publisher.contract import OK, STATUS_WORDS, unpriced_count
 from kpi_publisher.parse import mapping, number
 from kpi_publisher.pipeline import Outputs
-from kpi_publisher.stages.aum import unpriced_count
 
 PREFIX = "hedge_kpi_"
 DEFAULT_ACCOUNT = "default"

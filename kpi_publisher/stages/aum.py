@@ -32,6 +32,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kpi_publisher.contract import MAX_UNPRICED, unpriced_more
 from kpi_publisher.parse import (
     MAX_LABEL_CHARS,
     finite,
@@ -57,10 +58,9 @@ CENT = 0.01
 # Slices besides Futures; the smallest beyond the first MAX_ASSET_SLICES - 1 are summed into
 # one slice labelled "<n> smaller assets" (lower case: never an asset's upper-case label).
 MAX_ASSET_SLICES = 100
-# Names in `unpriced`; beyond them one last entry "<n> more" (lower case: never an asset's
-# upper-case name) says how many were left out. 420,000 names in two 16 MiB inputs made a
-# 28 MB kpis_v7.json that `check` and the dashboard refused.
-MAX_UNPRICED = 100
+# `unpriced` names at most MAX_UNPRICED assets (the contract's), then one entry "<n> more"
+# (`unpriced_more`; lower case: never an asset's upper-case name). 420,000 names in two
+# 16 MiB inputs made a 28 MB kpis_v7.json that `check` and the dashboard refused.
 _FUTURES_NAME = FUTURES.upper()
 
 
@@ -326,20 +326,7 @@ def _named(names: list[str]) -> list[str]:
     wallet = [FUTURES] if FUTURES in distinct else []
     distinct.difference_update(wallet)
     kept = sorted(wallet + heapq.nsmallest(MAX_UNPRICED - len(wallet), distinct))
-    return [*kept, f"{len(distinct) + len(wallet) - len(kept):,} more"]
-
-
-def unpriced_count(unpriced: Any) -> int | None:
-    """How many assets a published `unpriced` list stands for: its names, plus the n of a last
-    "<n> more" entry (`_named`); None when it is not a list."""
-    if not isinstance(unpriced, list):
-        return None
-    last = unpriced[-1] if unpriced else None
-    if isinstance(last, str) and last.endswith(" more"):
-        digits = last[: -len(" more")].replace(",", "")
-        if digits.isascii() and digits.isdigit():
-            return len(unpriced) - 1 + int(digits)
-    return len(unpriced)
+    return [*kept, unpriced_more(len(distinct) + len(wallet) - len(kept))]
 
 
 def build_aum(

@@ -177,11 +177,12 @@ def test_torn_file_keeps_last_good_values(out_dir: Path) -> None:
     assert "red: kpis_v7.json invalid (stale read)" in badges(app)
 
 
-def test_positions_table_columns_stay_numeric(out_dir: Path) -> None:
-    """The table has the contract's columns; numeric ones are float64 with NaN for missing."""
+def test_positions_table_cells_are_the_shared_formatters_texts(out_dir: Path) -> None:
+    """The contract's columns, each cell the text kpi_publisher.fmt makes (missing is the
+    marker, a percent has its sign), each column given a width (never measured by the grid)."""
     published.publish(out_dir, "full", time.time())
     table = run_app().dataframe[0]
-    assert table.proto.placeholder == "–"  # what a NaN cell shows
+    assert table.proto.placeholder == "–"
     frame = table.value
     assert list(frame.columns) == [
         "symbol",
@@ -196,11 +197,22 @@ def test_positions_table_columns_stay_numeric(out_dir: Path) -> None:
         "dd_today",
         "dd_state",
     ]
-    assert frame["symbol"].tolist() == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
-    for column in ("qty", "entry", "mark", "leverage", "atr_ratio", "dd_today"):
-        assert frame[column].dtype == "float64", column
-    assert frame["mark"].isna().tolist() == [False, False, True]
-    assert frame["pnl_fmt"].tolist() == ["12.34", "-18.00", "–"]
+    assert frame.to_dict("list") == {
+        "symbol": ["BTCUSDT", "ETHUSDT", "SOLUSDT"],
+        "side": ["LONG", "SHORT", "LONG"],
+        "qty": ["0.10", "-1.50", "10.00"],
+        "entry": ["67,000.00", "3,500.00", "150.00"],
+        "mark": ["67,123.40", "3,512.00", "–"],
+        "notional_fmt": ["6,712.34", "5,268.00", "1,500.00"],
+        "pnl_fmt": ["12.34", "-18.00", "–"],
+        "leverage": ["3.00x", "2.00x", "–"],
+        "atr_ratio": ["1.31", "0.94", "1.62"],
+        "dd_today": ["0.55%", "0.00%", "2.10%"],
+        "dd_state": ["cautious", "normal", "defensive"],
+    }
+    config = json.loads(table.proto.columns)
+    assert all(isinstance(config[c]["width"], int) for c in frame.columns)
+    assert config["entry"]["alignment"] == "right" and config["symbol"]["alignment"] == "left"
 
 
 def chart_specs(app: AppTest) -> dict[str, dict[str, Any]]:
@@ -229,10 +241,15 @@ def test_charts_show_the_published_figures(out_dir: Path) -> None:
     atr, dd = specs["symbols"]["data"]
     assert (atr["x"], atr["y"]) == (["BTCUSDT", "ETHUSDT", "SOLUSDT"], [1.31, 0.94, 1.62])
     assert dd["y"] == [0.55, 0.0, 2.1]
-    slip, fill, fallback = specs["router"]["data"]
-    # one row per symbol from router.symbols (SOLUSDT has slippage only)
+    slip, *rest = specs["router"]["data"]
+    fill, fallback = (t for t in rest if t["type"] == "bar")
+    # one row per symbol from router.symbols (SOLUSDT has slippage only: no rates, the marker)
     assert slip["y"] == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
     assert (slip["x"], fill["y"], fallback["y"]) == ([1.2, 2.4, 3.1], [70.0, 50.0], [10.0, 25.0])
+    assert [(t["x"], t["text"]) for t in rest if t["type"] == "scatter"] == [
+        (["SOLUSDT"], ["–"]),
+        (["SOLUSDT"], ["–"]),
+    ]
 
 
 def test_panels_without_data_say_so(out_dir: Path) -> None:
@@ -305,5 +322,74 @@ def test_page_with_hostile_documents_does_not_raise(out_dir: Path) -> None:
     )
     app = run_app()
     captions = [c.value for c in app.caption]
-    assert "all assets priced" in captions
+    assert "all assets priced" not in captions  # a number is no list of names: unknown
     assert "red: nav_history_v7.json invalid" in badges(app)
+
+
+# -- two files, one page: they must be of one publish ---------------------------------------------
+
+
+def test_kpis_and_positions_of_two_publishes_get_a_badge(out_dir: Path) -> None:
+    """positions_v7.json 30 s older than kpis_v7.json (still apart when read again): never the
+    green "all sources ok" beside a table the cards were not computed from (check exits 6)."""
+    now = time.time()
+    docs = published.publish(out_dir, "full", now)
+    older = published.restamp(docs["positions_v7.json"], now - 30.0)
+    older["positions"] = older["positions"][:1]
+    published.write_doc(out_dir, "positions_v7.json", older)
+    app = run_app()
+    assert badges(app) == ["red: kpis and positions of two publishes"]
+    assert "positions_v7.json is 30s older: the positions table and the cards may disagree" in (
+        texts(app)
+    )
+    published.publish(out_dir, "full", time.time())
+    app.run()
+    assert badges(app) == ["green: publisher up · all sources ok"]
+
+
+# -- the history beside the KPIs it belongs with --------------------------------------------------
+
+
+def history_charts(app: AppTest) -> int:
+    return sum("Equity curve" in c.proto.spec for c in app.get("plotly_chart"))
+
+
+def infos(app: AppTest) -> list[str]:
+    return [unescape(i.value) for i in app.info]
+
+
+def test_an_old_curve_is_not_drawn_beside_kpis_without_performance(out_dir: Path) -> None:
+    """`hedge-kpi once` after a `run`: kpis_v7.json without a performance block, the run's
+    nav_history_v7.json still there: no curve under "no NAV history published yet", a reason."""
+    now = time.time()
+    published.publish(out_dir, "full", now)
+    _, history = history_docs(now)
+    fs.write_atomic(out_dir / NAV_HISTORY_FILE, render(history), fsync=False)
+    app = run_app()
+    assert history_charts(app) == 0
+    (info,) = infos(app)
+    assert info.startswith("nav_history_v7.json (written ")
+    assert info.endswith(
+        "is not drawn: these KPIs carry no performance block, so it is not of this publish"
+    )
+
+
+def test_a_curve_that_stopped_is_not_drawn_beside_newer_kpis(out_dir: Path) -> None:
+    """The KPIs' history ends 3 days after the curve's last point (over 3 heartbeats, 15 s):
+    the curve is of another run or no longer written; within 15 s it is drawn, with its age."""
+    now = time.time()
+    docs = published.publish(out_dir, "full", now)
+    performance, history = history_docs(now)
+    kpis = {**docs["kpis_v7.json"], "performance": performance}
+    published.write_doc(out_dir, "kpis_v7.json", kpis)
+    _, old = history_docs(now - 3 * 86400.0)
+    fs.write_atomic(out_dir / NAV_HISTORY_FILE, render(old), fsync=False)
+    app = run_app()
+    assert history_charts(app) == 0
+    (info,) = infos(app)
+    assert "its curve ends" in info and "3d 00h before the KPIs' history (allowed 15s)" in info
+
+    fs.write_atomic(out_dir / NAV_HISTORY_FILE, render(history), fsync=False)
+    app = run_app()
+    assert history_charts(app) == 1
+    assert any(unescape(c.value).startswith("NAV curve to ") for c in app.caption)

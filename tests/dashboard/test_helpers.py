@@ -8,8 +8,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from dashboard import aum_slices, charts, freshness, positions_table
-from dashboard.data import Published, PublishedStore
+from dashboard import aum_slices, charts, freshness, grid_width, positions_table
+from dashboard.data import Published, PublishedStore, Snapshot
 from kpi_publisher import schemas
 from kpi_publisher.contract import INVALID, MISSING, OK
 from tests.dashboard import published
@@ -101,12 +101,15 @@ def positions_read(book: str = "full") -> Published:
 def test_publisher_down_is_strictly_over_three_heartbeats(age_s: float, down: bool) -> None:
     """15 s is three 5 s heartbeats: still up; a stamp up to 60 s ahead counts as age 0, one
     further ahead is no valid build time (docs/CONTRACT_RULES.md, rule 2): down."""
-    found = freshness.badges(kpis_read("full", NOW - age_s), positions_read(), NOW, 15.0)
+    found = freshness.badges(
+        Snapshot(kpis_read("full", NOW - age_s), positions_read(), True), NOW, 15.0
+    )
     assert (freshness.PUBLISHER_DOWN in [b.label for b in found]) is down
 
 
 def test_publisher_down_detail_names_the_age() -> None:
-    (badge,) = freshness.badges(kpis_read("full", NOW - 125), positions_read(), NOW, 15.0)
+    shown = Snapshot(kpis_read("full", NOW - 125), positions_read(), True)
+    (badge,) = freshness.badges(shown, NOW, 15.0)
     assert (badge.label, badge.detail) == ("publisher down", "last publish 2m 05s ago (limit 15s)")
 
 
@@ -165,20 +168,19 @@ def test_donut_tooltip_says_missing_zar_without_a_rate() -> None:
     assert charts.aum_donut(slices).data[0].hovertext[0] == "USD 10.00<br>ZAR –<br>qty –"
 
 
-def test_positions_frame_of_nothing_keeps_its_columns_and_dtypes() -> None:
+def test_positions_frame_of_nothing_keeps_its_columns() -> None:
     frame = positions_table.positions_frame(None)
-    assert list(frame.columns) == list(positions_table.COLUMNS)
+    assert list(frame.columns) == list(positions_table.COLUMN_NAMES)
     assert len(frame) == 0
-    assert all(frame[c].dtype == "float64" for c in positions_table.FLOAT_COLUMNS)
+    assert all(frame[c].dtype == "object" for c in frame.columns)
 
 
 def test_positions_frame_coerces_numeric_strings_and_junk() -> None:
-    """A stray string in a numeric field never turns the column into objects."""
+    """A number as a string is read as the number; junk in a numeric field is missing."""
     doc = {"positions": [{"symbol": "X", "qty": "1,234.5", "entry_price": "n/a", "leverage": True}]}
     frame = positions_table.positions_frame(doc)
-    assert frame["qty"].tolist() == [1234.5]
-    assert frame["entry"].isna().all() and frame["leverage"].isna().all()
-    assert frame["entry"].dtype == "float64"
+    assert frame["qty"].tolist() == ["1,234.50"]
+    assert frame["entry"].tolist() == ["–"] and frame["leverage"].tolist() == ["–"]
 
 
 def test_totals_line_uses_the_published_strings() -> None:
@@ -194,6 +196,29 @@ def test_symbol_risk_view_plots_atr_and_drawdown_per_symbol() -> None:
     assert list(atr.x) == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
     assert list(atr.y) == [1.31, 0.94, 1.62]
     assert list(dd.y) == [0.55, 0.0, 2.1]
+
+
+def test_symbol_risk_view_shows_a_real_zero_and_marks_a_missing_value() -> None:
+    """0.0 is a bar of no height with its text outside (Plotly drops text inside a bar of no
+    height); a missing value is no bar but the missing marker on the zero line."""
+    rows = charts.symbol_rows(
+        {
+            "BTCUSDT": {"atr_ratio": 0.0, "dd_today_pct": 0.0, "dd_state": "normal"},
+            "ETHUSDT": {"atr_ratio": 1.1, "dd_today_pct": None, "dd_state": "normal"},
+        }
+    )
+    figure = charts.symbol_risk_figure(rows)
+    assert figure is not None
+    atr, dd, dd_missing = figure.data
+    assert (list(atr.y), list(atr.text)) == ([0.0, 1.1], ["0.00<br>–", "1.10<br>–"])
+    assert (list(dd.x), list(dd.y), list(dd.text)) == (["BTCUSDT"], [0.0], ["0.00%<br>normal"])
+    assert {atr.textposition, dd.textposition} == {"outside"}
+    assert atr.cliponaxis is False and dd.cliponaxis is False
+    assert (dd_missing.mode, list(dd_missing.x), list(dd_missing.text)) == (
+        "text",
+        ["ETHUSDT"],
+        ["–<br>normal"],
+    )
 
 
 def test_symbol_risk_view_absent_without_data() -> None:
@@ -253,9 +278,10 @@ def test_router_chart_has_one_row_per_published_router_symbol() -> None:
     ]
     figure = charts.router_figure(rows)
     assert figure is not None
-    slip, fill, _ = figure.data
+    slip, fill, fill_missing, *_ = figure.data
     assert list(slip.y) == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
     assert list(fill.x) == ["BTCUSDT", "ETHUSDT"]
+    assert (list(fill_missing.x), list(fill_missing.text)) == (["SOLUSDT"], ["–"])
 
 
 def test_a_missing_later_era_source_is_no_badge_but_an_invalid_one_is() -> None:
@@ -265,3 +291,71 @@ def test_a_missing_later_era_source_is_no_badge_but_an_invalid_one_is() -> None:
     assert freshness.source_badges(kpis) == []
     kpis["sources"]["risk_advanced"] = {"status": "invalid", "age_s": 3.0, "error": "torn"}
     assert [b.label for b in freshness.source_badges(kpis)] == ["risk_advanced invalid"]
+
+
+def test_two_publishes_badge_says_which_file_is_older_and_by_how_much() -> None:
+    kpis = kpis_read("full", NOW)
+    positions = Published(
+        "positions_v7.json",
+        OK,
+        published.restamp(published.load("full", "positions_v7.json"), NOW - 30),
+    )
+    found = freshness.badges(Snapshot(kpis, positions, False), NOW, 15.0)
+    assert [(b.label, b.level, b.detail) for b in found] == [
+        (
+            freshness.TWO_PUBLISHES,
+            "error",
+            "positions_v7.json is 30s older: the positions table and the cards may disagree",
+        )
+    ]
+    assert freshness.pair_badge(Snapshot(kpis, positions, True)) is None
+    no_stamp = Published("positions_v7.json", OK, {"generated_at": "x"})
+    badge = freshness.pair_badge(Snapshot(kpis, no_stamp, False))
+    assert badge is not None and badge.detail.startswith(f"generated_at {NOW!r} (kpis_v7.json)")
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (3381.57946787, "3,381.5795"),
+        (102672.45630196, "102,672.46"),
+        (0.42573278, "0.42573278"),
+        (88.04, "88.04"),
+        (14.97290000000001, "14.9729"),
+        (67000.0, "67,000.00"),
+        (-0.002, "-0.002"),
+        (-281.7, "-281.70"),
+        (1e-07, "0.0000001"),
+        (1.5e-09, "0.00"),
+        (123456789.5, "123,456,789.50"),
+        (0.0, "0.00"),
+        (-0.0, "0.00"),
+        (-0.0000000001, "0.00"),
+    ],
+)
+def test_quantities_keep_their_published_digits_up_to_eight(value: float, text: str) -> None:
+    """qty / entry / mark: the digits published, at most 8 significant, at least the contract's
+    0.00, by the shared formatter."""
+    doc = {"positions": [{"qty": value}]}
+    assert positions_table.positions_frame(doc)["qty"].tolist() == [text]
+
+
+def test_drawdown_today_of_minus_zero_point_zero_zero_is_zero() -> None:
+    """-0.001127 % rounds to -0.00: the contract's 0.00 (the grid's own format said "-0.00%")."""
+    doc = {"positions": [{"dd_today_pct": -0.001127}, {"dd_today_pct": None}]}
+    assert positions_table.positions_frame(doc)["dd_today"].tolist() == ["0.00%", "–"]
+
+
+def test_every_column_is_wide_enough_for_its_widest_text() -> None:
+    """A later, longer value must not be cut: each width covers the widest text and the header,
+    and grows with them (the grid would keep the width of its first draw)."""
+    small = {"positions": [{"symbol": "WIFUSDT", "entry_price": 0.4283}]}
+    large = {
+        "positions": [*small["positions"], {"symbol": "1000SHIBUSDT", "entry_price": 102672.46}]
+    }
+    before = positions_table.column_widths(positions_table.positions_frame(small))
+    after = positions_table.column_widths(positions_table.positions_frame(large))
+    assert after["entry"] > before["entry"] and after["symbol"] > before["symbol"]
+    assert after["entry"] >= grid_width.text_px("102,672.46") + 2 * grid_width.PADDING_PX
+    assert after["notional_fmt"] >= grid_width.text_px("notional (USD)") + 2 * grid_width.PADDING_PX
+    assert min(after.values()) >= grid_width.MIN_PX

@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from dashboard.history_panel import NO_HISTORY, history_figures, history_tiles
+from dashboard.history_panel import (
+    NO_HISTORY,
+    curve_caption,
+    curve_withheld,
+    history_figures,
+    history_tiles,
+)
 from execution.demo_history import month_series, moved
 from kpi_publisher import fs
 from kpi_publisher.contract import NAV_HISTORY_FILE
@@ -108,3 +114,26 @@ def test_panel_without_a_history(tmp_path: Path, page: Any) -> None:
         browser.wait_card(page, "NAV (USD)", published.FULL_CARDS["NAV (USD)"])
         assert "Equity curve" not in page.inner_text("body")
         assert "Underwater" not in page.inner_text("body")
+
+
+def test_curve_is_withheld_unless_it_belongs_with_the_kpis():
+    """Drawn only beside a performance block whose last NAV point is within the allowance
+    (three heartbeats) of the curve's; otherwise the reason, with when the file was written."""
+    now = 1_800_000_000.0
+    performance, history = history_docs(now)
+    assert curve_withheld({"performance": performance}, history, 15.0) is None
+    no_block = curve_withheld({"nav": {}}, history, 15.0)
+    assert no_block is not None and "carry no performance block" in no_block
+    assert history["updated_at"] in no_block
+    _, older = history_docs(now - 20.0)
+    late = curve_withheld({"performance": performance}, older, 15.0)
+    assert late is not None and "20s before the KPIs' history (allowed 15s)" in late
+    assert curve_withheld({"performance": performance}, older, 20.0) is None
+    _, newer = history_docs(now + 3600.0)
+    ahead = curve_withheld({"performance": performance}, newer, 15.0)
+    assert ahead is not None and "1h 00m after the KPIs' history" in ahead
+    blank = curve_withheld({"performance": {"history": {}}}, history, 15.0)
+    assert blank is not None and "no last NAV point to match" in blank
+    assert curve_caption(history) == (
+        "NAV curve to 2027-01-15 07:59:30 UTC · written 2027-01-15T08:00:00.000Z"
+    )

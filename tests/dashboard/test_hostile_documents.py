@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dashboard import fields, freshness, history_panel, kpi_panel, views
-from dashboard.data import Published, PublishedStore
+from dashboard.data import Published, PublishedStore, Snapshot
 from kpi_publisher import fs, schemas
 from kpi_publisher.contract import (
     INVALID,
@@ -23,6 +23,7 @@ from kpi_publisher.contract import (
     NAV_HISTORY_SCHEMA,
     OK,
     POSITIONS_SCHEMA,
+    unpriced_count,
 )
 from kpi_publisher.render import render
 from tests.dashboard.test_history_panel import history_docs
@@ -95,17 +96,54 @@ def test_a_curve_column_that_is_not_a_list_has_no_points(column: Any) -> None:
 # -- the view builders ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("unpriced", [5, -1, 1e308, True, False, {"BTC": 1}, "", []])
-def test_unpriced_that_is_not_a_list_of_names_reads_as_all_priced(unpriced: Any) -> None:
-    cards = {c.label: c for c in kpi_panel.nav_cards({"aum": {"unpriced": unpriced}})}
-    assert cards["AUM (USD)"].caption == "all assets priced"
+def aum_caption(kpis: Any) -> str:
+    cards = {c.label: c for c in kpi_panel.overview_cards(kpis)}
+    return cards["AUM (USD)"].caption
 
 
-def test_unpriced_as_one_string_is_not_listed_letter_by_letter() -> None:
-    cards = {c.label: c for c in kpi_panel.nav_cards({"aum": {"unpriced": "XAUT"}})}
-    assert cards["AUM (USD)"].caption == "all assets priced"
-    cards = {c.label: c for c in kpi_panel.nav_cards({"aum": {"unpriced": ["XAUT", 7]}})}
-    assert cards["AUM (USD)"].caption == "unpriced: XAUT"
+@pytest.mark.parametrize("unpriced", [None, 5, -1, 1e308, True, False, {"BTC": 1}, "", "XAUT"])
+def test_unpriced_that_is_not_a_list_is_unknown_not_all_priced(unpriced: Any) -> None:
+    """Only an empty `unpriced` list says every asset is priced; anything else is not known."""
+    assert aum_caption({"aum": {"unpriced": unpriced}}) == "–"
+
+
+@pytest.mark.parametrize("kpis", [None, {}, {"aum": None}, {"aum": [1]}, {"nav": {"nav_usd": 1}}])
+def test_no_aum_block_claims_nothing(kpis: Any) -> None:
+    """A null or foreign document has no AUM block: the caption is the missing marker."""
+    assert aum_caption(kpis) == "–"
+
+
+@pytest.mark.parametrize(
+    ("unpriced", "caption"),
+    [
+        ([], "all assets priced"),
+        (["XAUT"], "unpriced: XAUT"),
+        (["XAUT", 7], "unpriced: XAUT and 1 more"),
+        ([7, None], "2 unpriced"),
+        (["A", "B", "C", "D", "E", "F"], "unpriced: A, B, C, D, E and 1 more"),
+        (
+            [*(f"C{i:03d}" for i in range(100)), "300 more"],
+            "unpriced: C000, C001, C002, C003, C004 and 395 more",
+        ),
+        (["Futures", "1,234 more"], "unpriced: Futures and 1,234 more"),
+    ],
+)
+def test_unpriced_caption_names_a_few_and_counts_the_rest(unpriced: Any, caption: str) -> None:
+    """At most five names, then how many more of the whole count, so 100 names and "300 more"
+    take one line, not 25."""
+    assert aum_caption({"aum": {"unpriced": unpriced}}) == caption
+
+
+@pytest.mark.parametrize(
+    ("unpriced", "count"),
+    [(None, None), (5, None), ("x", None), ([], 0), (["A"], 1), (["A", "3 more"], 4),
+     (["A", "1,234 more"], 1235), (["A", "x more"], 2), (["A", 7], 2), (["A", "more"], 2),
+     (["A", " more"], 2), (["A", "٣ more"], 2), (["12 more"], 12)],
+)  # fmt: skip
+def test_the_unpriced_count_read_from_any_list(unpriced: Any, count: int | None) -> None:
+    """The one reader of "<n> more" (the dashboard's caption and the Prometheus gauge): only
+    a last entry of ASCII digits and " more" counts n; any other entry counts one."""
+    assert unpriced_count(unpriced) == count
 
 
 @pytest.mark.parametrize("daily_returns", [None, "abc", True, {}, float("nan")])
@@ -284,7 +322,7 @@ def test_any_kpis_document_builds_every_kpis_view(doc: dict[str, Any]) -> None:
         tiles = history_panel.history_tiles(doc, window)
         assert all("None" not in tile.value + tile.caption for tile in tiles)
     kpis = Published("kpis_v7.json", OK, doc)
-    freshness.badges(kpis, Published("positions_v7.json", OK, {}), NOW, 15.0)
+    freshness.badges(Snapshot(kpis, Published("positions_v7.json", OK, {}), False), NOW, 15.0)
 
 
 @PROPERTY

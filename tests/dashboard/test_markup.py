@@ -20,7 +20,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import charts, freshness
-from dashboard.data import Published
+from dashboard.data import Published, Snapshot
 from dashboard.text import WORD_JOINER, md_escape, plotly_escape
 from kpi_publisher.contract import OK
 from tests.dashboard import published, test_app
@@ -188,8 +188,8 @@ def test_labels_reach_every_chart_escaped(out_dir: Path) -> None:
     atr, dd = specs["symbols"]["data"]
     assert sorted(atr["x"]) == sorted(dd["x"]) == sorted(escaped)
     img = atr["x"].index(escaped[0])
-    assert atr["text"][img] == "1.31 &lt;b&gt;BTC&lt;/b&gt;"
-    assert dd["text"][dd["x"].index(escaped[0])] == "0.55% [x](javascript:1)"
+    assert atr["text"][img] == "1.31<br>&lt;b&gt;BTC&lt;/b&gt;"
+    assert dd["text"][dd["x"].index(escaped[0])] == "0.55%<br>[x](javascript:1)"
     slip, fill, fallback = specs["router"]["data"]
     assert sorted(slip["y"]) == sorted(fill["x"]) == sorted(fallback["x"]) == sorted(escaped)
     # Drawn as written: decoding Plotly's entities gives back the published label.
@@ -292,12 +292,12 @@ def test_every_chart_label_goes_through_the_shared_helper() -> None:
     assert figure is not None
     bar = json.loads(figure.to_json())["data"][0]
     assert bar["x"] == ["&lt;i&gt;X&lt;/i&gt;"]
-    assert bar["text"] == ["1.00 &lt;u&gt;hi&lt;/u&gt;"]
+    assert bar["text"] == ["1.00<br>&lt;u&gt;hi&lt;/u&gt;"]
 
 
 def test_source_badges_never_green_for_a_document_without_sources() -> None:
     doc = published.load("full", "kpis_v7.json")
     read = Published("kpis_v7.json", OK, {**doc, "sources": {}, "generated_at": 1.0})
     positions = Published("positions_v7.json", OK, published.load("full", "positions_v7.json"))
-    found = freshness.badges(read, positions, 1.0, 15.0)
+    found = freshness.badges(Snapshot(read, positions, True), 1.0, 15.0)
     assert [b.label for b in found] == [freshness.SOURCES_EMPTY]

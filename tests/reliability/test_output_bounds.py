@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from kpi_publisher import pipeline, render, schemas
 from kpi_publisher.config import Settings
-from kpi_publisher.contract import SOURCE_NAMES, from_values
+from kpi_publisher.contract import MAX_UNPRICED, SOURCE_NAMES, from_values
 from kpi_publisher.parse import DOC_TS_KEYS, MAX_LABEL_CHARS
 from kpi_publisher.stages import aum, fees, fx, nav, positions, router
 from kpi_publisher.stages.risk import build_var, var_note
@@ -537,8 +537,8 @@ def test_the_largest_kpis_file_fits_the_readers_cap() -> None:
     assert schemas.violation("kpis_v7", orjson.loads(raw)) is None
     published = outputs.kpis["aum"]
     assert len(published["slices"]) == 1 + aum.MAX_ASSET_SLICES
-    assert len(published["unpriced"]) == aum.MAX_UNPRICED + 1
-    assert published["unpriced"][-1] == f"{names - aum.MAX_UNPRICED:,} more"
+    assert len(published["unpriced"]) == MAX_UNPRICED + 1
+    assert published["unpriced"][-1] == f"{names - MAX_UNPRICED:,} more"
 
 
 def test_four_hundred_thousand_unpriced_names_publish_a_file_check_accepts(tmp_path: Path) -> None:
@@ -557,8 +557,8 @@ def test_four_hundred_thousand_unpriced_names_publish_a_file_check_accepts(tmp_p
         assert layout.path(source).stat().st_size < SETTINGS.max_input_bytes
     _once_and_check(layout)
     unpriced = orjson.loads((layout.out / "kpis_v7.json").read_bytes())["aum"]["unpriced"]
-    assert unpriced[: aum.MAX_UNPRICED] == [f"H{i:06d}{'X' * 57}" for i in range(100)]
-    assert unpriced[aum.MAX_UNPRICED :] == ["419,900 more"]
+    assert unpriced[:MAX_UNPRICED] == [f"H{i:06d}{'X' * 57}" for i in range(100)]
+    assert unpriced[MAX_UNPRICED:] == ["419,900 more"]
 
 
 def test_a_label_too_long_to_be_one_is_never_copied_onto_rows() -> None:

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from kpi_publisher.contract import unpriced_count
 from kpi_publisher.stages import aum as aum_stage
 from kpi_publisher.stages.aum import build_aum
 
@@ -319,10 +320,10 @@ def test_the_count_of_unpriced_assets_includes_the_ones_not_listed():
     many = {f"X{i:05d}": {"qty": 1.0} for i in range(12_345)}
     out = build_aum(None, None, None, many, nav_usd=10.0, usd_zar=None)
     assert out["unpriced"][-1] == "12,245 more"
-    assert aum_stage.unpriced_count(out["unpriced"]) == 12_345
-    assert aum_stage.unpriced_count(["BTC", "ETH"]) == 2
-    assert aum_stage.unpriced_count([]) == 0
-    assert aum_stage.unpriced_count(None) is None
+    assert unpriced_count(out["unpriced"]) == 12_345
+    assert unpriced_count(["BTC", "ETH"]) == 2
+    assert unpriced_count([]) == 0
+    assert unpriced_count(None) is None
 
 
 # -- each source of assets is valued only when the ones before it gave no value ---------------
