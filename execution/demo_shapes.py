@@ -22,6 +22,7 @@ from execution.demo_market import (
     router_quality,
 )
 from execution.shapes import iso, r
+from kpi_publisher.parse import number
 
 # --- NAV -------------------------------------------------------------------------------------
 
@@ -29,17 +30,17 @@ from execution.shapes import iso, r
 def offexchange_executor_view(
     w: World, holdings: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, dict[str, Any]]:
-    """The executor's own off-exchange block: priced at the futures mark, else avg_cost."""
+    """The executor's own off-exchange block: priced at the futures mark, else avg_cost. The
+    config's numbers are read as the publisher reads them (`parse.number`: "2,098.96" is a
+    number, "n/a" none), so a config the publisher accepts never stops the demo."""
     out: dict[str, dict[str, Any]] = {}
     for sym, h in holdings.items():
         if not isinstance(h, Mapping):
             continue
         avg_cost = h.get("avg_cost")
         mark = w.marks.get(f"{sym}USDT")
-        price = mark if mark is not None else avg_cost
-        out[sym] = shapes.offexchange_entry(
-            float(h.get("qty") or 0.0), avg_cost, None if price is None else float(price)
-        )
+        price = mark if mark is not None else number(avg_cost)
+        out[sym] = shapes.offexchange_entry(number(h.get("qty")) or 0.0, avg_cost, price)
     return out
 
 

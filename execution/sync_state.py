@@ -39,6 +39,10 @@ POSITIONS_STATE_FILE = "positions_state.json"
 SERIES_MAX = 500  # points of NAV history kept in nav_state.series, as upstream
 
 
+# The times `iso` can write: the epoch to the last second of the year 9999.
+_MIN_TS, _MAX_TS = 0.0, 253_402_300_799.0
+
+
 def iso(ts: float) -> str:
     """Epoch seconds -> ISO-8601 UTC (`+00:00`), the style the real sync writer used."""
     return datetime.fromtimestamp(ts, UTC).isoformat()
@@ -119,7 +123,9 @@ def build_positions_state(
         raise ValueError(
             f"container must be one of {positions_stage.CONTAINERS}, got {container!r}"
         )
-    _, built = position_book(positions_stage.normalize(raw_positions), risk_snapshot, symbols_cap)
+    _, built = position_book(
+        positions_stage.normalize(raw_positions), risk_snapshot, symbols_cap, every_row=True
+    )
     totals = built["totals"]
     notionals = [r["notional"] for r in built["positions"] if r["notional"] is not None]
     gross, net = totals["gross_notional_usd"], totals["net_notional_usd"]
@@ -149,7 +155,10 @@ def _nav_points(nav_log: Iterable[Any] | None) -> list[tuple[float | None, float
         nav = first_number(point, "nav", "nav_usd", "total_equity", "equity")
         if nav is None or nav <= 0:
             continue
-        out.append((parse_ts(get(point, "t")), nav, first_number(point, "unrealized_pnl")))
+        t = parse_ts(get(point, "t"))
+        if t is not None and not _MIN_TS <= t <= _MAX_TS:
+            t = None  # no calendar writes it (past the year 9999): the point has no time
+        out.append((t, nav, first_number(point, "unrealized_pnl")))
     return out
 
 

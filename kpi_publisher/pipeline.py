@@ -118,14 +118,18 @@ def position_book(
     symbols_cap: int,
     cvar: Mapping[str, float | None] | None = None,
     nav_usd: float | None = None,
+    *,
+    every_row: bool = False,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """(the `symbols` map, the {positions, totals} block) for normalised position rows.
 
     The held symbols come first in the map (capped at `symbols_cap`), and each row is joined
-    with its symbol's risk fields, past the cap too. The executor's positions_state.json is
-    built by this too.
+    with its symbol's risk fields, past the cap too. The block lists the rows positions_v7.json
+    lists (`positions.listed`), or all of them with `every_row`: the executor's
+    positions_state.json is built by this too, and an input file must hold the whole book
+    (the publisher lists from it and totals all of it).
     """
-    listed = positions.listed(rows)
+    listed = rows if every_row else positions.listed(rows)
     indexed = per_symbol(get(risk_doc, "symbols"))
     return _position_book(
         _compute, rows, listed, _symbols_of(listed), risk_doc, indexed, symbols_cap, cvar, nav_usd

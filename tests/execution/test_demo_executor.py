@@ -468,3 +468,22 @@ def test_a_stop_signal_ends_the_loop_at_once(tmp_path, signum):
     assert events[-1]["event"] == "demo_stopped"
     assert events[-1]["cycles"] == 1
     assert [p for p in tmp_path.rglob("*") if fs.is_temp_name(p.name)] == []
+
+
+@pytest.mark.parametrize(
+    ("holding", "usd"),
+    [({"qty": "2,098.96", "avg_cost": 1}, 2098.96), ({"qty": 2098.96, "avg_cost": "n/a"}, 2098.96)],
+    ids=["grouped-qty", "cost-not-a-number"],
+)
+def test_a_holdings_config_the_publisher_reads_never_stops_the_demo(tmp_path, holding, usd):
+    """A holdings config the publisher reads ("2,098.96" is a number to it, "n/a" none) made
+    the demo executor raise ValueError and write no state at all. It runs; the holding is
+    valued as the publisher values the same config (USDC from the demo's price cache when its
+    cost is no number)."""
+    config = tmp_path / "config" / "offexchange_holdings.json"
+    config.parent.mkdir(parents=True)
+    config.write_text(json.dumps({"USDC": holding}))
+    assert run_demo(tmp_path, "v7.6", cycles=1) == 1
+    kpis, _ = once(tmp_path, 1)
+    slices = {s["label"]: s["usd"] for s in kpis["aum"]["slices"]}
+    assert slices["USDC"] == pytest.approx(usd)

@@ -10,6 +10,7 @@ import pytest
 from execution import sync_state
 from execution.demo_market import load_data
 from kpi_publisher import sources
+from kpi_publisher.config import resolve
 
 NAV_LOG = load_data("nav_log.json")  # 720 real NAV points, 2025-11-05 .. 11-06
 HOLDINGS = load_data("offexchange_holdings.json")  # BTC 0.035, XAUT 0.59, USDC 2098.96
@@ -313,3 +314,41 @@ def test_series_max_keeps_at_most_that_many_points(series_max, kept):
 def test_a_nav_log_that_is_not_a_list_of_points_writes_nothing(nav_log):
     """None raised TypeError; an object, a string or bytes already gave nothing."""
     assert sync_state.build_nav_state(nav_log, now=LAST["t"]) is None
+
+
+@pytest.mark.parametrize("t", [1e25, 2.6e20, 1e30, "9" * 40])
+def test_a_nav_point_no_calendar_can_write_has_no_time_and_never_stops_the_write(t):
+    """One corrupt point in the NAV log (a time past the year 9999, in whatever unit) raised
+    in the ISO conversion and stopped every nav_state.json write until it left the last 500
+    points; it is now a point without a time, and the others are written as before."""
+    now = 1_796_050_000.0
+    doc = sync_state.build_nav_state(
+        [{"t": now - 10, "nav": 100.0}, {"t": t, "nav": 101.0}, {"t": now, "nav": 102.0}], now=now
+    )
+    assert doc is not None
+    assert [p["t"] is None for p in doc["series"]] == [False, True, False]
+    assert doc["nav_usd"] == 102.0
+
+
+def test_positions_state_holds_the_whole_book_past_the_publishers_listing_limit(tmp_path):
+    """6,000 rows: positions_state.json held only the 5,000 the publisher lists, so the
+    publisher, reading it, totalled 5,000 rows (gross and exposure short, no note). The
+    executor's file is an input: it holds every row, and the publisher lists and totals from
+    it as from the raw rows."""
+    from kpi_publisher import pipeline
+    from kpi_publisher.contract import from_values
+    from kpi_publisher.stages import positions as positions_stage
+
+    rows = [
+        {"symbol": f"S{i}USDT", "positionAmt": "1", "markPrice": str(1 + i % 7), "entryPrice": "1"}
+        for i in range(6000)
+    ]
+    doc = sync_state.build_positions_state(rows, None, now=1_796_050_000.0)
+    assert len(doc["positions"]) == 6000
+    assert doc["totals"]["count"] == 6000
+    settings = resolve({"state_dir": str(tmp_path)}, {})
+    via_file = pipeline.build(from_values({"positions": doc}), 1_796_050_001.0, settings)
+    direct = pipeline.build(from_values({"positions": rows}), 1_796_050_001.0, settings)
+    assert via_file.positions["totals"] == direct.positions["totals"]
+    assert via_file.positions["totals"]["count"] == 6000
+    assert len(via_file.positions["positions"]) == positions_stage.MAX_ROWS
