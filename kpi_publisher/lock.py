@@ -54,8 +54,9 @@ class OutDirLock:
 
     def holds(self, out_dir: Path) -> bool:
         """True when the lock is on the directory now at `out_dir` (not on one that was
-        removed or renamed away since, whose lock keeps no one out of its replacement)."""
-        if self.fd < 0 or self.path != out_dir:
+        removed or renamed away since, whose lock keeps no one out of its replacement),
+        whatever path names it (a symlink, `..`)."""
+        if self.fd < 0:
             return False
         try:
             held, current = os.fstat(self.fd), os.stat(out_dir)
@@ -221,6 +222,7 @@ class DaemonLock:
         """Hold `out_dir`'s lock instead; on LockHeld or OSError the current one stays held."""
         with self._guard:
             if self._held is not None and self._held.holds(out_dir):
+                self._held.path = out_dir  # the same directory by another path: held already
                 return
             new = acquire(out_dir, wait_s=SHORT_HOLDER_WAIT_S)
             old, self._held, self._pending = self._held, new, None

@@ -17,6 +17,7 @@ from typing import Any, cast
 import orjson
 import pytest
 
+from bench.inotify import IN_CREATE, Inotify
 from kpi_publisher import fs
 
 pytestmark = pytest.mark.timeout(60)
@@ -268,6 +269,61 @@ def test_sighup_with_a_bad_config_keeps_the_old_one_and_says_why(
     proc.wait_event(lambda e: is_publish(e) and e["reason"] == "heartbeat", start=mark)
     assert kpis(dirs)["nav"]["fresh"] is True  # still the old nav_fresh_s
     assert proc.stop()[0] == 0
+
+
+def test_sighup_to_another_path_of_its_own_out_dir_is_applied_at_once(
+    dirs: dict[str, Path], spawn: Callable[..., Proc]
+) -> None:
+    """A reload whose out dir is the running one by another path (a symlink to it): the
+    daemon holds that directory already, so the reload applies and publishing goes on. It was
+    refused as "published into by another process" (its own lock) after a 5 s stall."""
+    config = dirs["root"] / "kpi.toml"
+    alias = dirs["root"] / "alias"
+    config.write_text(f'[kpi]\nout_dir = "{dirs["out"]}"\nheartbeat_s = 0.5\n')
+    proc = spawn(["--state-dir", str(dirs["state"]), "--config", str(config)])
+    proc.wait_event(is_publish)
+    alias.symlink_to(dirs["out"])
+    config.write_text(f'[kpi]\nout_dir = "{alias}"\nheartbeat_s = 0.5\n')
+    mark = proc.mark()
+    sent = time.monotonic()
+    proc.popen.send_signal(signal.SIGHUP)
+    reloaded = proc.wait_event(lambda e: e["event"] == "config_reloaded", start=mark)
+    assert reloaded["changed"] == ["out_dir"]
+    proc.wait_event(lambda e: is_publish(e) and e["reason"] == "reload", start=mark)
+    assert time.monotonic() - sent < 3.0  # no wait on its own lock
+    assert not [e for e in proc.events[mark:] if e["event"] == "config_reload_failed"]
+    assert proc.stop()[0] == 0
+
+
+def test_a_reload_into_another_daemon_s_dir_writes_nothing_there(
+    dirs: dict[str, Path], spawn: Callable[..., Proc]
+) -> None:
+    """A reload to a link into a directory another daemon holds is refused before anything is
+    written there: the writability probe comes after the lock (it created and removed a temp
+    file in the other desk's directory first)."""
+    config = dirs["root"] / "kpi.toml"
+    taken, link = dirs["root"] / "taken", dirs["root"] / "link"
+    config.write_text(f'[kpi]\nout_dir = "{dirs["out"]}"\n')
+    first = spawn(["--state-dir", str(dirs["state"]), "--config", str(config)])
+    first.wait_event(is_publish)
+    holder = spawn(["--state-dir", str(dirs["state"]), "--out-dir", str(taken)])
+    holder.wait_event(is_publish)
+    link.symlink_to(taken)
+    config.write_text(f'[kpi]\nout_dir = "{link}"\n')
+    with Inotify(taken, IN_CREATE) as watch:
+        watch.read(0.2)  # the holder's own files so far
+        holder.popen.send_signal(signal.SIGSTOP)  # the holder writes nothing meanwhile
+        try:
+            watch.read(0.2)
+            mark = first.mark()
+            first.popen.send_signal(signal.SIGHUP)
+            first.wait_event(lambda e: e["event"] == "config_reload_failed", start=mark)
+            created = watch.read(0.3)
+        finally:
+            holder.popen.send_signal(signal.SIGCONT)
+    assert created == [], created
+    assert first.stop()[0] == 0
+    assert holder.stop()[0] == 0
 
 
 def test_sighup_to_another_out_dir_moves_the_lock_and_never_shares_a_dir(

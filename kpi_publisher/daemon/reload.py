@@ -110,10 +110,17 @@ def _switch(daemon: Daemon, old: Settings, new: Settings) -> bool:
         # own it.
         try:
             new.publish_dir.mkdir(parents=True, exist_ok=True)
-            # A dir nothing can be written into (read-only, no permission) is refused too.
-            fs.probe_writable(new.publish_dir / KPIS_FILE)
             if daemon.out_lock is not None:
                 daemon.out_lock.move(new.publish_dir)
+            try:
+                # A dir nothing can be written into (read-only, no permission) is refused
+                # too; tried once it is locked (its probe is a write).
+                fs.probe_writable(new.publish_dir / KPIS_FILE)
+            except OSError:
+                if daemon.out_lock is not None:
+                    with contextlib.suppress(LockHeld, OSError):  # else the next pass locks it
+                        daemon.out_lock.move(old.publish_dir)
+                raise
         except (LockHeld, OSError) as exc:
             reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
             return _refused(old, f"out dir {new.publish_dir}: {reason}")
