@@ -432,9 +432,9 @@ def test_an_out_dir_replaced_by_another_directory_is_locked_again_before_a_publi
     it publishes there, so a second daemon started on it is refused naming the first."""
     first = spawn(base_args(dirs))
     first.wait_event(is_publish)
+    mark = first.mark()  # before the change: a pass may notice it before the write below
     dirs["out"].rename(dirs["root"] / "out.old")
     dirs["out"].mkdir()
-    mark = first.mark()
     write_json(dirs["state"] / "nav_state.json", {"nav_usd": 3000.0, "updated_at": time.time()})
     first.wait_event(lambda e: e["event"] == "out_dir_replaced", start=mark)
     first.wait_event(lambda e: is_publish(e) and published_nav(dirs) == 3000.0, start=mark)
@@ -459,9 +459,9 @@ def test_an_out_dir_replaced_by_a_link_to_another_daemon_s_dir_is_never_publishe
     other = spawn(["--state-dir", str(other_state), "--out-dir", str(other_out)])
     first.wait_event(is_publish)
     other.wait_event(is_publish)
+    mark = first.mark()  # before the change: a pass may notice it before the write below
     dirs["out"].rename(dirs["root"] / "out.old")
     dirs["out"].symlink_to(other_out)
-    mark = first.mark()
     write_json(dirs["state"] / "nav_state.json", {"nav_usd": 3000.0, "updated_at": time.time()})
     refused = first.wait_event(lambda e: e["event"] == "publish_failed", start=mark)
     assert "held by" in refused["reason"] or str(other.popen.pid) in refused["reason"], refused
