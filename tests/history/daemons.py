@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -46,6 +47,21 @@ def require_mount_namespace() -> None:
         ).returncode
     ):
         pytest.skip("unshare (user + mount namespaces) is not available here")
+
+
+def published(t: float, nav: float) -> SimpleNamespace:
+    """What the daemon hands its post-publish observers, for a NAV `nav` stamped `t` (the
+    history reads only `kpis`)."""
+    return SimpleNamespace(
+        kpis={"nav": {"updated_at": t, "nav_usd": nav}, "risk": {}}, positions={}
+    )
+
+
+def curve(out: Path) -> list[float]:
+    """The NAVs of the whole curve in `out`'s nav_history_v7.json."""
+    doc = orjson.loads((out / NAV_HISTORY_FILE).read_bytes())
+    navs: list[float] = doc["windows"]["all"]["nav_usd"]
+    return navs
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = WAIT_S) -> Any:

@@ -12,10 +12,8 @@ import os
 import time
 from collections.abc import MutableMapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import orjson
 import pytest
 from structlog.testing import capture_logs
 
@@ -23,22 +21,11 @@ from kpi_publisher.contract import NAV_HISTORY_FILE
 from kpi_publisher.history import recorder as recorder_module
 from kpi_publisher.history.recorder import HistoryRecorder
 from kpi_publisher.history.store import HistoryStore, Point
-from tests.history.daemons import Daemon, Desk, stored, stored_so_far, wait_for
+from tests.history.daemons import Daemon, Desk, curve, published, stored, stored_so_far, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
 T0 = 1_760_000_000.0
-
-
-def published(t: float, nav: float) -> SimpleNamespace:
-    return SimpleNamespace(kpis={"nav": {"updated_at": t, "nav_usd": nav}, "risk": {}})
-
-
-def curve(out: Path) -> list[float]:
-    navs: list[float] = orjson.loads((out / NAV_HISTORY_FILE).read_bytes())["windows"]["all"][
-        "nav_usd"
-    ]
-    return navs
 
 
 def history_of(path: Path, *points: tuple[float, float]) -> Path:

@@ -21,6 +21,7 @@ from kpi_publisher.config import Settings
 from kpi_publisher.contract import NAV_HISTORY_FILE
 from kpi_publisher.history.recorder import HistoryRecorder, recorder_for
 from tests import test_daemon_signals
+from tests.history.daemons import curve
 from tests.test_daemon_signals import Proc, is_publish, write_json
 
 pytestmark = pytest.mark.timeout(60)
@@ -34,12 +35,6 @@ def published(t: float, nav: float) -> SimpleNamespace:
     return SimpleNamespace(
         kpis={"nav": {"updated_at": t, "nav_usd": nav}, "risk": {}}, positions={}
     )
-
-
-def curve(out_dir: Path) -> list[float]:
-    doc = orjson.loads((out_dir / NAV_HISTORY_FILE).read_bytes())
-    navs: list[float] = doc["windows"]["all"]["nav_usd"]
-    return navs
 
 
 def stored(path: Path) -> list[float]:

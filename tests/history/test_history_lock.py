@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from structlog.testing import capture_logs
@@ -20,7 +19,7 @@ from kpi_publisher.history import recorder as recorder_module
 from kpi_publisher.history import store as store_module
 from kpi_publisher.history.recorder import HistoryRecorder
 from kpi_publisher.history.store import HistoryStore, Point
-from tests.history.daemons import Daemon, Desk, stored, wait_for
+from tests.history.daemons import Daemon, Desk, published, stored, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -34,10 +33,6 @@ assert store.append(Point(1_760_000_000.0, 10_000.0), now=1_760_000_000.0)
 print("held", flush=True)
 time.sleep(60)
 """
-
-
-def published(t: float, nav: float) -> SimpleNamespace:
-    return SimpleNamespace(kpis={"nav": {"updated_at": t, "nav_usd": nav}, "risk": {}})
 
 
 def test_a_store_on_a_file_another_process_holds_is_refused_naming_it(

@@ -17,7 +17,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
-import orjson
 import pytest
 from structlog.testing import capture_logs
 
@@ -29,22 +28,11 @@ from kpi_publisher.history.recorder import HistoryRecorder
 from kpi_publisher.history.store import HistoryStore
 from kpi_publisher.lock import DaemonLock
 from kpi_publisher.run import history_guard
-from tests.history.daemons import Daemon, Desk, wait_for
+from tests.history.daemons import Daemon, Desk, curve, published, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
 THEIRS = b'{"another desk": "its curve"}'
-
-
-def published(t: float, nav: float) -> SimpleNamespace:
-    return SimpleNamespace(kpis={"nav": {"updated_at": t, "nav_usd": nav}, "risk": {}})
-
-
-def curve(out: Path) -> list[float]:
-    navs: list[float] = orjson.loads((out / NAV_HISTORY_FILE).read_bytes())["windows"]["all"][
-        "nav_usd"
-    ]
-    return navs
 
 
 def _arrive(recorder: HistoryRecorder, t: float, nav: float) -> None:

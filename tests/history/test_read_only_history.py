@@ -18,7 +18,6 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -28,7 +27,7 @@ from structlog.testing import capture_logs
 from kpi_publisher.contract import NAV_HISTORY_FILE
 from kpi_publisher.history.recorder import HistoryRecorder
 from kpi_publisher.history.store import HistoryStore, Point
-from tests.history.daemons import Daemon, Desk, require_mount_namespace, stored, wait_for
+from tests.history.daemons import Daemon, Desk, published, require_mount_namespace, stored, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -41,10 +40,6 @@ def two_days(path: Path, end: float) -> None:
     store = HistoryStore(path)
     store.extend(Point(end - 300.0 * (STORED - i), 2000.0 + i * 0.1) for i in range(STORED))
     store.close()
-
-
-def published(t: float, nav: float) -> SimpleNamespace:
-    return SimpleNamespace(kpis={"nav": {"updated_at": t, "nav_usd": nav}, "risk": {}})
 
 
 def curve_points(out: Path) -> int:

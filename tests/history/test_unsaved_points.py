@@ -13,13 +13,10 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
-import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from kpi_publisher.contract import NAV_HISTORY_FILE
 from kpi_publisher.history import recorder as recorder_module
 from kpi_publisher.history.curves import Series
 from kpi_publisher.history.recorder import HistoryRecorder
@@ -27,6 +24,8 @@ from kpi_publisher.history.store import HistoryStore, Point
 from tests.history.daemons import (
     Daemon,
     Desk,
+    curve,
+    published,
     require_mount_namespace,
     stored,
     stored_so_far,
@@ -37,16 +36,6 @@ pytestmark = pytest.mark.timeout(60)
 
 NO_LIMIT = 1_073_741_823  # SQLite's largest max_page_count
 T0 = 1_760_000_000.0
-
-
-def published(t: float, nav: float) -> SimpleNamespace:
-    return SimpleNamespace(kpis={"nav": {"updated_at": t, "nav_usd": nav}, "risk": {}})
-
-
-def curve(out: Path) -> list[float]:
-    doc = orjson.loads((out / NAV_HISTORY_FILE).read_bytes())
-    navs: list[float] = doc["windows"]["all"]["nav_usd"]
-    return navs
 
 
 def disk_full(store: HistoryStore, full: bool) -> None:
